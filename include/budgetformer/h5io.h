@@ -1,0 +1,54 @@
+/* h5io: checked HDF5 helpers. Every failure returns -1 with a message naming the file and the dataset,
+ * group or attribute, and what was expected (type, rank, shape), so loaders can refuse bad files clearly.
+ *
+ *   hid_t f = bf_h5_create("x.h5", &err);
+ *   hsize_t dims[2] = {n, t};
+ *   bf_h5_write(f, "/tokens", H5T_NATIVE_INT32, 2, dims, tokens, &err);   // parents are created
+ *   bf_h5_close(f);
+ *
+ * Memory types are H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, H5T_NATIVE_INT64, H5T_NATIVE_UINT32; they are stored
+ * little-endian (float32 IEEE, int32, int64, uint32). Strings are variable-length UTF-8.
+ */
+#ifndef BUDGETFORMER_H5IO_H
+#define BUDGETFORMER_H5IO_H
+
+#include <hdf5.h>
+#include <stddef.h>
+
+#include "budgetformer/util.h"
+
+/* Turns off HDF5's own error printing; our messages replace it. Call once at start (idempotent). */
+void bf_h5_init(void);
+
+hid_t bf_h5_create(const char *path, bf_err *err);     /* truncates; returns < 0 on error */
+hid_t bf_h5_open_read(const char *path, bf_err *err);  /* read-only; checks it is an HDF5 file */
+hid_t bf_h5_open_rw(const char *path, bf_err *err);
+/* Closes and reports a failed flush (e.g. a full disk) as an error. */
+int bf_h5_close(hid_t file, const char *path, bf_err *err);
+/* The file name of an open object, for messages. */
+const char *bf_h5_filename(hid_t loc, char *buf, size_t len);
+
+int bf_h5_exists(hid_t loc, const char *path);  /* 1 if the link path (with all parents) exists */
+
+int bf_h5_write(hid_t loc, const char *path, hid_t memtype, int rank, const unsigned long long *dims,
+                const void *data, bf_err *err);
+/* Reads a dataset of the given rank whose class matches memtype (integer or float); allocates *out
+ * (free with free()) and fills dims. */
+int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsigned long long *dims,
+                     void **out, bf_err *err);
+/* Reads into buf, requiring exactly the given shape. */
+int bf_h5_read_into(hid_t loc, const char *path, hid_t memtype, int rank, const unsigned long long *dims,
+                    void *buf, bf_err *err);
+
+int bf_h5_write_strings(hid_t loc, const char *path, const char *const *strs, size_t n, bf_err *err);
+/* Allocates an array of n strings (each malloc'd); free with bf_h5_free_strings. */
+int bf_h5_read_strings(hid_t loc, const char *path, char ***strs, size_t *n, bf_err *err);
+void bf_h5_free_strings(char **strs, size_t n);
+
+int bf_h5_write_attr_int(hid_t loc, const char *obj, const char *name, long long value, bf_err *err);
+int bf_h5_read_attr_int(hid_t loc, const char *obj, const char *name, long long *value, bf_err *err);
+int bf_h5_write_attr_str(hid_t loc, const char *obj, const char *name, const char *value, bf_err *err);
+/* Allocates *value (free with free()). */
+int bf_h5_read_attr_str(hid_t loc, const char *obj, const char *name, char **value, bf_err *err);
+
+#endif

@@ -1,0 +1,56 @@
+/* util: checked wrappers that report file:line and a hint, error messages for bad input, logging.
+ *
+ * Two kinds of failure:
+ *   - programming or resource errors (out of memory, a kernel called with wrong sizes): BF_CHECK and
+ *     bf_xmalloc print file:line and exit(1); they are always on (never assert()).
+ *   - bad input from a user (a dataset row, a config key, a checkpoint): functions return -1 and fill a
+ *     bf_err with a message that names the file, line or key and what was expected; the caller decides.
+ */
+#ifndef BUDGETFORMER_UTIL_H
+#define BUDGETFORMER_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdnoreturn.h>
+
+#define BF_ERR_LEN 1024
+typedef struct {
+    char msg[BF_ERR_LEN];
+} bf_err;
+
+/* Formats a message into err (if not NULL) and returns -1, so `return bf_fail(err, ...);` reads well. */
+int bf_fail(bf_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+noreturn void bf_die_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define BF_DIE(...) bf_die_at(__FILE__, __LINE__, __VA_ARGS__)
+/* Always-on precondition check (kernels, internal invariants). */
+#define BF_CHECK(cond, ...)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) bf_die_at(__FILE__, __LINE__, __VA_ARGS__);                                   \
+    } while (0)
+
+void *bf_malloc_at(size_t size, const char *file, int line);
+void *bf_calloc_at(size_t n, size_t size, const char *file, int line);
+void *bf_realloc_at(void *p, size_t size, const char *file, int line);
+char *bf_strdup_at(const char *s, const char *file, int line);
+#define bf_xmalloc(size) bf_malloc_at((size), __FILE__, __LINE__)
+#define bf_xcalloc(n, size) bf_calloc_at((n), (size), __FILE__, __LINE__)
+#define bf_xrealloc(p, size) bf_realloc_at((p), (size), __FILE__, __LINE__)
+#define bf_xstrdup(s) bf_strdup_at((s), __FILE__, __LINE__)
+
+/* Messages to stderr, prefixed "budgetformer: " (and "warning: "). Quiet mode silences bf_info. */
+void bf_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void bf_set_quiet(int quiet);
+
+/* Wall-clock seconds (monotonic) and CPU seconds of this process. */
+double bf_wall_seconds(void);
+double bf_cpu_seconds(void);
+
+/* Creates a directory and its parents (like mkdir -p). Returns 0 or -1 with err set. */
+int bf_mkdir_p(const char *path, bf_err *err);
+/* 1 if path exists. */
+int bf_path_exists(const char *path);
+
+#endif

