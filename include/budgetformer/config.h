@@ -1,0 +1,75 @@
+/* config: the run configuration: defaults, an INI file (parsed with Debian's libinih), command-line
+ * overrides "section.key=value", validation, and writing the resolved configuration back out.
+ *
+ *   bf_config c;
+ *   bf_config_defaults(&c);
+ *   if (bf_config_load(&c, "configs/tiny.ini", &err) || bf_config_set(&c, "train.steps=40", &err)
+ *       || bf_config_validate(&c, &err)) { fprintf(stderr, "%s\n", err.msg); ... }
+ *
+ * An unknown section or key, a value of the wrong type or out of range is an error whose message names the
+ * file and line (or the --set argument), the key, and what is allowed.
+ */
+#ifndef BUDGETFORMER_CONFIG_H
+#define BUDGETFORMER_CONFIG_H
+
+#include <stdint.h>
+
+#include "budgetformer/util.h"
+
+#define BF_PATH_LEN 1024
+
+typedef enum {
+    BF_EXPLORE_LINEAR = 0,
+    BF_EXPLORE_COSINE = 1,
+    BF_EXPLORE_EXPONENTIAL = 2,
+} bf_explore_shape;
+
+typedef struct {
+    /* [data] */
+    char data_train[BF_PATH_LEN]; /* prepared train.h5 (required) */
+    char data_valid[BF_PATH_LEN]; /* optional; validation accuracy is reported as training goes */
+    char data_test[BF_PATH_LEN];  /* optional; evaluated at the end */
+    /* [model] */
+    int d_model, n_heads, n_layers, d_ff;
+    int full_heads;   /* 0/1 */
+    int fixed_budget; /* 0 = learned budget, else 1..n_heads */
+    /* [train] */
+    int batch_size;   /* global batch */
+    int micro_batch;  /* per-rank inputs per forward pass; 0 = all of the rank's part at once */
+    long steps;       /* optimiser updates; the length of every schedule */
+    long stop_at;     /* stop after this update as if interrupted (0 = run to steps) */
+    long warmup;      /* linear warm-up steps of the learning rate */
+    float lr;         /* peak learning rate */
+    float lr_min;     /* final learning rate of the cosine decay */
+    float weight_decay, beta1, beta2, adam_eps;
+    float grad_clip;  /* global-norm clip; 0 = off */
+    float budget_cost;/* lambda */
+    uint64_t seed;
+    long log_every;   /* progress line and /metrics every this many steps */
+    long eval_every;  /* validation every this many steps (0 = only at the end) */
+    /* [explore] */
+    float eps_start, eps_end;
+    long explore_steps;
+    bf_explore_shape explore_shape;
+    float tau;
+    /* [run] */
+    char run_dir[BF_PATH_LEN];
+    /* [checkpoint] */
+    long checkpoint_every; /* 0 = only at the end */
+    int checkpoint_keep;
+    /* [heads] */
+    long heads_every;      /* head statistics record every this many steps */
+} bf_config;
+
+void bf_config_defaults(bf_config *c);
+/* Reads an INI file over the current values. */
+int bf_config_load(bf_config *c, const char *path, bf_err *err);
+/* Applies one "section.key=value" override. */
+int bf_config_set(bf_config *c, const char *assignment, bf_err *err);
+/* Cross-field checks (e.g. fixed_budget <= n_heads, d_model divisible by n_heads, data.train set). */
+int bf_config_validate(const bf_config *c, bf_err *err);
+/* Writes the resolved configuration as INI (readable again by bf_config_load). */
+int bf_config_write(const bf_config *c, const char *path, bf_err *err);
+const char *bf_explore_shape_name(bf_explore_shape s);
+
+#endif

@@ -1,0 +1,33 @@
+/* dataset: the prepared dataset file of FILES.md (train.h5, valid.h5, test.h5), read and written whole.
+ * Loading validates everything a trainer relies on, so a wrong or damaged file is refused with a message
+ * naming the file and dataset: types and shapes, token ids in [0, V), lengths in [1, T], labels in [0, C),
+ * and PAD exactly at the positions >= length. */
+#ifndef BUDGETFORMER_DATASET_H
+#define BUDGETFORMER_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "budgetformer/util.h"
+
+typedef struct {
+    size_t n;             /* inputs */
+    int max_len;          /* T */
+    int n_classes;        /* C */
+    int32_t *tokens;      /* [n, T] */
+    int32_t *lengths;     /* [n] */
+    int32_t *labels;      /* [n] */
+    int64_t *source_line; /* [n] */
+    char **vocab;         /* [vocab_size] */
+    size_t vocab_size;
+    char **label_names;   /* [n_classes] */
+    char *source;         /* the file it was made from */
+} bf_dataset;
+
+int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err);
+/* Writes a complete file (to a temporary name, then renamed into place, so a partial file never looks
+ * valid). */
+int bf_dataset_write(const bf_dataset *d, const char *path, bf_err *err);
+void bf_dataset_free(bf_dataset *d);
+
+#endif

@@ -1,0 +1,144 @@
+/* model: the BudgetFormer network of MODEL.md: parameters, forward, backward, FLOP count.
+ *
+ *   bf_model m;
+ *   bf_model_init(&m, &cfg, max_batch);           // parameters, gradients, activation arena
+ *   bf_model_init_weights(&m, seed);              // or load them (checkpoint module)
+ *   bf_explore ex = {.eps = 0.5f, .tau = 1.f, .gumbel = g, .k_random = kr};
+ *   float ce = bf_model_forward(&m, &batch, &ex); // fills m.logits, m.budget, m.head_mask
+ *   bf_model_backward(&m, &batch, &ex, 1.f / global_batch, budget_cost, n_layers_scale);
+ *
+ * All parameters live in one float block (m.params) described by a table of tensors whose names are the
+ * stored names of MODEL.md (without the "/model/" prefix); the gradients have the same layout (m.grads).
+ * A batch is packed: input b occupies rows off[b] .. off[b]+len[b]-1 of every [rows, D] activation, so
+ * padded positions are never computed and cannot influence anything.
+ * The model knows nothing of MPI or files.
+ */
+#ifndef BUDGETFORMER_MODEL_H
+#define BUDGETFORMER_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int vocab_size;   /* V, PAD and UNK included */
+    int max_len;      /* T */
+    int d_model;      /* D */
+    int n_heads;      /* H, 2..32, divides D */
+    int n_layers;     /* L */
+    int d_ff;         /* F */
+    int n_classes;    /* C */
+    int full_heads;   /* 1: every head, gate 1 (the baseline) */
+    int fixed_budget; /* k > 0: k heads by relevance for every input, no learned budget */
+} bf_model_config;
+
+#define BF_MAX_HEADS 32
+
+typedef struct {
+    char name[64];  /* stored name under /model, e.g. "layers/0/attn/w_qkv" */
+    int ndim;       /* 1 or 2 */
+    int shape[2];
+    size_t offset;  /* into params / grads, in floats */
+    size_t numel;
+    int decay;      /* 1: AdamW weight decay applies (matrices of matmuls) */
+} bf_tensor_info;
+
+/* Named pointers into the parameter (or gradient) block of one layer. */
+typedef struct {
+    float *ln1_g, *ln1_b;   /* [D] */
+    float *w_qkv, *b_qkv;   /* [D,3D], [3D] */
+    float *w_out, *b_out;   /* [D,D], [D] */
+    float *w_rel, *b_rel;   /* [D,H], [H] */
+    float *w_bud, *b_bud;   /* [D], [1] */
+    float *ln2_g, *ln2_b;   /* [D] */
+    float *w1, *b1;         /* [D,F], [F] */
+    float *w2, *b2;         /* [F,D], [D] */
+} bf_layer_params;
+
+typedef struct {
+    float *tok_emb;  /* [V,D] */
+    float *pos_emb;  /* [T,D] */
+    bf_layer_params *layers; /* [L] */
+    float *lnf_g, *lnf_b;    /* [D] */
+    float *cls_w, *cls_b;    /* [D,C], [C] */
+} bf_param_view;
+
+/* A packed batch. tokens is [n, T] left-aligned as in the dataset file; lengths >= 1. labels may be NULL
+ * (inference). index is each input's index in its dataset (keys the random draws); may be NULL at eps = 0. */
+typedef struct {
+    int n;
+    const int32_t *tokens;
+    const int32_t *lengths;
+    const int32_t *labels;
+} bf_batch;
+
+/* Exploration inputs for one batch (MODEL.md "Exploration"). With eps = 0 the arrays are ignored and may be
+ * NULL. gumbel is [n, L, H] standard Gumbel draws; k_random is [n, L]: 0 where the coin said exploit,
+ * else the random budget in 1..H. bf_explore_draw fills both from the counter-based generator. */
+typedef struct {
+    float eps;
+    float tau;            /* straight-through temperature (> 0) */
+    const float *gumbel;
+    const int32_t *k_random;
+} bf_explore;
+
+typedef struct bf_acts bf_acts; /* activation arena, private to model.c */
+
+typedef struct {
+    bf_model_config cfg;
+    int max_batch;           /* inputs per forward call */
+    size_t n_params;         /* floats in params (and grads) */
+    float *params;
+    float *grads;
+    bf_tensor_info *tensors; /* table, in block order */
+    int n_tensors;
+    bf_param_view p, g;      /* named pointers into params and grads */
+    bf_acts *acts;
+    /* Outputs of the last forward call, for input b (row-major): */
+    float *logits;           /* [max_batch, C] */
+    int32_t *budget;         /* [max_batch, L] k used */
+    uint32_t *head_mask;     /* [max_batch, L] bit h set when head h in S */
+    float *khat;             /* [max_batch, L] continuous budget (H for full heads, k for fixed) */
+    float *ce;               /* [max_batch] cross-entropy of each input (labels given) */
+} bf_model;
+
+/* Checks the configuration (H range and divisibility, positive sizes, fixed_budget in 0..H); returns 0 or
+ * -1 with a message in msg (len bytes). */
+int bf_model_config_check(const bf_model_config *cfg, char *msg, size_t len);
+
+void bf_model_init(bf_model *m, const bf_model_config *cfg, int max_batch);
+void bf_model_free(bf_model *m);
+
+/* Deterministic initialisation from a seed (N(0, 0.02) matrices and embeddings, zero biases, unit gains,
+ * b_bud chosen so the initial continuous budget is about H/2). */
+void bf_model_init_weights(bf_model *m, uint64_t seed);
+
+/* Looks up a tensor by stored name; NULL when absent. */
+const bf_tensor_info *bf_model_tensor(const bf_model *m, const char *name);
+
+/* Fills gumbel [n,L,H] and k_random [n,L] from the counter-based generator for inputs with dataset
+ * indices index[0..n-1] in epoch `epoch`. Draws nothing (zeros) when eps == 0. */
+void bf_explore_draw(const bf_model_config *cfg, uint64_t seed, const int64_t *epoch, const int64_t *index,
+                     int n, float eps, float *gumbel, int32_t *k_random);
+
+/* Forward pass. Returns the summed cross-entropy over the batch (0 when labels are NULL). Fills logits,
+ * budget, head_mask, khat, ce. */
+double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex);
+
+/* Sum over the batch of (k^ - 1)/(H - 1) summed over layers (0 for full-heads and fixed-budget models). */
+double bf_model_budget_sum(const bf_model *m, int n);
+
+/* Backward pass of the last forward call; accumulates (+=) into m->grads. The loss differentiated is
+ *   ce_scale * sum_b CE_b + cost_scale * sum_{b,l} (k^_bl - 1)/(H - 1)
+ * so the trainer passes ce_scale = 1/B and cost_scale = lambda/(B L) for a global batch of B inputs. */
+void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex, float ce_scale,
+                       float cost_scale);
+
+void bf_model_zero_grad(bf_model *m);
+
+/* Multiply-add FLOPs (2 per MAC) of one forward pass of an input of length n, with `heads` heads computed
+ * in each layer (all heads: heads = H). Embedding lookups are free; element-wise work is not counted. */
+double bf_model_forward_flops(const bf_model_config *cfg, int n, int heads);
+/* Attention part only (q,k,v projections, scores, weighted sum, output projection) for one layer. */
+double bf_model_attention_flops(const bf_model_config *cfg, int n, int heads);
+
+#endif
