@@ -8,12 +8,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* out[R,O] = inp[R,I] · w[I,O] + b[O] (b may be NULL). */
+/* out[R,O] = inp[R,K] · w[K,O] + b[O] (b may be NULL). */
 void bf_matmul_forward(float *restrict out, const float *restrict inp, const float *restrict w,
-                       const float *restrict b, size_t R, size_t I, size_t O);
+                       const float *restrict b, size_t R, size_t K, size_t O);
 /* dinp += dout · w^T; dw += inp^T · dout; db += column sums of dout. dinp, dw, db may be NULL (skipped). */
 void bf_matmul_backward(float *restrict dinp, float *restrict dw, float *restrict db, const float *restrict dout,
-                        const float *restrict inp, const float *restrict w, size_t R, size_t I, size_t O);
+                        const float *restrict inp, const float *restrict w, size_t R, size_t K, size_t O);
 
 /* LayerNorm over the last dimension, eps 1e-5, biased variance. Saves mean and rstd ([R]) for backward. */
 void bf_layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd, const float *restrict inp,
@@ -26,8 +26,8 @@ void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *
 void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n);
 void bf_gelu_backward(float *restrict dinp, const float *restrict inp, const float *restrict dout, size_t n);
 
-/* Softmax of one vector of n values (max-subtracted). */
-void bf_softmax_forward(float *restrict out, const float *restrict inp, size_t n);
+/* Softmax of one vector of n values (max-subtracted); out may equal inp (in place). */
+void bf_softmax_forward(float *out, const float *inp, size_t n);
 /* dinp += p ⊙ (dout - <p, dout>). */
 void bf_softmax_backward(float *restrict dinp, const float *restrict p, const float *restrict dout, size_t n);
 

@@ -1,0 +1,61 @@
+/* router: per-input head budget and relevance (MODEL.md): summary s = mean of LN1 output, relevance
+ * p = softmax(s W_rel + b_rel), continuous budget k^ = 1 + (H-1) sigmoid(s w_bud + b_bud), selection of the
+ * top-k heads by (perturbed) relevance logits, gates g_h = H p_h [h in S], and the straight-through backward
+ * through the surrogate mask sigmoid((k^ - rank - 0.5) / tau). Knows nothing of attention internals: it
+ * receives dL/dgate and returns dL/du. */
+#ifndef BUDGETFORMER_ROUTER_H
+#define BUDGETFORMER_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "budgetformer/model.h"
+
+typedef enum {
+    BF_ROUTER_LEARNED = 0, /* learned budget and relevance (BudgetFormer) */
+    BF_ROUTER_FIXED = 1,   /* k = fixed_budget heads by relevance */
+    BF_ROUTER_FULL = 2,    /* every head, gate 1 (full multi-head attention) */
+} bf_router_mode;
+
+typedef struct {
+    bf_router_mode mode;
+    int fixed_budget;
+    int n_heads;
+} bf_router_params_mode;
+
+/* Router activations of one layer for up to B inputs. */
+typedef struct {
+    float *s;          /* [B,D] summary */
+    float *r;          /* [B,H] relevance logits */
+    float *p;          /* [B,H] relevance distribution */
+    float *abud;       /* [B] budget pre-activation */
+    float *khat;       /* [B] continuous budget (k for fixed, H for full) */
+    float *gate;       /* [B,H] */
+    float *dgate;      /* [B,H] filled by the caller before backward */
+    float *dr;         /* [B,H] backward scratch */
+    float *ds;         /* [B,D] backward scratch */
+    float *da;         /* [B] backward scratch */
+    int32_t *k;        /* [B] budget used */
+    int32_t *rank;     /* [B,H] rank of each head by perturbed logits, 0 = best */
+    uint32_t *mask_bits; /* [B] bit h set when head h is selected */
+} bf_router_state;
+
+/* 4-byte slots the state needs, and binding it to a block of that many floats (returns the end). */
+size_t bf_router_state_floats(size_t B, size_t D, size_t H);
+float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t D, size_t H);
+
+/* Forward for layer l of L on n inputs: u is the packed LN1 output [rows, D]. ex may be NULL (eps = 0). */
+void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, const float *u,
+                       const int32_t *lengths, const float *w_rel, const float *b_rel, const float *w_bud,
+                       const float *b_bud, const bf_explore *ex, size_t l, size_t L, size_t n, size_t D);
+
+/* Backward: uses st->dgate; accumulates parameter gradients and du (+=, packed rows). cost_scale is the
+ * weight of (k^ - 1)/(H - 1) in the loss (learned mode only). */
+void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, float *du, const int32_t *lengths,
+                        const float *w_rel, const float *w_bud, float *dw_rel, float *db_rel, float *dw_bud,
+                        float *db_bud, float tau, float cost_scale, size_t n, size_t D);
+
+/* Ranks H logits (0 = largest; ties: lower head index first). */
+void bf_rank_heads(int32_t *rank, const float *z, int H);
+
+#endif

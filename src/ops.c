@@ -1,0 +1,263 @@
+/* ops: numerical kernels (see ops.h). Matrix products go through cblas_sgemm; element-wise kernels are
+ * plain loops the compiler vectorises. Every kernel checks its sizes on entry (always on). */
+#include "budgetformer/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "budgetformer/util.h"
+
+#define OPS_CHECK(cond) BF_CHECK((cond), "kernel precondition failed: %s", #cond)
+
+void bf_matmul_forward(float *restrict out, const float *restrict inp, const float *restrict w,
+                       const float *restrict b, size_t R, size_t K, size_t O) {
+    OPS_CHECK(out && inp && w && K > 0 && O > 0);
+    if (R == 0) return;
+    float beta = 0.0f;
+    if (b) {
+        /* Start from the bias and let sgemm accumulate onto it (beta = 1): one pass over out. */
+        for (size_t r = 0; r < R; r++) memcpy(out + r * O, b, O * sizeof(float));
+        beta = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)O, (int)K, 1.0f, inp, (int)K, w, (int)O,
+                beta, out, (int)O);
+}
+
+void bf_matmul_backward(float *restrict dinp, float *restrict dw, float *restrict db, const float *restrict dout,
+                        const float *restrict inp, const float *restrict w, size_t R, size_t K, size_t O) {
+    OPS_CHECK(dout && K > 0 && O > 0);
+    if (R == 0) return;
+    if (dinp)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)R, (int)K, (int)O, 1.0f, dout, (int)O, w, (int)O,
+                    1.0f, dinp, (int)K);
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)O, (int)R, 1.0f, inp, (int)K, dout,
+                    (int)O, 1.0f, dw, (int)O);
+    if (db) {
+        for (size_t r = 0; r < R; r++) {
+            const float *d = dout + r * O;
+            for (size_t o = 0; o < O; o++) db[o] += d[o];
+        }
+    }
+}
+
+void bf_layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd, const float *restrict inp,
+                          const float *restrict gamma, const float *restrict beta, size_t R, size_t D) {
+    OPS_CHECK(out && mean && rstd && inp && gamma && beta && D > 0);
+    for (size_t r = 0; r < R; r++) {
+        const float *x = inp + r * D;
+        float *y = out + r * D;
+        float m = 0.0f;
+        for (size_t i = 0; i < D; i++) m += x[i];
+        m /= (float)D;
+        float v = 0.0f;
+        for (size_t i = 0; i < D; i++) {
+            float d = x[i] - m;
+            v += d * d;
+        }
+        v /= (float)D;
+        float s = 1.0f / sqrtf(v + 1e-5f);
+        for (size_t i = 0; i < D; i++) y[i] = (x[i] - m) * s * gamma[i] + beta[i];
+        mean[r] = m;
+        rstd[r] = s;
+    }
+}
+
+void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *restrict dbeta,
+                           const float *restrict dout, const float *restrict inp, const float *restrict gamma,
+                           const float *restrict mean, const float *restrict rstd, size_t R, size_t D) {
+    OPS_CHECK(dinp && dgamma && dbeta && dout && inp && gamma && mean && rstd && D > 0);
+    for (size_t r = 0; r < R; r++) {
+        const float *x = inp + r * D, *dy = dout + r * D;
+        float *dx = dinp + r * D;
+        float m = mean[r], s = rstd[r];
+        /* dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * gamma */
+        float sum_d = 0.0f, sum_dx = 0.0f;
+        for (size_t i = 0; i < D; i++) {
+            float xhat = (x[i] - m) * s;
+            float dxhat = dy[i] * gamma[i];
+            sum_d += dxhat;
+            sum_dx += dxhat * xhat;
+            dgamma[i] += dy[i] * xhat;
+            dbeta[i] += dy[i];
+        }
+        sum_d /= (float)D;
+        sum_dx /= (float)D;
+        for (size_t i = 0; i < D; i++) {
+            float xhat = (x[i] - m) * s;
+            dx[i] += s * (dy[i] * gamma[i] - sum_d - xhat * sum_dx);
+        }
+    }
+}
+
+#define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
+
+void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float a = inp[i];
+        out[i] = 0.5f * a * (1.0f + tanhf(GELU_C * (a + 0.044715f * a * a * a)));
+    }
+}
+
+void bf_gelu_backward(float *restrict dinp, const float *restrict inp, const float *restrict dout, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float a = inp[i];
+        float u = GELU_C * (a + 0.044715f * a * a * a);
+        float t = tanhf(u);
+        float du = GELU_C * (1.0f + 3.0f * 0.044715f * a * a);
+        float grad = 0.5f * (1.0f + t) + 0.5f * a * (1.0f - t * t) * du;
+        dinp[i] += grad * dout[i];
+    }
+}
+
+void bf_softmax_forward(float *out, const float *inp, size_t n) {
+    OPS_CHECK(n > 0);
+    float mx = inp[0];
+    for (size_t i = 1; i < n; i++) mx = inp[i] > mx ? inp[i] : mx;
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = expf(inp[i] - mx);
+        sum += out[i];
+    }
+    float inv = 1.0f / sum;
+    for (size_t i = 0; i < n; i++) out[i] *= inv;
+}
+
+void bf_softmax_backward(float *restrict dinp, const float *restrict p, const float *restrict dout, size_t n) {
+    float dot = 0.0f;
+    for (size_t i = 0; i < n; i++) dot += p[i] * dout[i];
+    for (size_t i = 0; i < n; i++) dinp[i] += p[i] * (dout[i] - dot);
+}
+
+void bf_embedding_forward(float *restrict x, const int32_t *restrict tokens, const int32_t *restrict len,
+                          const float *restrict tok_emb, const float *restrict pos_emb, size_t B, size_t T, size_t D) {
+    size_t row = 0;
+    for (size_t b = 0; b < B; b++) {
+        OPS_CHECK(len[b] >= 1 && (size_t)len[b] <= T);
+        for (size_t t = 0; t < (size_t)len[b]; t++, row++) {
+            const float *e = tok_emb + (size_t)tokens[b * T + t] * D, *p = pos_emb + t * D;
+            float *o = x + row * D;
+            for (size_t i = 0; i < D; i++) o[i] = e[i] + p[i];
+        }
+    }
+}
+
+void bf_embedding_backward(float *restrict dtok_emb, float *restrict dpos_emb, const float *restrict dx,
+                           const int32_t *restrict tokens, const int32_t *restrict len, size_t B, size_t T, size_t D) {
+    size_t row = 0;
+    for (size_t b = 0; b < B; b++) {
+        for (size_t t = 0; t < (size_t)len[b]; t++, row++) {
+            float *de = dtok_emb + (size_t)tokens[b * T + t] * D, *dp = dpos_emb + t * D;
+            const float *d = dx + row * D;
+            for (size_t i = 0; i < D; i++) {
+                de[i] += d[i];
+                dp[i] += d[i];
+            }
+        }
+    }
+}
+
+void bf_masked_mean_forward(float *restrict out, const float *restrict inp, const int32_t *restrict len, size_t B,
+                            size_t D) {
+    size_t row = 0;
+    for (size_t b = 0; b < B; b++) {
+        float *o = out + b * D;
+        memset(o, 0, D * sizeof(float));
+        for (int t = 0; t < len[b]; t++, row++) {
+            const float *x = inp + row * D;
+            for (size_t i = 0; i < D; i++) o[i] += x[i];
+        }
+        float inv = 1.0f / (float)len[b];
+        for (size_t i = 0; i < D; i++) o[i] *= inv;
+    }
+}
+
+void bf_masked_mean_backward(float *restrict dinp, const float *restrict dout, const int32_t *restrict len, size_t B,
+                             size_t D) {
+    size_t row = 0;
+    for (size_t b = 0; b < B; b++) {
+        float inv = 1.0f / (float)len[b];
+        const float *d = dout + b * D;
+        for (int t = 0; t < len[b]; t++, row++) {
+            float *dx = dinp + row * D;
+            for (size_t i = 0; i < D; i++) dx[i] += d[i] * inv;
+        }
+    }
+}
+
+void bf_attention_forward(float *restrict o, float *restrict att, const float *restrict qkv, size_t n, size_t D,
+                          size_t H, uint32_t head_mask) {
+    OPS_CHECK(H > 0 && H <= 32 && D % H == 0 && n > 0);
+    size_t dh = D / H, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (size_t h = 0; h < H; h++) {
+        if (!(head_mask >> h & 1u)) continue;
+        const float *q = qkv + h * dh, *k = qkv + D + h * dh, *v = qkv + 2 * D + h * dh;
+        float *a = att + h * n * n;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)dh, scale, q, (int)ld, k, (int)ld,
+                    0.0f, a, (int)n);
+        for (size_t t = 0; t < n; t++) bf_softmax_forward(a + t * n, a + t * n, n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)dh, (int)n, 1.0f, a, (int)n, v, (int)ld,
+                    0.0f, o + h * dh, (int)D);
+    }
+}
+
+void bf_attention_backward(float *restrict dqkv, float *restrict scratch, const float *restrict dout,
+                           const float *restrict qkv, const float *restrict att, size_t n, size_t D, size_t H,
+                           uint32_t head_mask) {
+    OPS_CHECK(H > 0 && H <= 32 && D % H == 0 && n > 0);
+    size_t dh = D / H, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)dh);
+    for (size_t h = 0; h < H; h++) {
+        if (!(head_mask >> h & 1u)) continue;
+        const float *q = qkv + h * dh, *k = qkv + D + h * dh, *v = qkv + 2 * D + h * dh;
+        float *dq = dqkv + h * dh, *dk = dqkv + D + h * dh, *dv = dqkv + 2 * D + h * dh;
+        const float *a = att + h * n * n, *dO = dout + h * dh;
+        /* datt = dO · V^T ; dV += att^T · dO */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)dh, 1.0f, dO, (int)D, v, (int)ld,
+                    0.0f, scratch, (int)n);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)dh, (int)n, 1.0f, a, (int)n, dO, (int)D,
+                    1.0f, dv, (int)ld);
+        /* scores gradient: row-wise softmax backward, in place */
+        for (size_t t = 0; t < n; t++) {
+            const float *p = a + t * n;
+            float *d = scratch + t * n;
+            float dot = 0.0f;
+            for (size_t j = 0; j < n; j++) dot += p[j] * d[j];
+            for (size_t j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
+        }
+        /* dQ += dS · K * scale ; dK += dS^T · Q * scale */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)dh, (int)n, scale, scratch, (int)n, k,
+                    (int)ld, 1.0f, dq, (int)ld);
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n, (int)dh, (int)n, scale, scratch, (int)n, q,
+                    (int)ld, 1.0f, dk, (int)ld);
+    }
+}
+
+void bf_cross_entropy_forward(float *restrict loss, float *restrict probs, const float *restrict logits,
+                              const int32_t *restrict labels, size_t B, size_t C) {
+    for (size_t b = 0; b < B; b++) {
+        const float *z = logits + b * C;
+        float *p = probs + b * C;
+        bf_softmax_forward(p, z, C);
+        if (loss && labels) {
+            /* log-sum-exp in double: the loss is summed over many inputs and logged. */
+            double mx = z[0];
+            for (size_t c = 1; c < C; c++) mx = z[c] > mx ? z[c] : mx;
+            double s = 0.0;
+            for (size_t c = 0; c < C; c++) s += exp((double)z[c] - mx);
+            loss[b] = (float)(mx + log(s) - (double)z[labels[b]]);
+        }
+    }
+}
+
+void bf_cross_entropy_backward(float *restrict dlogits, const float *restrict probs, const int32_t *restrict labels,
+                               float scale, size_t B, size_t C) {
+    for (size_t b = 0; b < B; b++) {
+        for (size_t c = 0; c < C; c++) {
+            float y = (int32_t)c == labels[b] ? 1.0f : 0.0f;
+            dlogits[b * C + c] += scale * (probs[b * C + c] - y);
+        }
+    }
+}

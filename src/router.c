@@ -1,0 +1,135 @@
+/* router: head budget, relevance, selection and the straight-through backward (see router.h). */
+#include "budgetformer/router.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "budgetformer/ops.h"
+#include "budgetformer/util.h"
+
+size_t bf_router_state_floats(size_t B, size_t D, size_t H) {
+    /* s, ds: B*D; r, p, gate, dgate, dr, rank: B*H; abud, khat, da, k, mask_bits: B */
+    return 2 * B * D + 6 * B * H + 5 * B;
+}
+
+float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t D, size_t H) {
+    float *p = block;
+    st->s = p, p += B * D;
+    st->ds = p, p += B * D;
+    st->r = p, p += B * H;
+    st->p = p, p += B * H;
+    st->gate = p, p += B * H;
+    st->dgate = p, p += B * H;
+    st->dr = p, p += B * H;
+    /* Integer arrays share the arena: the block comes from calloc, so it has no declared type and each
+     * slot takes the type it is written with (4-byte floats and 4-byte integers alike). */
+    st->rank = (int32_t *)(void *)p, p += B * H;
+    st->abud = p, p += B;
+    st->khat = p, p += B;
+    st->da = p, p += B;
+    st->k = (int32_t *)(void *)p, p += B;
+    st->mask_bits = (uint32_t *)(void *)p, p += B;
+    return p;
+}
+
+void bf_rank_heads(int32_t *rank, const float *z, int H) {
+    for (int h = 0; h < H; h++) {
+        int r = 0;
+        for (int j = 0; j < H; j++)
+            if (z[j] > z[h] || (z[j] == z[h] && j < h)) r++;
+        rank[h] = r;
+    }
+}
+
+static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, const float *u,
+                       const int32_t *lengths, const float *w_rel, const float *b_rel, const float *w_bud,
+                       const float *b_bud, const bf_explore *ex, size_t l, size_t L, size_t n, size_t D) {
+    size_t H = (size_t)mode->n_heads;
+    if (mode->mode == BF_ROUTER_FULL) {
+        for (size_t b = 0; b < n; b++) {
+            for (size_t h = 0; h < H; h++) {
+                st->gate[b * H + h] = 1.0f;
+                st->rank[b * H + h] = (int32_t)h;
+            }
+            st->k[b] = (int32_t)H;
+            st->khat[b] = (float)H;
+            st->mask_bits[b] = H == 32 ? 0xFFFFFFFFu : ((1u << H) - 1u);
+        }
+        return;
+    }
+    bf_masked_mean_forward(st->s, u, lengths, n, D);
+    bf_matmul_forward(st->r, st->s, w_rel, b_rel, n, D, H);
+    for (size_t b = 0; b < n; b++) bf_softmax_forward(st->p + b * H, st->r + b * H, H);
+    int learned = mode->mode == BF_ROUTER_LEARNED;
+    if (learned) bf_matmul_forward(st->abud, st->s, w_bud, b_bud, n, D, 1);
+    float eps = ex ? ex->eps : 0.0f;
+    for (size_t b = 0; b < n; b++) {
+        float z[BF_MAX_HEADS];
+        const float *r = st->r + b * H;
+        /* Exploration of which heads: rank by r + eps * Gumbel noise; no noise at eps = 0. */
+        if (eps > 0.0f) {
+            const float *g = ex->gumbel + (b * L + l) * H;
+            for (size_t h = 0; h < H; h++) z[h] = r[h] + eps * g[h];
+        } else {
+            memcpy(z, r, H * sizeof(float));
+        }
+        bf_rank_heads(st->rank + b * H, z, (int)H);
+        int k;
+        if (learned) {
+            float khat = 1.0f + (float)(H - 1) * sigmoidf(st->abud[b]);
+            st->khat[b] = khat;
+            int kr = eps > 0.0f ? ex->k_random[b * L + l] : 0;
+            if (kr > 0) {
+                k = kr; /* exploration of how many: a random budget */
+            } else {
+                k = (int)floorf(khat + 0.5f);
+                k = k < 1 ? 1 : (k > (int)H ? (int)H : k);
+            }
+        } else {
+            k = mode->fixed_budget;
+            st->khat[b] = (float)k;
+        }
+        st->k[b] = k;
+        uint32_t bits = 0;
+        for (size_t h = 0; h < H; h++) {
+            int sel = st->rank[b * H + h] < k;
+            st->gate[b * H + h] = sel ? (float)H * st->p[b * H + h] : 0.0f;
+            if (sel) bits |= 1u << h;
+        }
+        st->mask_bits[b] = bits;
+    }
+}
+
+void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, float *du, const int32_t *lengths,
+                        const float *w_rel, const float *w_bud, float *dw_rel, float *db_rel, float *dw_bud,
+                        float *db_bud, float tau, float cost_scale, size_t n, size_t D) {
+    if (mode->mode == BF_ROUTER_FULL) return;
+    size_t H = (size_t)mode->n_heads;
+    int learned = mode->mode == BF_ROUTER_LEARNED;
+    float Hf = (float)H;
+    memset(st->dr, 0, n * H * sizeof(float));
+    for (size_t b = 0; b < n; b++) {
+        const float *dg = st->dgate + b * H, *p = st->p + b * H;
+        const int32_t *rank = st->rank + b * H;
+        float dp[BF_MAX_HEADS];
+        /* d g_h / d p_h = H m_h (the hard mask of the forward pass) */
+        for (size_t h = 0; h < H; h++) dp[h] = rank[h] < st->k[b] ? dg[h] * Hf : 0.0f;
+        bf_softmax_backward(st->dr + b * H, p, dp, H);
+        if (learned) {
+            /* d g_h / d k^ = H p_h dm~_h/dk^, m~_h = sigmoid((k^ - rank_h - 0.5) / tau); plus the budget cost. */
+            float dkhat = cost_scale / (Hf - 1.0f);
+            for (size_t h = 0; h < H; h++) {
+                float ms = sigmoidf((st->khat[b] - (float)rank[h] - 0.5f) / tau);
+                dkhat += dg[h] * Hf * p[h] * ms * (1.0f - ms) / tau;
+            }
+            float sg = sigmoidf(st->abud[b]);
+            st->da[b] = dkhat * (Hf - 1.0f) * sg * (1.0f - sg);
+        }
+    }
+    memset(st->ds, 0, n * D * sizeof(float));
+    bf_matmul_backward(st->ds, dw_rel, db_rel, st->dr, st->s, w_rel, n, D, H);
+    if (learned) bf_matmul_backward(st->ds, dw_bud, db_bud, st->da, st->s, w_bud, n, D, 1);
+    bf_masked_mean_backward(du, st->ds, lengths, n, D);
+}
