@@ -377,7 +377,7 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
         bf_layernorm_forward(la->u, la->mean1, la->rstd1, la->x, p->ln1_g, p->ln1_b, rows, D);
         /* Router: head budget and relevance from the summary of the input. */
         bf_router_forward(&la->rt, &mode, la->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, ex, l,
-                          (size_t)n, L, D);
+                          L, (size_t)n, D);
         bf_matmul_forward(la->qkv, la->u, p->w_qkv, p->b_qkv, rows, D, 3 * D);
         for (int b = 0; b < n; b++) {
             size_t len = (size_t)batch->lengths[b], r0 = a->row_off[b];

@@ -1,0 +1,32 @@
+/* runlog: the run's log.h5 (FILES.md): /metrics per logged step (and, later, /heads statistics).
+ *
+ * log.h5 must be readable at any moment, also while training writes it and after a kill. Chosen way: the
+ * records are kept in memory and every flush writes a complete new file under a temporary name in the same
+ * directory and renames it over log.h5 (atomic on POSIX). A reader therefore always opens a complete file,
+ * never sees a lock held by the writer, and a kill loses at most the records since the last flush. */
+#ifndef BUDGETFORMER_RUNLOG_H
+#define BUDGETFORMER_RUNLOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "budgetformer/util.h"
+
+typedef struct {
+    char path[BF_ERR_LEN];
+    int n_layers;
+    size_t n, cap;
+    int64_t *step;
+    float *loss, *lr, *eps;
+    float *mean_budget;    /* [S, L] */
+    float *samples_per_s;  /* throughput over the step */
+    float *grad_norm;      /* global gradient norm before clipping */
+} bf_runlog;
+
+void bf_runlog_init(bf_runlog *lg, const char *path, int n_layers);
+void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float eps, const float *mean_budget,
+                      float samples_per_s, float grad_norm);
+int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
+void bf_runlog_free(bf_runlog *lg);
+
+#endif

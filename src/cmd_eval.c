@@ -1,0 +1,155 @@
+/* cmd_eval: `budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]`. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "budgetformer/checkpoint.h"
+#include "budgetformer/cli.h"
+#include "budgetformer/dataset.h"
+#include "budgetformer/evaluate.h"
+#include "budgetformer/h5io.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]\n");
+}
+
+static int same_strings(char *const *a, size_t na, char *const *b, size_t nb) {
+    if (na != nb) return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i])) return 0;
+    return 1;
+}
+
+static void print_json(const bf_eval_counts *e, const char *ckpt, const char *data) {
+    size_t L = (size_t)e->n_layers, H = (size_t)e->n_heads;
+    double n = e->n ? (double)e->n : 1.0;
+    printf("{\"checkpoint\": \"%s\", \"data\": \"%s\", \"n\": %lld, \"accuracy\": %.6f, \"macro_f1\": %.6f, "
+           "\"loss\": %.6f, \"n_heads\": %d, \"n_layers\": %d, \"mean_budget\": [",
+           ckpt, data, (long long)e->n, bf_eval_accuracy(e), bf_eval_macro_f1(e), e->ce_sum / n, e->n_heads,
+           e->n_layers);
+    for (size_t l = 0; l < L; l++) printf("%s%.6f", l ? ", " : "", e->budget_sum[l] / n);
+    printf("], \"budget_hist\": [");
+    for (size_t l = 0; l < L; l++) {
+        printf("%s[", l ? ", " : "");
+        for (size_t h = 0; h < H; h++) printf("%s%.6f", h ? ", " : "", (double)e->budget_count[l * H + h] / n);
+        printf("]");
+    }
+    printf("], \"attention_flops_ratio\": %.6f, \"flops_ratio\": %.6f, \"samples_per_s\": %.1f}\n",
+           e->attn_flops_full > 0 ? e->attn_flops_used / e->attn_flops_full : 1.0,
+           e->flops_full > 0 ? e->flops_used / e->flops_full : 1.0, e->seconds > 0 ? (double)e->n / e->seconds : 0.0);
+}
+
+static void print_text(const bf_eval_counts *e, char *const *label_names) {
+    size_t L = (size_t)e->n_layers, H = (size_t)e->n_heads, C = (size_t)e->n_classes;
+    double n = e->n ? (double)e->n : 1.0;
+    printf("inputs      %lld\naccuracy    %.4f\nmacro-F1    %.4f\nloss        %.4f\n", (long long)e->n,
+           bf_eval_accuracy(e), bf_eval_macro_f1(e), e->ce_sum / n);
+    printf("FLOPs relative to full heads: attention %.3f, whole model %.3f\n",
+           e->attn_flops_full > 0 ? e->attn_flops_used / e->attn_flops_full : 1.0,
+           e->flops_full > 0 ? e->flops_used / e->flops_full : 1.0);
+    printf("samples/s   %.0f\n\n", e->seconds > 0 ? (double)e->n / e->seconds : 0.0);
+    printf("layer  mean budget  budget histogram (k = 1..%zu)\n", H);
+    for (size_t l = 0; l < L; l++) {
+        printf("%5zu  %6.3f / %-3zu ", l, e->budget_sum[l] / n, H);
+        for (size_t h = 0; h < H; h++) printf(" %6.3f", (double)e->budget_count[l * H + h] / n);
+        printf("\n");
+    }
+    printf("\nper class      support  recall\n");
+    for (size_t k = 0; k < C; k++) {
+        int64_t row = 0;
+        for (size_t j = 0; j < C; j++) row += e->confusion[k * C + j];
+        printf("%-14.14s %7lld  %.4f\n", label_names[k], (long long)row,
+               row ? (double)e->confusion[k * C + k] / (double)row : 0.0);
+    }
+}
+
+int bf_cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL, *data = NULL, *records = NULL;
+    int json = 0, batch = 64;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        int has_value = i + 1 < argc;
+        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--data") || !strcmp(a, "--records") || !strcmp(a, "--batch")) {
+            if (!has_value) {
+                fprintf(stderr, "budgetformer eval: %s needs a value\n", a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--checkpoint")) ckpt = v;
+            else if (!strcmp(a, "--data")) data = v;
+            else if (!strcmp(a, "--records")) records = v;
+            else {
+                char *end;
+                long b = strtol(v, &end, 10);
+                if (*end || b < 1 || b > 65536) {
+                    fprintf(stderr, "budgetformer eval: --batch expects an integer in 1..65536, got '%s'\n", v);
+                    return 2;
+                }
+                batch = (int)b;
+            }
+        } else if (!strcmp(a, "--json")) {
+            json = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "budgetformer eval: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!ckpt || !data) {
+        fprintf(stderr, "budgetformer eval: --checkpoint and --data are required\n");
+        usage(stderr);
+        return 2;
+    }
+    bf_h5_init();
+    if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
+    bf_err err = {{0}};
+    bf_model_config mc;
+    bf_dataset d;
+    memset(&d, 0, sizeof d);
+    if (bf_checkpoint_read_config(ckpt, &mc, &err) || bf_dataset_load(&d, data, &err)) {
+        fprintf(stderr, "budgetformer eval: %s\n", err.msg);
+        return 1;
+    }
+    bf_model m;
+    bf_model_init(&m, &mc, batch);
+    char **vocab = NULL, **labels = NULL;
+    size_t nv = 0, nl = 0;
+    int rc = 0;
+    if (bf_checkpoint_load_model(ckpt, &m, &vocab, &nv, &labels, &nl, &err)) {
+        fprintf(stderr, "budgetformer eval: %s\n", err.msg);
+        rc = 1;
+    } else if (!same_strings(vocab, nv, d.vocab, d.vocab_size) || d.max_len != mc.max_len ||
+               !same_strings(labels, nl, d.label_names, (size_t)d.n_classes)) {
+        fprintf(stderr, "budgetformer eval: %s was prepared with another vocabulary, max_len or label set than the "
+                        "checkpoint %s was trained on\n", data, ckpt);
+        rc = 1;
+    }
+    if (rc == 0) {
+        bf_eval_counts e;
+        bf_eval_counts_init(&e, &mc);
+        bf_eval_records rec;
+        if (records) bf_eval_records_alloc(&rec, d.n, mc.n_classes, mc.n_layers);
+        bf_evaluate(&m, &d, 0, d.n, &e, records ? &rec : NULL);
+        if (records) {
+            if (bf_eval_records_write(records, &rec, d.n, mc.n_classes, mc.n_layers, &err)) {
+                fprintf(stderr, "budgetformer eval: %s\n", err.msg);
+                rc = 1;
+            }
+            bf_eval_records_free(&rec);
+        }
+        if (rc == 0) {
+            if (json) print_json(&e, ckpt, data);
+            else print_text(&e, labels);
+        }
+        bf_eval_counts_free(&e);
+    }
+    bf_h5_free_strings(vocab, nv);
+    bf_h5_free_strings(labels, nl);
+    bf_model_free(&m);
+    bf_dataset_free(&d);
+    return rc;
+}

@@ -1,0 +1,80 @@
+/* cmd_train: `budgetformer train --config FILE [--set key=value ...]`. */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "budgetformer/cli.h"
+#include "budgetformer/config.h"
+#include "budgetformer/h5io.h"
+#include "budgetformer/train.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: budgetformer train --config FILE [--set section.key=value ...] [--quiet]\n"
+               "       budgetformer train --help-config     (every configuration key)\n");
+}
+
+/* One OpenBLAS thread per process unless the user asked otherwise: ranks are the parallelism. */
+static void pin_blas_threads(void) {
+    if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
+}
+
+int bf_cmd_train(int argc, char **argv) {
+    const char *config_path = NULL;
+    bf_config cfg;
+    bf_config_defaults(&cfg);
+    bf_err err = {{0}};
+    /* The file is read first and the --set overrides after it, whatever their order on the line. */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "budgetformer train: --config needs a FILE\n");
+                return 2;
+            }
+            config_path = argv[++i];
+        } else if (!strcmp(argv[i], "--set")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "budgetformer train: --set needs section.key=value\n");
+                return 2;
+            }
+            i++;
+        } else if (!strcmp(argv[i], "--quiet")) {
+            bf_set_quiet(1);
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--help-config")) {
+            bf_config_print_help(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "budgetformer train: unknown option '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!config_path) {
+        fprintf(stderr, "budgetformer train: --config FILE is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (bf_config_load(&cfg, config_path, &err)) {
+        fprintf(stderr, "budgetformer train: %s\n", err.msg);
+        return 2;
+    }
+    for (int i = 1; i < argc; i++)
+        if (!strcmp(argv[i], "--set") && bf_config_set(&cfg, argv[++i], &err)) {
+            fprintf(stderr, "budgetformer train: %s\n", err.msg);
+            return 2;
+        }
+    if (bf_config_validate(&cfg, &err)) {
+        fprintf(stderr, "budgetformer train: %s\n", err.msg);
+        return 2;
+    }
+    bf_h5_init();
+    pin_blas_threads();
+    if (bf_train_run(&cfg, &err)) {
+        fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,140 @@
+/* evaluate: model over a dataset at eps = 0 (see evaluate.h). */
+#include "budgetformer/evaluate.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "budgetformer/checkpoint.h"
+#include "budgetformer/h5io.h"
+
+void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c) {
+    memset(e, 0, sizeof *e);
+    e->n_classes = c->n_classes;
+    e->n_layers = c->n_layers;
+    e->n_heads = c->n_heads;
+    e->confusion = bf_xcalloc((size_t)c->n_classes * (size_t)c->n_classes, sizeof(int64_t));
+    e->budget_count = bf_xcalloc((size_t)c->n_layers * (size_t)c->n_heads, sizeof(int64_t));
+    e->budget_sum = bf_xcalloc((size_t)c->n_layers, sizeof(double));
+}
+
+void bf_eval_counts_free(bf_eval_counts *e) {
+    free(e->confusion);
+    free(e->budget_count);
+    free(e->budget_sum);
+    memset(e, 0, sizeof *e);
+}
+
+void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e, bf_eval_records *rec) {
+    const bf_model_config *c = &m->cfg;
+    size_t T = (size_t)d->max_len, C = (size_t)c->n_classes, L = (size_t)c->n_layers, H = (size_t)c->n_heads;
+    BF_CHECK(d->max_len == c->max_len, "dataset max_len %d differs from the model's %d", d->max_len, c->max_len);
+    bf_explore ex = {.eps = 0.0f, .tau = 1.0f};
+    double t0 = bf_wall_seconds();
+    for (size_t start = lo; start < hi; start += (size_t)m->max_batch) {
+        size_t n = hi - start < (size_t)m->max_batch ? hi - start : (size_t)m->max_batch;
+        bf_batch b = {.n = (int)n, .tokens = d->tokens + start * T, .lengths = d->lengths + start,
+                      .labels = d->labels + start};
+        e->ce_sum += bf_model_forward(m, &b, &ex);
+        for (size_t i = 0; i < n; i++) {
+            const float *z = m->logits + i * C;
+            int pred = 0;
+            for (size_t k = 1; k < C; k++)
+                if (z[k] > z[pred]) pred = (int)k;
+            int y = b.labels[i], len = b.lengths[i];
+            e->confusion[(size_t)y * C + (size_t)pred]++;
+            double attn_used = 0.0, attn_full = 0.0;
+            for (size_t l = 0; l < L; l++) {
+                int k = m->budget[i * L + l];
+                e->budget_sum[l] += k;
+                e->budget_count[l * H + (size_t)(k - 1)]++;
+                attn_used += bf_model_attention_flops(c, len, k);
+                attn_full += bf_model_attention_flops(c, len, (int)H);
+            }
+            /* The rest of the network costs the same either way: forward_flops with 0 heads is that rest. */
+            double rest = bf_model_forward_flops(c, len, 0);
+            e->attn_flops_used += attn_used;
+            e->attn_flops_full += attn_full;
+            e->flops_used += rest + attn_used;
+            e->flops_full += rest + attn_full;
+            if (rec) {
+                size_t r = start + i;
+                rec->label[r] = y;
+                rec->pred[r] = pred;
+                rec->length[r] = len;
+                memcpy(rec->logits + r * C, z, C * sizeof(float));
+                memcpy(rec->budget + r * L, m->budget + i * L, L * sizeof(int32_t));
+                memcpy(rec->head_mask + r * L, m->head_mask + i * L, L * sizeof(uint32_t));
+            }
+        }
+    }
+    e->n += (int64_t)(hi - lo);
+    e->seconds += bf_wall_seconds() - t0;
+}
+
+double bf_eval_accuracy(const bf_eval_counts *e) {
+    int64_t right = 0, all = 0;
+    for (int i = 0; i < e->n_classes; i++)
+        for (int j = 0; j < e->n_classes; j++) {
+            all += e->confusion[(size_t)i * (size_t)e->n_classes + (size_t)j];
+            if (i == j) right += e->confusion[(size_t)i * (size_t)e->n_classes + (size_t)j];
+        }
+    return all ? (double)right / (double)all : 0.0;
+}
+
+double bf_eval_macro_f1(const bf_eval_counts *e) {
+    size_t C = (size_t)e->n_classes;
+    double sum = 0.0;
+    int present = 0;
+    for (size_t k = 0; k < C; k++) {
+        int64_t tp = e->confusion[k * C + k], row = 0, col = 0;
+        for (size_t j = 0; j < C; j++) {
+            row += e->confusion[k * C + j];
+            col += e->confusion[j * C + k];
+        }
+        if (row == 0 && col == 0) continue; /* class absent from labels and predictions */
+        present++;
+        sum += 2.0 * (double)tp / (double)(row + col);
+    }
+    return present ? sum / present : 0.0;
+}
+
+void bf_eval_records_alloc(bf_eval_records *r, size_t n, int n_classes, int n_layers) {
+    r->label = bf_xcalloc(n, sizeof(int32_t));
+    r->pred = bf_xcalloc(n, sizeof(int32_t));
+    r->length = bf_xcalloc(n, sizeof(int32_t));
+    r->logits = bf_xcalloc(n * (size_t)n_classes, sizeof(float));
+    r->budget = bf_xcalloc(n * (size_t)n_layers, sizeof(int32_t));
+    r->head_mask = bf_xcalloc(n * (size_t)n_layers, sizeof(uint32_t));
+}
+
+void bf_eval_records_free(bf_eval_records *r) {
+    free(r->label);
+    free(r->pred);
+    free(r->length);
+    free(r->logits);
+    free(r->budget);
+    free(r->head_mask);
+    memset(r, 0, sizeof *r);
+}
+
+int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, int n_classes, int n_layers,
+                          bf_err *err) {
+    char tmp[BF_ERR_LEN + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    hid_t f = bf_h5_create(tmp, err);
+    if (f < 0) return -1;
+    unsigned long long d1 = n, dc[2] = {n, (unsigned long long)n_classes}, dl[2] = {n, (unsigned long long)n_layers};
+    int rc = bf_h5_write(f, "/records/label", H5T_NATIVE_INT32, 1, &d1, r->label, err) ||
+             bf_h5_write(f, "/records/pred", H5T_NATIVE_INT32, 1, &d1, r->pred, err) ||
+             bf_h5_write(f, "/records/logits", H5T_NATIVE_FLOAT, 2, dc, r->logits, err) ||
+             bf_h5_write(f, "/records/length", H5T_NATIVE_INT32, 1, &d1, r->length, err) ||
+             bf_h5_write(f, "/records/budget", H5T_NATIVE_INT32, 2, dl, r->budget, err) ||
+             bf_h5_write(f, "/records/head_mask", H5T_NATIVE_UINT32, 2, dl, r->head_mask, err)
+                 ? -1
+                 : 0;
+    if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
+    if (rc == 0) rc = bf_commit_file(tmp, path, err);
+    if (rc) unlink(tmp);
+    return rc;
+}
