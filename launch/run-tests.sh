@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The test command: builds the project twice (Release, and Debug with AddressSanitizer + UBSan) and runs the
+# whole ctest suite on each build. Exits non-zero if any build or test fails.
+#   usage: launch/run-tests.sh [--fast]      (--fast: the Release build only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc 2>/dev/null || echo 2)
+export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+
+echo "== Release build and tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBF_WERROR=ON > /dev/null
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+if [ "${1:-}" != "--fast" ]; then
+  echo "== AddressSanitizer + UBSan build and tests"
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBF_ASAN=ON -DBF_UBSAN=ON -DBF_WERROR=ON > /dev/null
+  cmake --build build-asan -j "$jobs"
+  # Open MPI and OpenBLAS keep allocations alive until exit by design: leak checking would only report theirs.
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir build-asan --output-on-failure -j "$jobs"
+fi
