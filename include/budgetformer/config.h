@@ -13,6 +13,7 @@
 #define BUDGETFORMER_CONFIG_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "budgetformer/util.h"
 
@@ -71,5 +72,16 @@ int bf_config_validate(const bf_config *c, bf_err *err);
 /* Writes the resolved configuration as INI (readable again by bf_config_load). */
 int bf_config_write(const bf_config *c, const char *path, bf_err *err);
 const char *bf_explore_shape_name(bf_explore_shape s);
+
+/* Additions (same rules as above). On any error the configuration is left unchanged. */
+/* Reads INI text held in memory (e.g. the configuration saved in a checkpoint); `name` stands in for the
+ * file name in messages. */
+int bf_config_load_string(bf_config *c, const char *text, const char *name, bf_err *err);
+/* Writes the configuration as INI to an open stream (bf_config_write without the file handling). A string
+ * value that INI cannot carry (a newline, surrounding blanks, " ;") is an error and nothing is written. */
+int bf_config_write_file(const bf_config *c, FILE *f, bf_err *err);
+/* Prints every key with type, default, allowed values and meaning as Markdown (for --help-config);
+ * docs/CONFIG.md contains the same text and tests/test_config.c checks that it does. */
+void bf_config_print_help(FILE *f);
 
 #endif

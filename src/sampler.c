@@ -1,0 +1,72 @@
+/* sampler: the data order (see sampler.h). */
+#include "budgetformer/sampler.h"
+
+#include <stdlib.h>
+
+#include "budgetformer/rng.h"
+#include "budgetformer/util.h"
+
+void bf_sampler_init(bf_sampler *s, size_t n, uint64_t seed) {
+    s->n = n;
+    s->seed = seed;
+    for (int i = 0; i < 2; i++) {
+        s->epoch_cached[i] = -1;
+        s->perm[i] = NULL;
+    }
+}
+
+void bf_sampler_free(bf_sampler *s) {
+    for (int i = 0; i < 2; i++) {
+        free(s->perm[i]);
+        s->perm[i] = NULL;
+        s->epoch_cached[i] = -1;
+    }
+}
+
+/* Fisher-Yates from the identity, one keyed draw per position i (so it is the same on every rank). */
+static void shuffle(int64_t *restrict perm, size_t n, uint64_t seed, int64_t epoch) {
+    for (size_t i = 0; i < n; i++) perm[i] = (int64_t)i;
+    for (size_t i = n; i-- > 1;) {
+        uint64_t h = bf_rng_key(seed, (uint64_t)epoch, (uint64_t)i, 0, BF_STREAM_SHUFFLE, 0);
+        size_t j = (size_t)(h % (uint64_t)(i + 1));
+        int64_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+static const int64_t *epoch_perm(bf_sampler *s, int64_t epoch) {
+    int slot = (int)(epoch & 1);
+    if (s->epoch_cached[slot] != epoch) {
+        if (!s->perm[slot]) s->perm[slot] = bf_xmalloc(s->n * sizeof *s->perm[slot]);
+        shuffle(s->perm[slot], s->n, s->seed, epoch);
+        s->epoch_cached[slot] = epoch;
+    }
+    return s->perm[slot];
+}
+
+int bf_sampler_shard(bf_sampler *s, long batch_no, int batch_size, int rank, int world, int64_t *index,
+                     int64_t *epoch) {
+    BF_CHECK(s->n > 0, "sampler over an empty dataset");
+    BF_CHECK(batch_no >= 0 && batch_size >= 1, "bad batch %ld of size %d", batch_no, batch_size);
+    BF_CHECK(world >= 1 && rank >= 0 && rank < world, "bad rank %d of world %d", rank, world);
+    /* 64-bit positions: batch_no * batch_size reaches 1e15 at the configuration limits. */
+    const int64_t B = batch_size, W = world, n = (int64_t)s->n;
+    const int64_t lo = (int64_t)rank * B / W, hi = ((int64_t)rank + 1) * B / W;
+    const int64_t first = (int64_t)batch_no * B;
+    for (int64_t k = lo; k < hi; k++) {
+        const int64_t p = first + k, e = p / n;
+        index[k - lo] = epoch_perm(s, e)[p % n];
+        epoch[k - lo] = e;
+    }
+    return (int)(hi - lo);
+}
+
+int bf_split_micro(int count, int micro, int *starts) {
+    BF_CHECK(count >= 0 && micro >= 0, "bad micro-batch split of %d by %d", count, micro);
+    if (micro == 0 || micro > count) micro = count;
+    int m = 0;
+    for (int start = 0; start < count; start += micro) starts[m++] = start;
+    starts[m] = count;
+    return m;
+}
