@@ -6,6 +6,7 @@
 
 #include "budgetformer/cli.h"
 #include "budgetformer/config.h"
+#include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
 #include "budgetformer/train.h"
 
@@ -72,9 +73,16 @@ int bf_cmd_train(int argc, char **argv) {
     }
     bf_h5_init();
     pin_blas_threads();
-    if (bf_train_run(&cfg, &err)) {
-        fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
-        return 1;
+    bf_dist dist;
+    if (bf_dist_init(&dist, NULL, NULL)) return 1;
+    /* Only rank 0 talks, except for errors. */
+    if (dist.rank != 0) bf_set_quiet(1);
+    int rc = bf_train_run(&cfg, &dist, &err);
+    if (rc && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
+    {
+        if (dist.world > 1) fprintf(stderr, "budgetformer train: error on rank %d: %s\n", dist.rank, err.msg);
+        else fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
     }
-    return 0;
+    bf_dist_finalize(&dist);
+    return rc ? 1 : 0;
 }

@@ -36,7 +36,7 @@ typedef struct {
     const char *help;
 } key_spec;
 
-static const char *const kShapeNames[] = {"linear", "cosine", "exponential"};
+static const char *const kShapeNames[] = {"linear", "cosine", "exponential", "adaptive"};
 #define N_SHAPES ((int)(sizeof kShapeNames / sizeof kShapeNames[0]))
 
 /* The field's offset; the _Generic fails to compile unless the field has the C type the key's parser
@@ -104,7 +104,17 @@ static const key_spec kKeys[] = {
     K_LONG("explore", "steps", explore_steps, 0, 1e9, R_CLOSED, "500",
            "Length of the exploration schedule in updates; 0 = explore.eps_end throughout."),
     KEY("explore", "shape", KT_ENUM, FIELD(explore_shape, bf_explore_shape), 0, 0, R_ANY, "linear",
-        "Shape of the exploration schedule from explore.eps_start to explore.eps_end (formulas above)."),
+        "Shape of the exploration schedule from explore.eps_start to explore.eps_end (formulas above); "
+        "adaptive: the rank-0 coordinator holds eps_start while the training loss still falls, then anneals."),
+    K_LONG("explore", "window", explore_window, 1, 1e9, R_CLOSED, "50",
+           "adaptive: updates per loss window; the coordinator compares the mean loss (over all ranks) of "
+           "each window with the previous one."),
+    K_FLOAT("explore", "threshold", explore_threshold, 0, 1, R_CLOSED, "0.02",
+            "adaptive: exploration ends when the mean loss of a window fell by less than this fraction of "
+            "the previous window's (or at update explore.steps, whichever comes first)."),
+    K_LONG("explore", "anneal_steps", explore_anneal_steps, 1, 1e9, R_CLOSED, "200",
+           "adaptive: updates over which eps falls linearly from explore.eps_start to explore.eps_end once "
+           "exploration ends."),
     K_FLOAT("explore", "tau", tau, 0, 100, R_LO_OPEN, "1",
             "Temperature of the straight-through surrogate sigmoid((k^ - rank - 0.5)/tau)."),
 
@@ -117,6 +127,10 @@ static const key_spec kKeys[] = {
 
     K_LONG("heads", "every", heads_every, 1, 0, R_NO_MAX, "50",
            "Head statistics record every this many updates."),
+
+    K_INT("dist", "bucket_kb", bucket_kb, 1, 1048576, "1024",
+          "Gradient allreduce bucket size in KiB: buckets are sent (non-blocking) as soon as backward "
+          "completes them, overlapping communication with the rest of backward."),
 };
 #define N_KEYS (sizeof kKeys / sizeof kKeys[0])
 

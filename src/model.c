@@ -93,7 +93,11 @@ static void table_add(table_builder *tb, const char *name, int d0, int d1, int d
     tb->total += ti->numel;
 }
 
-/* Builds the table in block order: embeddings, layers 0..L-1, final LayerNorm, classifier. */
+/* Builds the table in block order: embeddings, layers 0..L-1, final LayerNorm, classifier. Within a layer
+ * the order is that of the forward pass (LN1, router, attention, LN2, FFN), so backward finishes the
+ * gradients in exactly descending block order: a gradient allreduce can then send contiguous buckets as
+ * soon as backward completes them (see notify_range). */
+enum { LAYER_TENSORS = 16 };
 static void build_table(bf_model *m) {
     const bf_model_config *c = &m->cfg;
     int V = c->vocab_size, T = c->max_len, D = c->d_model, H = c->n_heads, F = c->d_ff, C = c->n_classes;
@@ -109,14 +113,14 @@ static void build_table(bf_model *m) {
     } while (0)
         ADD("ln1/gamma", D, 0, 0);
         ADD("ln1/beta", D, 0, 0);
-        ADD("attn/w_qkv", D, 3 * D, 1);
-        ADD("attn/b_qkv", 3 * D, 0, 0);
-        ADD("attn/w_out", D, D, 1);
-        ADD("attn/b_out", D, 0, 0);
         ADD("router/w_rel", D, H, 1);
         ADD("router/b_rel", H, 0, 0);
         ADD("router/w_bud", D, 0, 0);
         ADD("router/b_bud", 1, 0, 0);
+        ADD("attn/w_qkv", D, 3 * D, 1);
+        ADD("attn/b_qkv", 3 * D, 0, 0);
+        ADD("attn/w_out", D, D, 1);
+        ADD("attn/b_out", D, 0, 0);
         ADD("ln2/gamma", D, 0, 0);
         ADD("ln2/beta", D, 0, 0);
         ADD("ffn/w1", D, F, 1);
@@ -124,6 +128,7 @@ static void build_table(bf_model *m) {
         ADD("ffn/w2", F, D, 1);
         ADD("ffn/b2", D, 0, 0);
 #undef ADD
+        BF_CHECK(tb.n == 2 + (l + 1) * LAYER_TENSORS, "layer tensor count changed: update LAYER_TENSORS");
     }
     table_add(&tb, "ln_f/gamma", D, 0, 0);
     table_add(&tb, "ln_f/beta", D, 0, 0);
@@ -144,14 +149,14 @@ static void bind_view(bf_param_view *v, float *base, const bf_model *m) {
         bf_layer_params *p = &v->layers[l];
         p->ln1_g = base + t[i++].offset;
         p->ln1_b = base + t[i++].offset;
-        p->w_qkv = base + t[i++].offset;
-        p->b_qkv = base + t[i++].offset;
-        p->w_out = base + t[i++].offset;
-        p->b_out = base + t[i++].offset;
         p->w_rel = base + t[i++].offset;
         p->b_rel = base + t[i++].offset;
         p->w_bud = base + t[i++].offset;
         p->b_bud = base + t[i++].offset;
+        p->w_qkv = base + t[i++].offset;
+        p->b_qkv = base + t[i++].offset;
+        p->w_out = base + t[i++].offset;
+        p->b_out = base + t[i++].offset;
         p->ln2_g = base + t[i++].offset;
         p->ln2_b = base + t[i++].offset;
         p->w1 = base + t[i++].offset;
@@ -420,6 +425,12 @@ double bf_model_budget_sum(const bf_model *m, int n) {
 
 /* ---- backward ---- */
 
+/* Tells the caller (the trainer's gradient allreduce) that tensors hi, hi-1, ..., lo are final. */
+static void notify_range(const bf_model *m, int hi, int lo) {
+    if (!m->grad_ready) return;
+    for (int i = hi; i >= lo; i--) m->grad_ready(m->grad_ready_ctx, i);
+}
+
 /* dgate[b,h] = <dog_h, o_h> over the input's rows; dob = dog * gate (gradient wrt ungated output). */
 static void gate_heads_backward(float *restrict dgate, float *restrict dob, const float *restrict dog,
                                 const float *restrict o, const float *restrict gate, size_t rows, size_t D, size_t H) {
@@ -454,26 +465,34 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
     bf_cross_entropy_backward(a->dlogits, a->probs, batch->labels, ce_scale, (size_t)n, C);
     memset(a->dpooled, 0, (size_t)n * D * sizeof(float));
     bf_matmul_backward(a->dpooled, m->g.cls_w, m->g.cls_b, a->dlogits, a->pooled, m->p.cls_w, (size_t)n, D, C);
+    int top = m->n_tensors - 1; /* classifier/b; then classifier/w, ln_f/beta, ln_f/gamma */
+    notify_range(m, top, top - 1);
     memset(a->du, 0, rows * D * sizeof(float));
     bf_masked_mean_backward(a->du, a->dpooled, batch->lengths, (size_t)n, D);
     memset(a->dx, 0, rows * D * sizeof(float));
     bf_layernorm_backward(a->dx, m->g.lnf_g, m->g.lnf_b, a->du, a->xf, m->p.lnf_g, a->meanf, a->rstdf, rows, D);
+    notify_range(m, top - 2, top - 3);
 
     for (size_t li = L; li-- > 0;) {
         layer_acts *la = &a->layers[li];
         const bf_layer_params *p = &m->p.layers[li];
         bf_layer_params *g = &m->g.layers[li];
+        int base = 2 + (int)li * LAYER_TENSORS; /* table index of layers/<li>/ln1/gamma */
         /* feed-forward: x_next = xm + W2 gelu(W1 LN2(xm)); a->dx holds d x_next and becomes d xm */
         memset(a->da1, 0, rows * F * sizeof(float));
         bf_matmul_backward(a->da1, g->w2, g->b2, a->dx, la->a1, p->w2, rows, F, D);
+        notify_range(m, base + 15, base + 14);
         memset(a->dh1, 0, rows * F * sizeof(float));
         bf_gelu_backward(a->dh1, la->h1, a->da1, rows * F);
         memset(a->du, 0, rows * D * sizeof(float));
         bf_matmul_backward(a->du, g->w1, g->b1, a->dh1, la->u2, p->w1, rows, D, F);
+        notify_range(m, base + 13, base + 12);
         bf_layernorm_backward(a->dx, g->ln2_g, g->ln2_b, a->du, la->xm, p->ln2_g, la->mean2, la->rstd2, rows, D);
+        notify_range(m, base + 11, base + 10);
         /* attention output projection: xm = x + og W_out + b_out */
         memset(a->dog, 0, rows * D * sizeof(float));
         bf_matmul_backward(a->dog, g->w_out, g->b_out, a->dx, la->og, p->w_out, rows, D, D);
+        notify_range(m, base + 9, base + 8);
         /* gates, then attention */
         memset(a->dqkv, 0, rows * 3 * D * sizeof(float));
         for (int b = 0; b < n; b++) {
@@ -485,12 +504,16 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
         }
         memset(a->du, 0, rows * D * sizeof(float));
         bf_matmul_backward(a->du, g->w_qkv, g->b_qkv, a->dqkv, la->u, p->w_qkv, rows, D, 3 * D);
+        notify_range(m, base + 7, base + 6);
         /* router: gates -> relevance and budget -> summary -> u */
         bf_router_backward(&la->rt, &mode, a->du, batch->lengths, p->w_rel, p->w_bud, g->w_rel, g->b_rel, g->w_bud,
                            g->b_bud, tau, cost_scale, (size_t)n, D);
+        notify_range(m, base + 5, base + 2);
         bf_layernorm_backward(a->dx, g->ln1_g, g->ln1_b, a->du, la->x, p->ln1_g, la->mean1, la->rstd1, rows, D);
+        notify_range(m, base + 1, base);
     }
     bf_embedding_backward(m->g.tok_emb, m->g.pos_emb, a->dx, batch->tokens, batch->lengths, (size_t)n, T, D);
+    notify_range(m, 1, 0);
 }
 
 /* ---- FLOPs ---- */

@@ -23,11 +23,12 @@ static void grow(bf_runlog *lg) {
     lg->mean_budget = bf_xrealloc(lg->mean_budget, cap * L * sizeof(float));
     lg->samples_per_s = bf_xrealloc(lg->samples_per_s, cap * sizeof(float));
     lg->grad_norm = bf_xrealloc(lg->grad_norm, cap * sizeof(float));
+    lg->comm_fraction = bf_xrealloc(lg->comm_fraction, cap * sizeof(float));
     lg->cap = cap;
 }
 
 void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float eps, const float *mean_budget,
-                      float samples_per_s, float grad_norm) {
+                      float samples_per_s, float grad_norm, float comm_fraction) {
     if (lg->n == lg->cap) grow(lg);
     size_t i = lg->n++, L = (size_t)lg->n_layers;
     lg->step[i] = step;
@@ -37,6 +38,7 @@ void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float e
     memcpy(lg->mean_budget + i * L, mean_budget, L * sizeof(float));
     lg->samples_per_s[i] = samples_per_s;
     lg->grad_norm[i] = grad_norm;
+    lg->comm_fraction[i] = comm_fraction;
 }
 
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
@@ -51,7 +53,8 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
              bf_h5_write(f, "/metrics/eps", H5T_NATIVE_FLOAT, 1, &s, lg->eps, err) ||
              bf_h5_write(f, "/metrics/mean_budget", H5T_NATIVE_FLOAT, 2, sl, lg->mean_budget, err) ||
              bf_h5_write(f, "/metrics/samples_per_s", H5T_NATIVE_FLOAT, 1, &s, lg->samples_per_s, err) ||
-             bf_h5_write(f, "/metrics/grad_norm", H5T_NATIVE_FLOAT, 1, &s, lg->grad_norm, err)
+             bf_h5_write(f, "/metrics/grad_norm", H5T_NATIVE_FLOAT, 1, &s, lg->grad_norm, err) ||
+             bf_h5_write(f, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, &s, lg->comm_fraction, err)
                  ? -1
                  : 0;
     if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
@@ -68,5 +71,6 @@ void bf_runlog_free(bf_runlog *lg) {
     free(lg->mean_budget);
     free(lg->samples_per_s);
     free(lg->grad_norm);
+    free(lg->comm_fraction);
     memset(lg, 0, sizeof *lg);
 }

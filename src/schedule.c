@@ -27,3 +27,40 @@ float bf_explore_eps(bf_explore_shape shape, float eps_start, float eps_end, lon
     double lo = fmin(eps_start, eps_end), hi = fmax(eps_start, eps_end);
     return (float)fmin(fmax(eps, lo), hi);
 }
+
+void bf_coordinator_init(bf_coordinator *co, const bf_config *c) {
+    co->shape = c->explore_shape;
+    co->eps_start = c->eps_start;
+    co->eps_end = c->eps_end;
+    co->steps = c->explore_steps;
+    co->window = c->explore_window > 0 ? c->explore_window : 1;
+    co->anneal_steps = c->explore_anneal_steps > 0 ? c->explore_anneal_steps : 1;
+    co->threshold = c->explore_threshold;
+    co->anneal_from = c->explore_steps == 0 ? 1 : 0;
+    co->window_sum = 0.0;
+    co->window_n = 0;
+    co->prev_mean = -1.0;
+}
+
+float bf_coordinator_eps(const bf_coordinator *co, long step) {
+    if (co->shape != BF_EXPLORE_ADAPTIVE)
+        return bf_explore_eps(co->shape, co->eps_start, co->eps_end, co->steps, step);
+    if (co->anneal_from == 0 || step < co->anneal_from) return co->eps_start;
+    /* linear anneal: eps_start at anneal_from, eps_end at anneal_from + anneal_steps - 1 */
+    return bf_explore_eps(BF_EXPLORE_LINEAR, co->eps_start, co->eps_end, co->anneal_steps, step - co->anneal_from + 1);
+}
+
+void bf_coordinator_observe(bf_coordinator *co, long step, double loss) {
+    if (co->shape != BF_EXPLORE_ADAPTIVE || co->anneal_from != 0) return;
+    co->window_sum += loss;
+    co->window_n++;
+    if (co->window_n == co->window) {
+        double mean = co->window_sum / (double)co->window_n;
+        if (co->prev_mean > 0.0 && (co->prev_mean - mean) / co->prev_mean < (double)co->threshold)
+            co->anneal_from = step + 1; /* the loss stopped falling fast: exploit from here on */
+        co->prev_mean = mean;
+        co->window_sum = 0.0;
+        co->window_n = 0;
+    }
+    if (co->anneal_from == 0 && step >= co->steps) co->anneal_from = step + 1;
+}

@@ -9,6 +9,8 @@
 
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/dataset.h"
+#include "budgetformer/dist.h"
+#include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
 #include "budgetformer/model.h"
 #include "budgetformer/optim.h"
@@ -26,7 +28,10 @@ typedef struct {
     bf_model model;
     float *adam_m, *adam_v;
     bf_sampler sampler;
-    int rank, world;      /* data-parallel position; 1 process for now */
+    bf_dist *dist;
+    int rank, world;      /* data-parallel position */
+    bf_coordinator coord; /* exploration schedule: decided on rank 0, broadcast */
+    bf_grad_sync *sync;   /* bucketed gradient allreduce */
     int micro;            /* inputs per forward pass */
     /* step buffers */
     int64_t *index, *epoch;      /* [B] the rank's inputs of the step */
@@ -96,6 +101,36 @@ static int prepare_run_dir(trainer *t, bf_err *err) {
     return 0;
 }
 
+/* Every rank learns whether any rank failed, so no rank continues alone into a collective. The failing
+ * rank keeps its own message; the others say which rank failed. */
+static int agree(trainer *t, int rc, bf_err *err) {
+    if (t->world == 1) return rc;
+    double v[2] = {rc ? 1.0 : 0.0, rc ? (double)t->rank : 1e9};
+    double mx[2] = {v[0], -v[1]};
+    bf_dist_allreduce_max_f64(t->dist, mx, 2);
+    if (mx[0] == 0.0) return 0;
+    if (!rc) bf_fail(err, "rank %d failed (its message is above)", (int)-mx[1]);
+    return -1;
+}
+
+static void on_grad_ready(void *ctx, int tensor) {
+    trainer *t = ctx;
+    /* ranges were registered in backward order: tensor n-1 first */
+    bf_grad_sync_ready(t->sync, t->model.n_tensors - 1 - tensor);
+}
+
+static void create_grad_sync(trainer *t) {
+    bf_model *m = &t->model;
+    bf_grad_range *r = bf_xcalloc((size_t)m->n_tensors, sizeof *r);
+    for (int i = 0; i < m->n_tensors; i++) {
+        const bf_tensor_info *ti = &m->tensors[m->n_tensors - 1 - i];
+        r[i].offset = ti->offset;
+        r[i].count = ti->numel;
+    }
+    t->sync = bf_grad_sync_create(t->dist, m->grads, r, m->n_tensors, (size_t)t->cfg->bucket_kb * 1024);
+    free(r);
+}
+
 static int build_model(trainer *t, bf_err *err) {
     const bf_config *c = t->cfg;
     bf_model_config mc = {.vocab_size = (int)t->train.vocab_size, .max_len = t->train.max_len,
@@ -122,6 +157,8 @@ static int build_model(trainer *t, bf_err *err) {
     t->k_random = bf_xcalloc(mb * L, sizeof(int32_t));
     t->micro_starts = bf_xcalloc(B + 2, sizeof(int));
     bf_sampler_init(&t->sampler, t->train.n, c->seed);
+    bf_coordinator_init(&t->coord, c);
+    create_grad_sync(t);
     return 0;
 }
 
@@ -137,7 +174,7 @@ static void forward_backward(trainer *t, long step_no, float eps, step_stats *st
     bf_model *m = &t->model;
     size_t T = (size_t)m->cfg.max_len, L = (size_t)m->cfg.n_layers;
     int count = bf_sampler_shard(&t->sampler, step_no, c->batch_size, t->rank, t->world, t->index, t->epoch);
-    int nmicro = bf_split_micro(count, t->micro, t->micro_starts);
+    int nmicro = count > 0 ? bf_split_micro(count, t->micro, t->micro_starts) : 0;
     float ce_scale = 1.0f / (float)c->batch_size;
     float cost_scale = c->budget_cost / ((float)c->batch_size * (float)L);
     bf_explore ex = {.eps = eps, .tau = c->tau, .gumbel = t->gumbel, .k_random = t->k_random};
@@ -155,7 +192,11 @@ static void forward_backward(trainer *t, long step_no, float eps, step_stats *st
         bf_explore_draw(&m->cfg, c->seed, t->epoch + lo, t->index + lo, n, eps, t->gumbel, t->k_random);
         bf_batch b = {.n = n, .tokens = t->tokens, .lengths = t->lengths, .labels = t->labels};
         st->ce_sum += bf_model_forward(m, &b, &ex);
+        /* Gradients are final only in the last micro-batch's backward: only then may buckets be sent. */
+        m->grad_ready = mi == nmicro - 1 ? on_grad_ready : NULL;
+        m->grad_ready_ctx = t;
         bf_model_backward(m, &b, &ex, ce_scale, cost_scale);
+        m->grad_ready = NULL;
         for (int i = 0; i < n; i++)
             for (size_t l = 0; l < L; l++) st->budget_sum[l] += m->budget[(size_t)i * L + l];
     }
@@ -178,6 +219,7 @@ static void optimizer_step(trainer *t, long step, float lr, float grad_scale) {
 }
 
 static int save_checkpoint(trainer *t, long step, bf_err *err) {
+    if (t->rank != 0) return 0;
     char path[BF_PATH_LEN + 64];
     snprintf(path, sizeof path, "%s/checkpoints/step-%08ld.h5", t->cfg->run_dir, step);
     bf_ckpt_meta meta = {.step = step, .seed = t->cfg->seed, .world_size = t->world,
@@ -218,56 +260,84 @@ static void report_eval(const char *what, const bf_eval_counts *e) {
 static void evaluate_set(trainer *t, const bf_dataset *d, const char *what, double *acc) {
     bf_eval_counts e;
     bf_eval_counts_init(&e, &t->model.cfg);
-    bf_evaluate(&t->model, d, 0, d->n, &e, NULL);
-    report_eval(what, &e);
+    /* Each rank evaluates a contiguous shard; the counts add up. */
+    size_t lo, hi;
+    bf_eval_shard(d->n, t->rank, t->world, &lo, &hi);
+    bf_evaluate(&t->model, d, lo, hi, &e, NULL);
+    bf_eval_counts_reduce(t->dist, &e);
+    if (t->rank == 0) report_eval(what, &e);
     if (acc) *acc = bf_eval_accuracy(&e);
     bf_eval_counts_free(&e);
+}
+
+/* eps of update `step`: the coordinator on rank 0 decides, every rank receives the same value. */
+static float coordinated_eps(trainer *t, long step) {
+    float eps = t->rank == 0 ? bf_coordinator_eps(&t->coord, step) : 0.0f;
+    if (t->model.cfg.full_heads) eps = 0.0f; /* the baseline has nothing to explore */
+    bf_dist_bcast_f32(t->dist, &eps, 1, 0);
+    return eps;
 }
 
 static int run_loop(trainer *t, bf_err *err) {
     const bf_config *c = t->cfg;
     bf_model *m = &t->model;
-    int L = m->cfg.n_layers, H = m->cfg.n_heads;
+    int L = m->cfg.n_layers, H = m->cfg.n_heads, root = t->rank == 0;
     long last = c->stop_at > 0 && c->stop_at < c->steps ? c->stop_at : c->steps;
     step_stats st = {.budget_sum = bf_xcalloc((size_t)L, sizeof(double))};
+    double *red = bf_xcalloc((size_t)L + 2, sizeof(double)); /* ce sum, input count, budget sums */
     float *mean_budget = bf_xcalloc((size_t)L, sizeof(float));
-    double t_start = bf_wall_seconds(), t_mark = t_start;
+    double t_start = bf_wall_seconds(), t_mark = t_start, comm_mark = 0.0;
     long mark_step = 0, nonfinite_run = 0, nonfinite_total = 0;
     double loss_acc = 0.0, heads_acc = 0.0;
     long acc_steps = 0;
-    bf_info("training %zu parameters on %zu inputs: %ld steps, global batch %d, %d heads x %d layers%s",
-            m->n_params, t->train.n, c->steps, c->batch_size, H, L,
-            m->cfg.full_heads ? " (full heads)" : m->cfg.fixed_budget ? " (fixed budget)" : "");
+    int rc = 0;
+    if (root)
+        bf_info("training %zu parameters on %zu inputs: %ld steps, global batch %d on %d rank%s, %d heads x %d "
+                "layers%s, %d gradient buckets", m->n_params, t->train.n, c->steps, c->batch_size, t->world,
+                t->world > 1 ? "s" : "", H, L,
+                m->cfg.full_heads ? " (full heads)" : m->cfg.fixed_budget ? " (fixed budget)" : "",
+                bf_grad_sync_buckets(t->sync));
     for (long step = 1; step <= last; step++) {
-        double ts = bf_wall_seconds();
-        float eps = bf_explore_eps(c->explore_shape, c->eps_start, c->eps_end, c->explore_steps, step);
-        if (m->cfg.full_heads) eps = 0.0f;
+        double ts = bf_wall_seconds(), comm0 = t->dist->comm_seconds;
+        float eps = coordinated_eps(t, step);
         float lr = bf_lr_at(step, c->steps, c->warmup, c->lr, c->lr_min);
         bf_model_zero_grad(m);
         forward_backward(t, step - 1, eps, &st);
-        double loss = st.ce_sum / (double)c->batch_size;
+        bf_grad_sync_wait(t->sync); /* gradients now summed over ranks: the global-batch mean */
+        red[0] = st.ce_sum;
+        red[1] = st.count;
+        for (int l = 0; l < L; l++) red[2 + l] = st.budget_sum[l];
+        bf_dist_allreduce_sum_f64(t->dist, red, (size_t)L + 2);
+        double loss = red[0] / (double)c->batch_size;
+        /* Every rank holds the same summed gradient, so every rank computes the same norm and makes the
+         * same skip decision below without another message. */
         double norm = global_grad_norm(m);
         double heads = 0.0;
         for (int l = 0; l < L; l++) {
-            mean_budget[l] = (float)(st.budget_sum[l] / (double)c->batch_size);
+            mean_budget[l] = (float)(red[2 + l] / (double)c->batch_size);
             heads += mean_budget[l] / L;
         }
+        BF_CHECK((long)red[1] == c->batch_size, "step %ld covered %.0f inputs, not the global batch %d", step,
+                 red[1], c->batch_size);
         if (!isfinite(loss) || !isfinite(norm)) {
             nonfinite_total++;
-            bf_warn("step %ld: non-finite loss or gradient norm; the update is skipped (%ld in a row)", step,
-                    ++nonfinite_run);
-            if (nonfinite_run >= MAX_NONFINITE_IN_A_ROW) {
-                free(st.budget_sum);
-                free(mean_budget);
-                return bf_fail(err, "%ld non-finite steps in a row: stopping; lower train.lr or raise train.grad_clip "
-                                    "protection (train.grad_clip); earlier checkpoints are intact", nonfinite_run);
+            if (root)
+                bf_warn("step %ld: non-finite loss or gradient norm; the update is skipped (%ld in a row)", step,
+                        nonfinite_run + 1);
+            if (++nonfinite_run >= MAX_NONFINITE_IN_A_ROW) {
+                rc = bf_fail(err, "%ld non-finite steps in a row: stopping; lower train.lr or set train.grad_clip; "
+                                  "earlier checkpoints are intact", nonfinite_run);
+                break;
             }
             continue;
         }
         nonfinite_run = 0;
+        if (root) bf_coordinator_observe(&t->coord, step, loss);
         optimizer_step(t, step, lr, bf_clip_scale(norm, c->grad_clip));
-        double dt = bf_wall_seconds() - ts;
-        bf_runlog_append(&t->log, step, (float)loss, lr, eps, mean_budget, (float)(c->batch_size / dt), (float)norm);
+        double dt = bf_wall_seconds() - ts, comm = t->dist->comm_seconds - comm0;
+        if (root)
+            bf_runlog_append(&t->log, step, (float)loss, lr, eps, mean_budget, (float)(c->batch_size / dt),
+                             (float)norm, (float)(comm / dt));
         loss_acc += loss;
         heads_acc += heads;
         acc_steps++;
@@ -275,30 +345,46 @@ static int run_loop(trainer *t, bf_err *err) {
         if (step % c->log_every == 0 || step == last || eval_now) {
             double now = bf_wall_seconds();
             double sps = (double)(step - mark_step) * c->batch_size / (now - t_mark);
+            double comm_frac = (t->dist->comm_seconds - comm_mark) / (now - t_mark);
             char eta[32];
             format_eta(eta, sizeof eta, (double)(last - step) * (now - t_start) / (double)step);
-            fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d | lr %.2e | %.0f samples/s | ETA %s\n",
-                    step, c->steps, loss_acc / acc_steps, eps, heads_acc / acc_steps, H, lr, sps, eta);
+            if (root)
+                fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d | lr %.2e | %.0f samples/s | "
+                                "comm %.0f%% | ETA %s\n",
+                        step, c->steps, loss_acc / acc_steps, eps, heads_acc / acc_steps, H, lr, sps,
+                        100.0 * comm_frac, eta);
             t_mark = now;
+            comm_mark = t->dist->comm_seconds;
             mark_step = step;
             loss_acc = heads_acc = 0.0;
             acc_steps = 0;
-            if (bf_runlog_flush(&t->log, err)) break;
+            if (agree(t, root ? bf_runlog_flush(&t->log, err) : 0, err)) {
+                rc = -1;
+                break;
+            }
         }
         if (eval_now) evaluate_set(t, &t->valid, "valid", NULL);
         if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step != last)
-            if (save_checkpoint(t, step, err)) break;
+            if (agree(t, save_checkpoint(t, step, err), err)) {
+                rc = -1;
+                break;
+            }
     }
     free(st.budget_sum);
+    free(red);
     free(mean_budget);
-    if (err->msg[0]) return -1;
-    if (nonfinite_total) bf_warn("%ld steps were skipped for non-finite numbers", nonfinite_total);
-    if (bf_runlog_flush(&t->log, err)) return -1;
-    if (save_checkpoint(t, last, err)) return -1;
+    if (rc) return -1;
+    if (root && nonfinite_total) bf_warn("%ld steps were skipped for non-finite numbers", nonfinite_total);
+    if (agree(t, root ? bf_runlog_flush(&t->log, err) : 0, err)) return -1;
+    if (agree(t, save_checkpoint(t, last, err), err)) return -1;
     double wall = bf_wall_seconds() - t_start;
-    bf_info("trained %ld steps in %.1f s wall, %.1f s CPU", last, wall, bf_cpu_seconds());
+    double cpu[1] = {bf_cpu_seconds()};
+    bf_dist_allreduce_sum_f64(t->dist, cpu, 1);
+    if (root)
+        bf_info("trained %ld steps in %.1f s wall, %.1f s CPU over %d rank%s (%.2f ms CPU per input)", last, wall,
+                cpu[0], t->world, t->world > 1 ? "s" : "", 1e3 * cpu[0] / ((double)last * c->batch_size));
     if (last < c->steps) {
-        bf_info("stopped after step %ld as train.stop_at asks (train.steps = %ld)", last, c->steps);
+        if (root) bf_info("stopped after step %ld as train.stop_at asks (train.steps = %ld)", last, c->steps);
         return 0;
     }
     if (t->have_valid) evaluate_set(t, &t->valid, "valid", NULL);
@@ -323,19 +409,26 @@ static void trainer_free(trainer *t) {
     free(t->k_random);
     free(t->micro_starts);
     free(t->config_text);
+    bf_grad_sync_free(t->sync);
     bf_runlog_free(&t->log);
 }
 
-int bf_train_run(const bf_config *cfg, bf_err *err) {
+int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err) {
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
-    t.rank = 0;
-    t.world = 1;
+    t.dist = dist;
+    t.rank = dist->rank;
+    t.world = dist->world;
     err->msg[0] = '\0';
-    int rc = load_data(&t, err);
-    if (rc == 0) rc = prepare_run_dir(&t, err);
-    if (rc == 0) rc = build_model(&t, err);
+    if (cfg->batch_size < t.world) {
+        bf_fail(err, "train.batch_size = %d is smaller than the %d ranks: every rank needs at least one input",
+                cfg->batch_size, t.world);
+        return agree(&t, -1, err);
+    }
+    int rc = agree(&t, load_data(&t, err), err);
+    if (rc == 0) rc = agree(&t, t.rank == 0 ? prepare_run_dir(&t, err) : 0, err);
+    if (rc == 0) rc = agree(&t, build_model(&t, err), err);
     if (rc == 0) {
         char path[BF_PATH_LEN + 16];
         snprintf(path, sizeof path, "%s/log.h5", cfg->run_dir);

@@ -252,7 +252,7 @@ static void test_type_errors(void **state) {
     expect_file_error("u64_neg", "[train]\nseed = -1\n", 2, "train.seed: expected a non-negative integer", NULL);
     expect_file_error("bool", "[model]\nfull_heads = maybe\n", 2, "model.full_heads", "'maybe'", NULL);
     expect_file_error("enum", "[explore]\nshape = step\n", 2,
-                      "explore.shape: expected one of linear, cosine, exponential, got 'step'", NULL);
+                      "explore.shape: expected one of linear, cosine, exponential, adaptive, got 'step'", NULL);
 }
 
 static void test_range_errors(void **state) {

@@ -23,6 +23,7 @@ typedef enum {
     BF_EXPLORE_LINEAR = 0,
     BF_EXPLORE_COSINE = 1,
     BF_EXPLORE_EXPONENTIAL = 2,
+    BF_EXPLORE_ADAPTIVE = 3, /* the coordinator decides from the loss (schedule.h) */
 } bf_explore_shape;
 
 typedef struct {
@@ -53,6 +54,9 @@ typedef struct {
     long explore_steps;
     bf_explore_shape explore_shape;
     float tau;
+    long explore_window;       /* adaptive: loss window */
+    float explore_threshold;   /* adaptive: relative loss drop per window below which exploring ends */
+    long explore_anneal_steps; /* adaptive: length of the anneal once exploring ends */
     /* [run] */
     char run_dir[BF_PATH_LEN];
     /* [checkpoint] */
@@ -60,6 +64,8 @@ typedef struct {
     int checkpoint_keep;
     /* [heads] */
     long heads_every;      /* head statistics record every this many steps */
+    /* [dist] */
+    int bucket_kb;         /* gradient allreduce bucket size */
 } bf_config;
 
 void bf_config_defaults(bf_config *c);

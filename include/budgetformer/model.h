@@ -83,6 +83,10 @@ typedef struct {
 
 typedef struct bf_acts bf_acts; /* activation arena, private to model.c */
 
+/* Called by backward as each tensor's gradient becomes final, in descending table order (so in
+ * descending memory order of the gradient block). */
+typedef void (*bf_grad_ready_fn)(void *ctx, int tensor);
+
 typedef struct {
     bf_model_config cfg;
     int max_batch;           /* inputs per forward call */
@@ -99,6 +103,8 @@ typedef struct {
     uint32_t *head_mask;     /* [max_batch, L] bit h set when head h in S */
     float *khat;             /* [max_batch, L] continuous budget (H for full heads, k for fixed) */
     float *ce;               /* [max_batch] cross-entropy of each input (labels given) */
+    bf_grad_ready_fn grad_ready; /* optional; set it only for the last backward before the update */
+    void *grad_ready_ctx;
 } bf_model;
 
 /* Checks the configuration (H range and divisibility, positive sizes, fixed_budget in 0..H); returns 0 or

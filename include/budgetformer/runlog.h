@@ -21,11 +21,12 @@ typedef struct {
     float *mean_budget;    /* [S, L] */
     float *samples_per_s;  /* throughput over the step */
     float *grad_norm;      /* global gradient norm before clipping */
+    float *comm_fraction;  /* fraction of the step's wall time spent waiting on communication */
 } bf_runlog;
 
 void bf_runlog_init(bf_runlog *lg, const char *path, int n_layers);
 void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float eps, const float *mean_budget,
-                      float samples_per_s, float grad_norm);
+                      float samples_per_s, float grad_norm, float comm_fraction);
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
 void bf_runlog_free(bf_runlog *lg);
 

@@ -12,4 +12,30 @@
 
 float bf_explore_eps(bf_explore_shape shape, float eps_start, float eps_end, long steps, long step);
 
+/* The exploration coordinator. In a distributed run only rank 0 runs it; it sees the global training loss
+ * (reduced over all ranks) of every step and broadcasts eps, so every rank applies the same value.
+ *   fixed shapes (linear, cosine, exponential): eps = bf_explore_eps(...), the loss is ignored;
+ *   adaptive: eps = eps_start while exploring. The loss is averaged over windows of explore.window steps;
+ *     when a window's mean fell by less than explore.threshold (relative) against the previous window's, or
+ *     when update explore.steps is done, exploring ends and eps falls linearly to eps_end over
+ *     explore.anneal_steps updates, then stays there.
+ * The whole state is plain numbers, saved in checkpoints so a resumed run continues the same decisions. */
+typedef struct {
+    bf_explore_shape shape;
+    float eps_start, eps_end;
+    long steps, window, anneal_steps;
+    float threshold;
+    /* adaptive state */
+    long anneal_from;   /* first update of the anneal; 0 while still exploring */
+    double window_sum;  /* loss summed over the current window */
+    long window_n;
+    double prev_mean;   /* mean loss of the previous window; < 0 when none yet */
+} bf_coordinator;
+
+void bf_coordinator_init(bf_coordinator *co, const bf_config *c);
+/* eps for update `step` (1-based). */
+float bf_coordinator_eps(const bf_coordinator *co, long step);
+/* The global mean training loss of update `step`. */
+void bf_coordinator_observe(bf_coordinator *co, long step, double loss);
+
 #endif

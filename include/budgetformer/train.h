@@ -6,9 +6,11 @@
 #define BUDGETFORMER_TRAIN_H
 
 #include "budgetformer/config.h"
+#include "budgetformer/dist.h"
 #include "budgetformer/util.h"
 
-/* Runs a whole training as configured. Returns 0, or -1 with err set. */
-int bf_train_run(const bf_config *cfg, bf_err *err);
+/* Runs a whole training as configured, as one rank of `dist` (world size 1 without MPI). Returns 0, or -1
+ * with err set; every rank returns the same status. */
+int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err);
 
 #endif

@@ -1,0 +1,59 @@
+/* dist: the MPI side of data parallelism, behind a small interface that is a no-op at world size 1.
+ *
+ *   bf_dist d;
+ *   bf_dist_init(&d, &argc, &argv);        // MPI only when launched by mpirun/srun with more than 1 rank
+ *   bf_dist_allreduce_sum_f64(&d, stats, n);
+ *   bf_grad_sync *gs = bf_grad_sync_create(&d, grads, ranges, n_ranges, bucket_bytes);
+ *   ... backward calls bf_grad_sync_ready(gs, i) as each gradient range is final ...
+ *   bf_grad_sync_wait(gs);                 // before the optimiser step
+ *   bf_dist_finalize(&d);
+ *
+ * Every MPI failure is reported with the call, the rank and MPI's message, and aborts the job (MPI_Abort),
+ * so one failing rank never leaves the others waiting in a collective. The model and kernels never see MPI. */
+#ifndef BUDGETFORMER_DIST_H
+#define BUDGETFORMER_DIST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int rank, world;
+    int mpi;             /* 1 when MPI was initialised */
+    double comm_seconds; /* wall time spent waiting in communication since the last reset */
+} bf_dist;
+
+int bf_dist_init(bf_dist *d, int *argc, char ***argv);
+void bf_dist_finalize(bf_dist *d);
+/* Ends every rank of the job with status (after printing the reason on this rank). */
+void bf_dist_abort(const bf_dist *d, int status);
+
+void bf_dist_barrier(bf_dist *d);
+void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n);
+void bf_dist_allreduce_sum_i64(bf_dist *d, int64_t *buf, size_t n);
+void bf_dist_allreduce_max_f64(bf_dist *d, double *buf, size_t n);
+void bf_dist_bcast_f32(bf_dist *d, float *buf, size_t n, int root);
+void bf_dist_bcast_f64(bf_dist *d, double *buf, size_t n, int root);
+void bf_dist_bcast_i64(bf_dist *d, int64_t *buf, size_t n, int root);
+/* Rank 0 receives every rank's `count` items of `size` bytes in rank order into recv (size sum of counts). */
+void bf_dist_gather_bytes(bf_dist *d, const void *send, size_t count, size_t size, void *recv);
+
+/* Bucketed, non-blocking gradient allreduce (sum), overlapped with backward. The gradient block is cut
+ * into buckets of about bucket_bytes made of whole ranges, in the order the ranges become ready (the order
+ * of the `ranges` array: backward order). Each bucket's MPI_Iallreduce starts as soon as all its ranges are
+ * ready. */
+typedef struct {
+    size_t offset, count; /* floats */
+} bf_grad_range;
+
+typedef struct bf_grad_sync bf_grad_sync;
+
+bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range *ranges, int n_ranges,
+                                  size_t bucket_bytes);
+void bf_grad_sync_free(bf_grad_sync *s);
+/* Marks range i ready; starts its bucket's allreduce when the bucket is complete. */
+void bf_grad_sync_ready(bf_grad_sync *s, int i);
+/* Starts whatever is not started yet and waits for every bucket. */
+void bf_grad_sync_wait(bf_grad_sync *s);
+int bf_grad_sync_buckets(const bf_grad_sync *s);
+
+#endif

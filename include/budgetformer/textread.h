@@ -1,0 +1,50 @@
+/* textread: labelled text rows from CSV (RFC 4180, via libcsv) or TSV files, with their source lines.
+ *
+ *   bf_text_rows rows = {0};
+ *   if (bf_text_read("train.csv", BF_TEXT_CSV, 0, 0, &rows, &err) < 0) ...;   // err: "train.csv:7: ..."
+ *   rows.rows[i].label, .text (.text_len bytes), .line (1-based line where the row starts)
+ *   bf_text_rows_free(&rows);
+ *
+ * CSV: quoted fields, doubled quotes, commas and newlines inside quotes; spaces around unquoted fields are
+ * trimmed; blank lines are skipped. The first column is the label, the other columns are joined by one space
+ * into the text; every row must have the column count of the file's first row (at least 2).
+ * TSV: `label<TAB>text`; the text is the rest of the line after the first tab (a trailing CR is dropped);
+ * blank lines are skipped.
+ * Every field must be valid UTF-8 and the label must be non-empty. A row breaking these rules is a bad row:
+ * an error naming file:line and what was expected, or, with skip_bad, skipped and counted in n_bad.
+ */
+#ifndef BUDGETFORMER_TEXTREAD_H
+#define BUDGETFORMER_TEXTREAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "budgetformer/util.h"
+
+typedef enum { BF_TEXT_UNKNOWN = 0, BF_TEXT_CSV = 1, BF_TEXT_TSV = 2 } bf_text_format;
+
+typedef struct {
+    char *label;     /* NUL-terminated, non-empty, valid UTF-8 */
+    char *text;      /* text_len bytes (NUL-terminated too; may contain NUL bytes) */
+    size_t text_len;
+    int64_t line;    /* 1-based line of the source file where the row starts */
+} bf_text_row;
+
+typedef struct {
+    bf_text_row *rows;
+    size_t n, cap;
+    size_t n_bad;                 /* rows skipped as bad (skip_bad only) */
+    char first_bad[BF_ERR_LEN];   /* the message of the first skipped row */
+} bf_text_rows;
+
+/* .csv -> CSV; .tsv and .txt -> TSV (case-insensitive); else BF_TEXT_UNKNOWN. */
+bf_text_format bf_text_format_from_path(const char *path);
+/* "csv" / "tsv" -> the format; else BF_TEXT_UNKNOWN. */
+bf_text_format bf_text_format_from_name(const char *name);
+
+/* Reads every row of path, appending to out. header: skip the file's first row. Returns 0, or -1 with err
+ * set ("FILE:LINE: ... expected ..."). */
+int bf_text_read(const char *path, bf_text_format fmt, int header, int skip_bad, bf_text_rows *out, bf_err *err);
+void bf_text_rows_free(bf_text_rows *r);
+
+#endif
