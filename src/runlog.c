@@ -8,10 +8,41 @@
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/h5io.h"
 
-void bf_runlog_init(bf_runlog *lg, const char *path, int n_layers) {
+void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers, int n_heads) {
     memset(lg, 0, sizeof *lg);
     snprintf(lg->path, sizeof lg->path, "%s", path);
+    lg->n_classes = n_classes;
     lg->n_layers = n_layers;
+    lg->n_heads = n_heads;
+}
+
+void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s) {
+    size_t C = (size_t)lg->n_classes, LH = (size_t)lg->n_layers * (size_t)lg->n_heads;
+    if (lg->nh == lg->cap_h) {
+        size_t cap = lg->cap_h ? 2 * lg->cap_h : 64;
+        lg->h_step = bf_xrealloc(lg->h_step, cap * sizeof(int64_t));
+        lg->h_count = bf_xrealloc(lg->h_count, cap * sizeof(int64_t));
+        lg->h_class_count = bf_xrealloc(lg->h_class_count, cap * C * sizeof(int64_t));
+        lg->h_usage = bf_xrealloc(lg->h_usage, cap * LH * sizeof(float));
+        lg->h_budget_hist = bf_xrealloc(lg->h_budget_hist, cap * LH * sizeof(float));
+        lg->h_class_usage = bf_xrealloc(lg->h_class_usage, cap * C * LH * sizeof(float));
+        lg->cap_h = cap;
+    }
+    size_t r = lg->nh++;
+    int64_t n = s->count[0];
+    lg->h_step[r] = step;
+    lg->h_count[r] = n;
+    memcpy(lg->h_class_count + r * C, s->class_count, C * sizeof(int64_t));
+    for (size_t i = 0; i < LH; i++) {
+        lg->h_usage[r * LH + i] = n ? (float)((double)s->usage[i] / (double)n) : 0.0f;
+        lg->h_budget_hist[r * LH + i] = n ? (float)((double)s->budget[i] / (double)n) : 0.0f;
+    }
+    for (size_t c = 0; c < C; c++) {
+        int64_t nc = s->class_count[c];
+        for (size_t i = 0; i < LH; i++)
+            lg->h_class_usage[(r * C + c) * LH + i] =
+                nc ? (float)((double)s->class_usage[c * LH + i] / (double)nc) : 0.0f; /* 0: class absent */
+    }
 }
 
 static void grow(bf_runlog *lg) {
@@ -57,6 +88,18 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
              bf_h5_write(f, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, &s, lg->comm_fraction, err)
                  ? -1
                  : 0;
+    unsigned long long R = lg->nh, C = (unsigned long long)lg->n_classes, L = (unsigned long long)lg->n_layers,
+                       H = (unsigned long long)lg->n_heads;
+    unsigned long long rc_dims[2] = {R, C}, rlh[3] = {R, L, H}, rclh[4] = {R, C, L, H};
+    if (rc == 0)
+        rc = bf_h5_write(f, "/heads/step", H5T_NATIVE_INT64, 1, &R, lg->h_step, err) ||
+             bf_h5_write(f, "/heads/count", H5T_NATIVE_INT64, 1, &R, lg->h_count, err) ||
+             bf_h5_write(f, "/heads/class_count", H5T_NATIVE_INT64, 2, rc_dims, lg->h_class_count, err) ||
+             bf_h5_write(f, "/heads/usage", H5T_NATIVE_FLOAT, 3, rlh, lg->h_usage, err) ||
+             bf_h5_write(f, "/heads/budget_hist", H5T_NATIVE_FLOAT, 3, rlh, lg->h_budget_hist, err) ||
+             bf_h5_write(f, "/heads/class_usage", H5T_NATIVE_FLOAT, 4, rclh, lg->h_class_usage, err)
+                 ? -1
+                 : 0;
     if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
     if (rc == 0) rc = bf_commit_file(tmp, lg->path, err);
     if (rc) unlink(tmp);
@@ -72,5 +115,11 @@ void bf_runlog_free(bf_runlog *lg) {
     free(lg->samples_per_s);
     free(lg->grad_norm);
     free(lg->comm_fraction);
+    free(lg->h_step);
+    free(lg->h_count);
+    free(lg->h_class_count);
+    free(lg->h_usage);
+    free(lg->h_budget_hist);
+    free(lg->h_class_usage);
     memset(lg, 0, sizeof *lg);
 }

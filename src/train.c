@@ -12,6 +12,7 @@
 #include "budgetformer/dist.h"
 #include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
+#include "budgetformer/headstats.h"
 #include "budgetformer/model.h"
 #include "budgetformer/optim.h"
 #include "budgetformer/runlog.h"
@@ -41,7 +42,28 @@ typedef struct {
     int *micro_starts;           /* [B+1] */
     char *config_text;
     bf_runlog log;
+    bf_headstats heads;   /* head usage since the last /heads record (this rank's inputs) */
+    FILE *trace;          /* BF_TRACE: per-rank step trace for tests (eps, loss, weight checksum) */
 } trainer;
+
+/* FNV-1a over the bytes of the weights: equal checksums on every rank mean bitwise-equal replicas. */
+static uint64_t weights_checksum(const bf_model *m) {
+    const unsigned char *p = (const unsigned char *)m->params;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < m->n_params * sizeof(float); i++) h = (h ^ p[i]) * 1099511628211ull;
+    return h;
+}
+
+/* BF_TRACE=PREFIX makes each rank write PREFIX.rank<r>: one line per update with the eps it applied, the
+ * global loss and a checksum of its weights. Tests use it to check that ranks agree bit for bit. */
+static void open_trace(trainer *t) {
+    const char *prefix = getenv("BF_TRACE");
+    if (!prefix || !*prefix) return;
+    char path[BF_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s.rank%d", prefix, t->rank);
+    t->trace = fopen(path, "w");
+    if (!t->trace) bf_warn("BF_TRACE: cannot write %s", path);
+}
 
 static int same_strings(char *const *a, size_t na, char *const *b, size_t nb) {
     if (na != nb) return 0;
@@ -199,6 +221,7 @@ static void forward_backward(trainer *t, long step_no, float eps, step_stats *st
         m->grad_ready = NULL;
         for (int i = 0; i < n; i++)
             for (size_t l = 0; l < L; l++) st->budget_sum[l] += m->budget[(size_t)i * L + l];
+        bf_headstats_add(&t->heads, t->labels, m->budget, m->head_mask, n);
     }
 }
 
@@ -334,6 +357,9 @@ static int run_loop(trainer *t, bf_err *err) {
         nonfinite_run = 0;
         if (root) bf_coordinator_observe(&t->coord, step, loss);
         optimizer_step(t, step, lr, bf_clip_scale(norm, c->grad_clip));
+        if (t->trace)
+            fprintf(t->trace, "%ld %.9g %.9g %016llx\n", step, (double)eps, loss,
+                    (unsigned long long)weights_checksum(m));
         double dt = bf_wall_seconds() - ts, comm = t->dist->comm_seconds - comm0;
         if (root)
             bf_runlog_append(&t->log, step, (float)loss, lr, eps, mean_budget, (float)(c->batch_size / dt),
@@ -341,6 +367,12 @@ static int run_loop(trainer *t, bf_err *err) {
         loss_acc += loss;
         heads_acc += heads;
         acc_steps++;
+        if (step % c->heads_every == 0 || step == last) {
+            /* One exact integer reduction: the record counts every input of the interval once. */
+            bf_dist_allreduce_sum_i64(t->dist, t->heads.block, t->heads.block_len);
+            if (root) bf_runlog_append_heads(&t->log, step, &t->heads);
+            bf_headstats_reset(&t->heads);
+        }
         int eval_now = t->have_valid && c->eval_every > 0 && step % c->eval_every == 0;
         if (step % c->log_every == 0 || step == last || eval_now) {
             double now = bf_wall_seconds();
@@ -411,6 +443,8 @@ static void trainer_free(trainer *t) {
     free(t->config_text);
     bf_grad_sync_free(t->sync);
     bf_runlog_free(&t->log);
+    if (t->trace) fclose(t->trace);
+    bf_headstats_free(&t->heads);
 }
 
 int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err) {
@@ -432,7 +466,9 @@ int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err) {
     if (rc == 0) {
         char path[BF_PATH_LEN + 16];
         snprintf(path, sizeof path, "%s/log.h5", cfg->run_dir);
-        bf_runlog_init(&t.log, path, t.model.cfg.n_layers);
+        bf_runlog_init(&t.log, path, t.model.cfg.n_classes, t.model.cfg.n_layers, t.model.cfg.n_heads);
+        bf_headstats_init(&t.heads, t.model.cfg.n_classes, t.model.cfg.n_layers, t.model.cfg.n_heads);
+        open_trace(&t);
         rc = run_loop(&t, err);
     }
     trainer_free(&t);

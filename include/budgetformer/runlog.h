@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budgetformer/headstats.h"
 #include "budgetformer/util.h"
 
 typedef struct {
@@ -22,11 +23,21 @@ typedef struct {
     float *samples_per_s;  /* throughput over the step */
     float *grad_norm;      /* global gradient norm before clipping */
     float *comm_fraction;  /* fraction of the step's wall time spent waiting on communication */
+    /* /heads records (R of them) */
+    int n_classes, n_heads;
+    size_t nh, cap_h;
+    int64_t *h_step, *h_count;  /* [R] */
+    int64_t *h_class_count;     /* [R, C] */
+    float *h_usage;             /* [R, L, H] fractions of the interval's inputs */
+    float *h_budget_hist;       /* [R, L, H] */
+    float *h_class_usage;       /* [R, C, L, H] */
 } bf_runlog;
 
-void bf_runlog_init(bf_runlog *lg, const char *path, int n_layers);
+void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers, int n_heads);
 void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float eps, const float *mean_budget,
                       float samples_per_s, float grad_norm, float comm_fraction);
+/* Appends a /heads record covering the interval that ended at `step` (counts summed over all ranks). */
+void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s);
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
 void bf_runlog_free(bf_runlog *lg);
 
