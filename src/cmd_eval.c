@@ -7,6 +7,8 @@
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/dataset.h"
+#include "budgetformer/dist.h"
+#include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
 #include "budgetformer/h5io.h"
 
@@ -128,25 +130,34 @@ int bf_cmd_eval(int argc, char **argv) {
                         "checkpoint %s was trained on\n", data, ckpt);
         rc = 1;
     }
+    bf_dist dist;
+    if (bf_dist_init(&dist, NULL, NULL)) rc = 1;
+    /* Under mpirun every rank evaluates a contiguous shard; counts are summed and records gathered on
+     * rank 0 in dataset order. Every rank loaded the same files, so they agree on rc. */
     if (rc == 0) {
         bf_eval_counts e;
         bf_eval_counts_init(&e, &mc);
         bf_eval_records rec;
         if (records) bf_eval_records_alloc(&rec, d.n, mc.n_classes, mc.n_layers);
-        bf_evaluate(&m, &d, 0, d.n, &e, records ? &rec : NULL);
+        size_t lo, hi;
+        bf_eval_shard(d.n, dist.rank, dist.world, &lo, &hi);
+        bf_evaluate(&m, &d, lo, hi, &e, records ? &rec : NULL);
+        bf_eval_counts_reduce(&dist, &e);
         if (records) {
-            if (bf_eval_records_write(records, &rec, d.n, mc.n_classes, mc.n_layers, &err)) {
+            bf_eval_records_gather(&dist, &rec, d.n, mc.n_classes, mc.n_layers);
+            if (dist.rank == 0 && bf_eval_records_write(records, &rec, d.n, mc.n_classes, mc.n_layers, &err)) {
                 fprintf(stderr, "budgetformer eval: %s\n", err.msg);
                 rc = 1;
             }
             bf_eval_records_free(&rec);
         }
-        if (rc == 0) {
+        if (rc == 0 && dist.rank == 0) {
             if (json) print_json(&e, ckpt, data);
             else print_text(&e, labels);
         }
         bf_eval_counts_free(&e);
     }
+    bf_dist_finalize(&dist);
     bf_h5_free_strings(vocab, nv);
     bf_h5_free_strings(labels, nl);
     bf_model_free(&m);
