@@ -37,9 +37,11 @@ static void print_json(const bf_eval_counts *e, const char *ckpt, const char *da
         for (size_t h = 0; h < H; h++) printf("%s%.6f", h ? ", " : "", (double)e->budget_count[l * H + h] / n);
         printf("]");
     }
-    printf("], \"attention_flops_ratio\": %.6f, \"flops_ratio\": %.6f, \"samples_per_s\": %.1f}\n",
+    printf("], \"attention_flops_ratio\": %.6f, \"flops_ratio\": %.6f, \"flops\": %.6g, \"flops_all_heads\": %.6g, "
+           "\"attention_bytes_peak\": %.0f, \"attention_bytes_peak_all_heads\": %.0f, \"samples_per_s\": %.1f}\n",
            e->attn_flops_full > 0 ? e->attn_flops_used / e->attn_flops_full : 1.0,
-           e->flops_full > 0 ? e->flops_used / e->flops_full : 1.0, e->seconds > 0 ? (double)e->n / e->seconds : 0.0);
+           e->flops_full > 0 ? e->flops_used / e->flops_full : 1.0, e->flops_used, e->flops_full, e->attn_bytes,
+           e->attn_bytes_all_heads, e->seconds > 0 ? (double)e->n / e->seconds : 0.0);
 }
 
 static void print_text(const bf_eval_counts *e, char *const *label_names) {
@@ -50,7 +52,9 @@ static void print_text(const bf_eval_counts *e, char *const *label_names) {
     printf("FLOPs relative to full heads: attention %.3f, whole model %.3f\n",
            e->attn_flops_full > 0 ? e->attn_flops_used / e->attn_flops_full : 1.0,
            e->flops_full > 0 ? e->flops_used / e->flops_full : 1.0);
-    printf("samples/s   %.0f\n\n", e->seconds > 0 ? (double)e->n / e->seconds : 0.0);
+    printf("attention memory peak per batch: %.1f KiB (%.1f KiB computing every head)\n", e->attn_bytes / 1024.0,
+           e->attn_bytes_all_heads / 1024.0);
+    printf("samples/s   %.0f (one thread, head-skipping inference)\n\n", e->seconds > 0 ? (double)e->n / e->seconds : 0.0);
     printf("layer  mean budget  budget histogram (k = 1..%zu)\n", H);
     for (size_t l = 0; l < L; l++) {
         printf("%5zu  %6.3f / %-3zu ", l, e->budget_sum[l] / n, H);

@@ -24,7 +24,11 @@ void bf_eval_counts_reduce(bf_dist *d, bf_eval_counts *e) {
     e->attn_flops_used = s[3];
     e->attn_flops_full = s[4];
     /* Throughput: the shards run at the same time, so the slowest rank's wall time counts. */
-    bf_dist_allreduce_max_f64(d, &e->seconds, 1);
+    double mx[3] = {e->seconds, e->attn_bytes, e->attn_bytes_all_heads};
+    bf_dist_allreduce_max_f64(d, mx, 3);
+    e->seconds = mx[0];
+    e->attn_bytes = mx[1];
+    e->attn_bytes_all_heads = mx[2];
 }
 
 /* Gathers one per-input array: `width` items of `size` bytes per row. */

@@ -29,13 +29,16 @@ void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval
     const bf_model_config *c = &m->cfg;
     size_t T = (size_t)d->max_len, C = (size_t)c->n_classes, L = (size_t)c->n_layers, H = (size_t)c->n_heads;
     BF_CHECK(d->max_len == c->max_len, "dataset max_len %d differs from the model's %d", d->max_len, c->max_len);
-    bf_explore ex = {.eps = 0.0f, .tau = 1.0f};
     double t0 = bf_wall_seconds();
     for (size_t start = lo; start < hi; start += (size_t)m->max_batch) {
         size_t n = hi - start < (size_t)m->max_batch ? hi - start : (size_t)m->max_batch;
         bf_batch b = {.n = (int)n, .tokens = d->tokens + start * T, .lengths = d->lengths + start,
                       .labels = d->labels + start};
-        e->ce_sum += bf_model_forward(m, &b, &ex);
+        bf_infer_stats st;
+        e->ce_sum += bf_model_infer(m, &b, &st);
+        e->attn_bytes = st.attn_bytes > e->attn_bytes ? st.attn_bytes : e->attn_bytes;
+        e->attn_bytes_all_heads = st.attn_bytes_all_heads > e->attn_bytes_all_heads ? st.attn_bytes_all_heads
+                                                                                    : e->attn_bytes_all_heads;
         for (size_t i = 0; i < n; i++) {
             const float *z = m->logits + i * C;
             int pred = 0;

@@ -263,6 +263,7 @@ void bf_model_init(bf_model *m, const bf_model_config *cfg, int max_batch) {
 
 void bf_model_free(bf_model *m) {
     if (!m) return;
+    bf_model_infer_free(m);
     free(m->params);
     free(m->grads);
     free(m->tensors);

@@ -20,6 +20,7 @@ typedef struct {
     double flops_used, flops_full;           /* whole forward, skipping vs all heads */
     double attn_flops_used, attn_flops_full; /* attention part only */
     double seconds;        /* wall time of the forward passes */
+    double attn_bytes, attn_bytes_all_heads; /* peak attention memory per batch, skipping vs every head */
 } bf_eval_counts;
 
 /* Per-input records (FILES.md "Evaluation records"), rows in dataset order. */
@@ -33,8 +34,8 @@ typedef struct {
 void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c);
 void bf_eval_counts_free(bf_eval_counts *e);
 
-/* Evaluates inputs [lo, hi) in batches of at most m->max_batch; adds to counts; fills rec rows lo..hi-1 when
- * rec is not NULL. */
+/* Evaluates inputs [lo, hi) in batches of at most m->max_batch with the head-skipping inference path
+ * (bf_model_infer); adds to counts; fills rec rows lo..hi-1 when rec is not NULL. */
 void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e, bf_eval_records *rec);
 
 double bf_eval_accuracy(const bf_eval_counts *e);

@@ -82,6 +82,7 @@ typedef struct {
 } bf_explore;
 
 typedef struct bf_acts bf_acts; /* activation arena, private to model.c */
+typedef struct bf_infer bf_infer; /* scratch of the head-skipping inference path, private to model_infer.c */
 
 /* Called by backward as each tensor's gradient becomes final, in descending table order (so in
  * descending memory order of the gradient block). */
@@ -103,6 +104,7 @@ typedef struct {
     uint32_t *head_mask;     /* [max_batch, L] bit h set when head h in S */
     float *khat;             /* [max_batch, L] continuous budget (H for full heads, k for fixed) */
     float *ce;               /* [max_batch] cross-entropy of each input (labels given) */
+    bf_infer *infer;         /* allocated by the first bf_model_infer call */
     bf_grad_ready_fn grad_ready; /* optional; set it only for the last backward before the update */
     void *grad_ready_ctx;
 } bf_model;
@@ -140,6 +142,20 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
                        float cost_scale);
 
 void bf_model_zero_grad(bf_model *m);
+
+/* Memory of the attention part of the last bf_model_infer call: the q, k, v columns and score matrices that
+ * were held, against what computing every head would hold, in bytes (peak over the batch). */
+typedef struct {
+    double attn_bytes, attn_bytes_all_heads;
+} bf_infer_stats;
+
+/* Inference at eps = 0 that computes only the selected heads: for each input only the q, k, v columns,
+ * attention scores and W_out rows of the heads in S. Inputs with the same head set are grouped so their
+ * projections run as one sgemm on the gathered weight columns. Gives the same outputs as bf_model_forward
+ * at eps = 0 up to float rounding; fills logits, budget, head_mask, khat, ce (no backward possible). */
+double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats);
+/* Frees the inference scratch (bf_model_free does it too). */
+void bf_model_infer_free(bf_model *m);
 
 /* Multiply-add FLOPs (2 per MAC) of one forward pass of an input of length n, with `heads` heads computed
  * in each layer (all heads: heads = H). Embedding lookups are free; element-wise work is not counted. */

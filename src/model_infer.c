@@ -1,0 +1,225 @@
+/* model_infer: inference that computes only the selected heads (see bf_model_infer in model.h).
+ *
+ * Per layer: LN1 and the router run on every input; the inputs are then grouped by their head set S. For
+ * each group the q, k, v columns of the heads in S are gathered from W_qkv into one [D, 3 k dh] matrix and
+ * the group's rows into one block, so the projection is a single sgemm of the width the group needs;
+ * attention runs on k heads only; the gated head outputs meet only the k dh rows of W_out that belong to S.
+ * Unselected heads cost nothing: no columns, no scores, no output rows. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "budgetformer/model.h"
+#include "budgetformer/ops.h"
+#include "budgetformer/router.h"
+#include "budgetformer/util.h"
+
+struct bf_infer {
+    size_t rows_max;
+    float *x, *xm, *u, *h1, *a1;  /* [R,D] x3, [R,F] x2 */
+    float *ug, *qkv, *o, *y;      /* group blocks: [R,D], [R,3D], [R,D], [R,D] */
+    float *wg, *bg, *wog;         /* gathered weights: [D,3D], [3D], [D,D] */
+    float *att;                   /* [H*T*T] one input's scores */
+    float *mean, *rstd;           /* [R] */
+    float *pooled, *probs;        /* [B,D], [B,C] */
+    float *router_block;
+    bf_router_state rt;
+    size_t *row_off;              /* [B+1] */
+    int *order;                   /* [B] inputs sorted by head set */
+};
+
+static bf_infer *infer_alloc(const bf_model *m) {
+    const bf_model_config *c = &m->cfg;
+    size_t B = (size_t)m->max_batch, T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads;
+    size_t F = (size_t)c->d_ff, C = (size_t)c->n_classes, R = B * T;
+    bf_infer *s = bf_xcalloc(1, sizeof *s);
+    s->rows_max = R;
+    s->x = bf_xcalloc(R * D, sizeof(float));
+    s->xm = bf_xcalloc(R * D, sizeof(float));
+    s->u = bf_xcalloc(R * D, sizeof(float));
+    s->h1 = bf_xcalloc(R * F, sizeof(float));
+    s->a1 = bf_xcalloc(R * F, sizeof(float));
+    s->ug = bf_xcalloc(R * D, sizeof(float));
+    s->qkv = bf_xcalloc(R * 3 * D, sizeof(float));
+    s->o = bf_xcalloc(R * D, sizeof(float));
+    s->y = bf_xcalloc(R * D, sizeof(float));
+    s->wg = bf_xcalloc(D * 3 * D, sizeof(float));
+    s->bg = bf_xcalloc(3 * D, sizeof(float));
+    s->wog = bf_xcalloc(D * D, sizeof(float));
+    s->att = bf_xcalloc(H * T * T, sizeof(float));
+    s->mean = bf_xcalloc(R, sizeof(float));
+    s->rstd = bf_xcalloc(R, sizeof(float));
+    s->pooled = bf_xcalloc(B * D, sizeof(float));
+    s->probs = bf_xcalloc(B * C, sizeof(float));
+    s->router_block = bf_xcalloc(bf_router_state_floats(B, D, H), sizeof(float));
+    bf_router_state_bind(&s->rt, s->router_block, B, D, H);
+    s->row_off = bf_xcalloc(B + 1, sizeof(size_t));
+    s->order = bf_xcalloc(B, sizeof(int));
+    return s;
+}
+
+void bf_model_infer_free(bf_model *m) {
+    bf_infer *s = m->infer;
+    if (!s) return;
+    float *bufs[] = {s->x, s->xm, s->u, s->h1, s->a1, s->ug, s->qkv, s->o, s->y, s->wg, s->bg, s->wog,
+                     s->att, s->mean, s->rstd, s->pooled, s->probs, s->router_block};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(s->row_off);
+    free(s->order);
+    free(s);
+    m->infer = NULL;
+}
+
+/* Sort key: inputs with the same head set become neighbours (stable by input index). */
+static const uint32_t *g_sort_masks;
+static int by_mask(const void *a, const void *b) {
+    int i = *(const int *)a, j = *(const int *)b;
+    uint32_t mi = g_sort_masks[i], mj = g_sort_masks[j];
+    if (mi != mj) return mi < mj ? -1 : 1;
+    return i - j;
+}
+
+/* Gathers the q, k, v columns (and biases) of the k heads in hs from W_qkv [D, 3D] into wg [D, 3 k dh], and
+ * the rows of those heads from W_out [D, D] into wog [k dh, D]. */
+static void gather_head_weights(float *restrict wg, float *restrict bg, float *restrict wog,
+                                const bf_layer_params *p, const int *hs, int k, size_t D, size_t dh) {
+    size_t kw = (size_t)k * dh, w3 = 3 * kw;
+    for (size_t r = 0; r < D; r++)
+        for (size_t part = 0; part < 3; part++)
+            for (int j = 0; j < k; j++)
+                memcpy(wg + r * w3 + part * kw + (size_t)j * dh, p->w_qkv + r * 3 * D + part * D + (size_t)hs[j] * dh,
+                       dh * sizeof(float));
+    for (size_t part = 0; part < 3; part++)
+        for (int j = 0; j < k; j++)
+            memcpy(bg + part * kw + (size_t)j * dh, p->b_qkv + part * D + (size_t)hs[j] * dh, dh * sizeof(float));
+    for (int j = 0; j < k; j++)
+        memcpy(wog + (size_t)j * dh * D, p->w_out + (size_t)hs[j] * dh * D, dh * D * sizeof(float));
+}
+
+/* The attention block of one layer for the inputs order[g0..g1) which share the head set `mask`. */
+static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *p, const int32_t *lengths,
+                         int g0, int g1, uint32_t mask, bf_infer_stats *st) {
+    const bf_model_config *c = &m->cfg;
+    size_t D = (size_t)c->d_model, H = (size_t)c->n_heads, dh = D / H;
+    int hs[BF_MAX_HEADS], k = 0;
+    for (size_t h = 0; h < H; h++)
+        if (mask >> h & 1u) hs[k++] = (int)h;
+    size_t kw = (size_t)k * dh;
+    int all = (size_t)k == H; /* every head: use the weights as stored, nothing to gather */
+    const float *wq = p->w_qkv, *bq = p->b_qkv, *wo = p->w_out;
+    if (!all) {
+        gather_head_weights(s->wg, s->bg, s->wog, p, hs, k, D, dh);
+        wq = s->wg;
+        bq = s->bg;
+        wo = s->wog;
+    }
+    /* Gather the group's rows of u into one block. */
+    size_t rows = 0;
+    for (int gi = g0; gi < g1; gi++) {
+        int b = s->order[gi];
+        size_t n = (size_t)lengths[b];
+        memcpy(s->ug + rows * D, s->u + s->row_off[b] * D, n * D * sizeof(float));
+        rows += n;
+    }
+    bf_matmul_forward(s->qkv, s->ug, wq, bq, rows, D, 3 * kw);
+    uint32_t kmask = (size_t)k == 32 ? 0xFFFFFFFFu : ((1u << k) - 1u);
+    size_t r0 = 0;
+    double att_peak = 0.0;
+    for (int gi = g0; gi < g1; gi++) {
+        int b = s->order[gi];
+        size_t n = (size_t)lengths[b];
+        /* k heads of width dh: the kernel sees a model of width k dh with k heads. */
+        bf_attention_forward(s->o + r0 * kw, s->att, s->qkv + r0 * 3 * kw, n, kw, (size_t)k, kmask);
+        const float *gate = s->rt.gate + (size_t)b * H;
+        for (size_t t = 0; t < n; t++)
+            for (int j = 0; j < k; j++) {
+                float g = gate[hs[j]];
+                float *o = s->o + (r0 + t) * kw + (size_t)j * dh;
+                for (size_t i = 0; i < dh; i++) o[i] *= g;
+            }
+        double a = (double)k * (double)(n * n) * sizeof(float);
+        att_peak = a > att_peak ? a : att_peak;
+        r0 += n;
+    }
+    bf_matmul_forward(s->y, s->o, wo, p->b_out, rows, kw, D);
+    /* xm = x + y, scattered back to the inputs' rows */
+    r0 = 0;
+    for (int gi = g0; gi < g1; gi++) {
+        int b = s->order[gi];
+        size_t n = (size_t)lengths[b], off = s->row_off[b] * D;
+        const float *y = s->y + r0 * D;
+        for (size_t i = 0; i < n * D; i++) s->xm[off + i] = s->x[off + i] + y[i];
+        r0 += n;
+    }
+    /* What the layer holds for attention: q, k, v of the selected heads for every row of the batch, plus
+     * the largest score matrix (one input at a time). */
+    st->attn_bytes += (double)rows * 3.0 * (double)kw * sizeof(float);
+    st->attn_bytes_all_heads = att_peak > st->attn_bytes_all_heads ? att_peak : st->attn_bytes_all_heads;
+}
+
+double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats) {
+    const bf_model_config *c = &m->cfg;
+    int n = batch->n;
+    BF_CHECK(n >= 1 && n <= m->max_batch, "batch of %d inputs, model sized for 1..%d", n, m->max_batch);
+    if (!m->infer) m->infer = infer_alloc(m);
+    bf_infer *s = m->infer;
+    size_t T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)c->d_ff;
+    size_t C = (size_t)c->n_classes, L = (size_t)c->n_layers;
+    size_t rows = 0, max_len = 0;
+    for (int b = 0; b < n; b++) {
+        size_t len = (size_t)batch->lengths[b];
+        BF_CHECK(len >= 1 && len <= T, "input %d has length %zu outside 1..%zu", b, len, T);
+        s->row_off[b] = rows;
+        rows += len;
+        max_len = len > max_len ? len : max_len;
+    }
+    s->row_off[n] = rows;
+    bf_router_params_mode mode = {.mode = c->full_heads ? BF_ROUTER_FULL : c->fixed_budget ? BF_ROUTER_FIXED
+                                                                                              : BF_ROUTER_LEARNED,
+                                  .fixed_budget = c->fixed_budget, .n_heads = c->n_heads};
+    bf_infer_stats st = {0};
+    double layer_bytes_all = 0.0;
+    bf_embedding_forward(s->x, batch->tokens, batch->lengths, m->p.tok_emb, m->p.pos_emb, (size_t)n, T, D);
+    for (size_t l = 0; l < L; l++) {
+        const bf_layer_params *p = &m->p.layers[l];
+        bf_layernorm_forward(s->u, s->mean, s->rstd, s->x, p->ln1_g, p->ln1_b, rows, D);
+        bf_router_forward(&s->rt, &mode, s->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, NULL, l, L,
+                          (size_t)n, D);
+        for (int b = 0; b < n; b++) s->order[b] = b;
+        g_sort_masks = s->rt.mask_bits;
+        qsort(s->order, (size_t)n, sizeof(int), by_mask);
+        bf_infer_stats lst = {0}; /* attn_bytes: q,k,v bytes; attn_bytes_all_heads: largest scores (reused field) */
+        for (int g0 = 0; g0 < n;) {
+            uint32_t mask = s->rt.mask_bits[s->order[g0]];
+            int g1 = g0 + 1;
+            while (g1 < n && s->rt.mask_bits[s->order[g1]] == mask) g1++;
+            attend_group(s, m, p, batch->lengths, g0, g1, mask, &lst);
+            g0 = g1;
+        }
+        double used = lst.attn_bytes + lst.attn_bytes_all_heads;
+        st.attn_bytes = used > st.attn_bytes ? used : st.attn_bytes;
+        double all = (double)rows * 3.0 * (double)D * sizeof(float) + (double)H * (double)(max_len * max_len) * sizeof(float);
+        layer_bytes_all = all > layer_bytes_all ? all : layer_bytes_all;
+        bf_layernorm_forward(s->u, s->mean, s->rstd, s->xm, p->ln2_g, p->ln2_b, rows, D);
+        bf_matmul_forward(s->h1, s->u, p->w1, p->b1, rows, D, F);
+        bf_gelu_forward(s->a1, s->h1, rows * F);
+        bf_matmul_forward(s->x, s->a1, p->w2, p->b2, rows, F, D);
+        for (size_t i = 0; i < rows * D; i++) s->x[i] += s->xm[i];
+        for (int b = 0; b < n; b++) {
+            m->budget[(size_t)b * L + l] = s->rt.k[b];
+            m->head_mask[(size_t)b * L + l] = s->rt.mask_bits[b];
+            m->khat[(size_t)b * L + l] = s->rt.khat[b];
+        }
+    }
+    bf_layernorm_forward(s->u, s->mean, s->rstd, s->x, m->p.lnf_g, m->p.lnf_b, rows, D);
+    bf_masked_mean_forward(s->pooled, s->u, batch->lengths, (size_t)n, D);
+    bf_matmul_forward(m->logits, s->pooled, m->p.cls_w, m->p.cls_b, (size_t)n, D, C);
+    bf_cross_entropy_forward(batch->labels ? m->ce : NULL, s->probs, m->logits, batch->labels, (size_t)n, C);
+    if (stats) {
+        stats->attn_bytes = st.attn_bytes;
+        stats->attn_bytes_all_heads = layer_bytes_all;
+    }
+    double ce_sum = 0.0;
+    if (batch->labels)
+        for (int b = 0; b < n; b++) ce_sum += m->ce[b];
+    return ce_sum;
+}
