@@ -11,6 +11,9 @@ static void usage(FILE *f) {
             "  prepare  --train FILE --test FILE --out DIR [...]   text CSV/TSV -> dataset .h5 files\n"
             "  train    --config FILE [--set key=value ...]        train a model\n"
             "  eval     --checkpoint FILE --data FILE [--records FILE] [--json]\n"
+            "  heads    FILE [--json]                              head usage from a log.h5 or records file\n"
+            "  inspect  FILE                                       a checkpoint's step, configuration, shapes\n"
+            "  bench    [--d-model 256 ...]                        time training and inference (JSON)\n"
             "run 'budgetformer <command> --help' for a command's options\n");
 }
 
@@ -23,6 +26,9 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "prepare")) return bf_cmd_prepare(argc - 1, argv + 1);
     if (!strcmp(cmd, "train")) return bf_cmd_train(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return bf_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(cmd, "heads")) return bf_cmd_heads(argc - 1, argv + 1);
+    if (!strcmp(cmd, "inspect")) return bf_cmd_inspect(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return bf_cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

@@ -6,5 +6,8 @@
 int bf_cmd_prepare(int argc, char **argv);
 int bf_cmd_train(int argc, char **argv);
 int bf_cmd_eval(int argc, char **argv);
+int bf_cmd_heads(int argc, char **argv);
+int bf_cmd_inspect(int argc, char **argv);
+int bf_cmd_bench(int argc, char **argv);
 
 #endif
