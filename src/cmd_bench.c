@@ -18,6 +18,7 @@
 
 typedef struct {
     int d_model, heads, layers, d_ff, max_len, batch, vocab, classes, repeats, warmup, budget;
+    int only; /* 0 everything, 1 training only, 2 inference only */
 } bench_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -164,10 +165,21 @@ int bf_cmd_bench(int argc, char **argv) {
                 i++;
                 found = 1;
             }
+        if (!found && !strcmp(argv[i], "--only") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "train")) o.only = 1;
+            else if (!strcmp(v, "infer")) o.only = 2;
+            else {
+                fprintf(stderr, "budgetformer bench: --only expects train or infer, got '%s'\n", v);
+                return 2;
+            }
+            found = 1;
+        }
         if (!found) {
             if (!strcmp(argv[i], "--help")) {
                 printf("usage: budgetformer bench [--d-model 256] [--heads 8] [--layers 4] [--d-ff 1024] [--max-len 128]\n"
-                       "                          [--batch 32] [--vocab 16384] [--classes 4] [--budget 4] [--repeats 10] [--warmup 2]\n");
+                       "                          [--batch 32] [--vocab 16384] [--classes 4] [--budget 4] [--repeats 10] [--warmup 2]\n"
+                       "                          [--only train|infer]\n");
                 return 0;
             }
             fprintf(stderr, "budgetformer bench: unknown option '%s'\n", argv[i]);
@@ -206,10 +218,13 @@ int bf_cmd_bench(int argc, char **argv) {
         bf_model_init(&m, &c, o.batch);
         random_init(&m, &o);
         float *am = bf_xcalloc(m.n_params, sizeof(float)), *av = bf_xcalloc(m.n_params, sizeof(float));
-        train_s[v] = time_train(&m, &d, &part, &o, am, av);
+        train_s[v] = o.only == 2 ? NAN : time_train(&m, &d, &part, &o, am, av);
         free(am);
         free(av);
-        if (d.rank == 0) {
+        if (d.rank == 0 && o.only == 1) {
+            infer_all_s[v] = infer_skip_s[v] = NAN;
+            heads[v] = NAN;
+        } else if (d.rank == 0) {
             double h = 0.0;
             infer_all_s[v] = time_infer(&m, &whole, &o, 0, &h);
             infer_skip_s[v] = time_infer(&m, &whole, &o, 1, &heads[v]);
