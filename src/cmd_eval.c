@@ -149,7 +149,7 @@ int bf_cmd_eval(int argc, char **argv) {
         bf_eval_counts_reduce(&dist, &e);
         if (records) {
             bf_eval_records_gather(&dist, &rec, d.n, mc.n_classes, mc.n_layers);
-            if (dist.rank == 0 && bf_eval_records_write(records, &rec, d.n, mc.n_classes, mc.n_layers, &err)) {
+            if (dist.rank == 0 && bf_eval_records_write(records, &rec, d.n, mc.n_classes, mc.n_layers, mc.n_heads, &err)) {
                 fprintf(stderr, "budgetformer eval: %s\n", err.msg);
                 rc = 1;
             }

@@ -122,7 +122,7 @@ void bf_eval_records_free(bf_eval_records *r) {
 }
 
 int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, int n_classes, int n_layers,
-                          bf_err *err) {
+                          int n_heads, bf_err *err) {
     char tmp[BF_ERR_LEN + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     hid_t f = bf_h5_create(tmp, err);
@@ -133,7 +133,8 @@ int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, 
              bf_h5_write(f, "/records/logits", H5T_NATIVE_FLOAT, 2, dc, r->logits, err) ||
              bf_h5_write(f, "/records/length", H5T_NATIVE_INT32, 1, &d1, r->length, err) ||
              bf_h5_write(f, "/records/budget", H5T_NATIVE_INT32, 2, dl, r->budget, err) ||
-             bf_h5_write(f, "/records/head_mask", H5T_NATIVE_UINT32, 2, dl, r->head_mask, err)
+             bf_h5_write(f, "/records/head_mask", H5T_NATIVE_UINT32, 2, dl, r->head_mask, err) ||
+             bf_h5_write_attr_int(f, "/records", "n_heads", n_heads, err)
                  ? -1
                  : 0;
     if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;

@@ -45,7 +45,7 @@ static bf_infer *infer_alloc(const bf_model *m) {
     s->wg = bf_xcalloc(D * 3 * D, sizeof(float));
     s->bg = bf_xcalloc(3 * D, sizeof(float));
     s->wog = bf_xcalloc(D * D, sizeof(float));
-    s->att = bf_xcalloc(H * T * T, sizeof(float));
+    s->att = bf_xcalloc(H * T * T + T, sizeof(float));
     s->mean = bf_xcalloc(R, sizeof(float));
     s->rstd = bf_xcalloc(R, sizeof(float));
     s->pooled = bf_xcalloc(B * D, sizeof(float));
@@ -112,23 +112,29 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
         bq = s->bg;
         wo = s->wog;
     }
-    /* Gather the group's rows of u into one block. */
+    /* Gather the group's rows of u into one block (a group of one input is already one block). */
     size_t rows = 0;
-    for (int gi = g0; gi < g1; gi++) {
-        int b = s->order[gi];
-        size_t n = (size_t)lengths[b];
-        memcpy(s->ug + rows * D, s->u + s->row_off[b] * D, n * D * sizeof(float));
-        rows += n;
+    const float *ug = s->ug;
+    if (g1 - g0 == 1) {
+        int b = s->order[g0];
+        ug = s->u + s->row_off[b] * D;
+        rows = (size_t)lengths[b];
+    } else {
+        for (int gi = g0; gi < g1; gi++) {
+            int b = s->order[gi];
+            size_t n = (size_t)lengths[b];
+            memcpy(s->ug + rows * D, s->u + s->row_off[b] * D, n * D * sizeof(float));
+            rows += n;
+        }
     }
-    bf_matmul_forward(s->qkv, s->ug, wq, bq, rows, D, 3 * kw);
-    uint32_t kmask = (size_t)k == 32 ? 0xFFFFFFFFu : ((1u << k) - 1u);
+    bf_matmul_forward(s->qkv, ug, wq, bq, rows, D, 3 * kw);
     size_t r0 = 0;
     double att_peak = 0.0;
     for (int gi = g0; gi < g1; gi++) {
         int b = s->order[gi];
         size_t n = (size_t)lengths[b];
         /* k heads of width dh: the kernel sees a model of width k dh with k heads. */
-        bf_attention_forward(s->o + r0 * kw, s->att, s->qkv + r0 * 3 * kw, n, kw, (size_t)k, kmask);
+        bf_attention_forward_infer(s->o + r0 * kw, s->att, s->qkv + r0 * 3 * kw, n, kw, (size_t)k);
         const float *gate = s->rt.gate + (size_t)b * H;
         for (size_t t = 0; t < n; t++)
             for (int j = 0; j < k; j++) {

@@ -253,6 +253,38 @@ void bf_attention_forward(float *restrict o, float *restrict att, const float *r
     }
 }
 
+void bf_attention_forward_infer(float *restrict o, float *restrict scratch, const float *restrict qkv, size_t n,
+                                size_t D, size_t H) {
+    OPS_CHECK(H > 0 && H <= 32 && D % H == 0 && n > 0);
+    size_t dh = D / H, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)dh);
+    float *a = scratch, *inv = scratch + n * n;
+    float row[CHUNK];
+    for (size_t h = 0; h < H; h++) {
+        const float *q = qkv + h * dh, *k = qkv + D + h * dh, *v = qkv + 2 * D + h * dh;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)dh, scale, q, (int)ld, k, (int)ld,
+                    0.0f, a, (int)n);
+        for (size_t t = 0; t < n; t++) {
+            float *p = a + t * n;
+            float mx = p[0];
+            for (size_t j = 1; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+            float sum = 0.0f;
+            for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
+                size_t m = n - j0 < CHUNK ? n - j0 : CHUNK;
+                for (size_t j = 0; j < m; j++) row[j] = p[j0 + j] - mx;
+                vexp(p + j0, row, m);
+                for (size_t j = 0; j < m; j++) sum += p[j0 + j];
+            }
+            inv[t] = 1.0f / sum;
+        }
+        float *oh = o + h * dh;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)dh, (int)n, 1.0f, a, (int)n, v, (int)ld,
+                    0.0f, oh, (int)D);
+        for (size_t t = 0; t < n; t++)
+            for (size_t i = 0; i < dh; i++) oh[t * D + i] *= inv[t];
+    }
+}
+
 void bf_attention_backward(float *restrict dqkv, float *restrict scratch, const float *restrict dout,
                            const float *restrict qkv, const float *restrict att, size_t n, size_t D, size_t H,
                            uint32_t head_mask) {

@@ -44,7 +44,8 @@ double bf_eval_macro_f1(const bf_eval_counts *e);
 
 void bf_eval_records_alloc(bf_eval_records *r, size_t n, int n_classes, int n_layers);
 void bf_eval_records_free(bf_eval_records *r);
+/* Writes the records of FILES.md (and the integer attribute n_heads of /records), atomically. */
 int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, int n_classes, int n_layers,
-                          bf_err *err);
+                          int n_heads, bf_err *err);
 
 #endif

@@ -1,0 +1,85 @@
+"""tools/plot_heads.py on a tiny training run (+ eval --records): every PNG it reports exists, is non-empty and
+starts with the PNG signature; with --records it writes all four plots, with the log alone three."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+EXE = os.environ["BF_EXE"]
+SRC = os.environ["BF_SOURCE_DIR"]
+DATA = os.environ["BF_TEST_DATA"]
+PY = os.environ.get("BF_PYTHON", "/usr/bin/python3")
+WORK = os.path.join(os.environ["BF_WORK"], "test_plot_heads")
+SCRIPT = os.path.join(SRC, "tools", "plot_heads.py")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FAILURES = []
+
+
+def check(cond, what):
+    if not cond:
+        FAILURES.append(what)
+        print("FAIL:", what)
+
+
+def run(cmd):
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    if p.returncode != 0:
+        print(p.stdout, p.stderr)
+        sys.exit("%s failed with exit status %d" % (" ".join(cmd[:3]), p.returncode))
+    return p.stdout
+
+
+def check_pngs(stdout, out_dir, expected):
+    listed = [line.strip() for line in stdout.splitlines() if line.strip()]
+    names = sorted(os.path.basename(p) for p in listed)
+    check(names == sorted(expected), "the script lists %s, expected %s" % (names, sorted(expected)))
+    for name in expected:
+        path = os.path.join(out_dir, name)
+        ok = os.path.isfile(path) and os.path.getsize(path) > 1000
+        check(ok, "%s exists and is not empty" % path)
+        if ok:
+            with open(path, "rb") as f:
+                check(f.read(8) == PNG_SIGNATURE, "%s starts with the PNG signature" % path)
+
+
+def main():
+    shutil.rmtree(WORK, ignore_errors=True)
+    os.makedirs(WORK)
+    data_dir, run_dir = os.path.join(WORK, "data"), os.path.join(WORK, "run")
+    run([EXE, "prepare", "--train", os.path.join(DATA, "tiny", "train.csv"),
+         "--test", os.path.join(DATA, "tiny", "test.csv"), "--out", data_dir, "--max-len", "24"])
+    run([EXE, "train", "--config", os.path.join(SRC, "configs", "tiny.ini"),
+         "--set", "data.train=" + os.path.join(data_dir, "train.h5"),
+         "--set", "data.test=" + os.path.join(data_dir, "test.h5"),
+         "--set", "run.dir=" + run_dir, "--set", "heads.every=5"])
+    ckpts = sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if re.match(r"^step-\d{8}\.h5$", n))
+    check(len(ckpts) > 0, "the run saved a checkpoint")
+    records = os.path.join(WORK, "records.h5")
+    run([EXE, "eval", "--checkpoint", os.path.join(run_dir, "checkpoints", ckpts[-1]),
+         "--data", os.path.join(data_dir, "test.h5"), "--records", records])
+    log = os.path.join(run_dir, "log.h5")
+
+    out_all = os.path.join(WORK, "plots-records")
+    stdout = run([PY, SCRIPT, log, "--records", records, "--data", os.path.join(data_dir, "test.h5"),
+                  "--out", out_all])
+    check_pngs(stdout, out_all, ["head_usage.png", "eps_budget.png", "budget_by_class.png", "budget_by_length.png"])
+
+    out_log = os.path.join(WORK, "plots-log")
+    stdout = run([PY, SCRIPT, log, "--out", out_log])
+    check_pngs(stdout, out_log, ["head_usage.png", "eps_budget.png", "budget_by_class.png"])
+
+    # A records file given as the log is refused with a message naming it.
+    p = subprocess.run([PY, SCRIPT, records, "--out", os.path.join(WORK, "bad")], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=120)
+    check(p.returncode == 1 and records in p.stderr, "a records file as LOG.h5: exit 1 naming it (%d, %s)"
+          % (p.returncode, p.stderr.strip()))
+
+    if FAILURES:
+        print("%d check(s) failed" % len(FAILURES))
+        sys.exit(1)
+    print("all checks passed")
+
+
+if __name__ == "__main__":
+    main()
