@@ -26,6 +26,8 @@ for r in $(seq 1 "$rounds"); do
   mpirun -np 2 --oversubscribe --bind-to core "$exe" bench --repeats 10 --only train "$@" > "$out/c2.$r.json"
   echo "round $r done" >&2
 done
+# Peak memory of training alone (one rank, training step only).
+"$exe" bench --repeats 3 --only train "$@" > "$out/mem.json"
 
 "$py" - "$out" "$rounds" <<'PY'
 import json, statistics, sys
@@ -61,6 +63,9 @@ print(f"sgemm peak (best of rounds, one thread): {peak / 1e9:.1f} GFLOP/s")
 print(f"MFU: ours training {f_train * train_c / bs / peak:.2f}, ours inference (skip) {f_skip * skip / bs / peak:.2f}, "
       f"PyTorch training {f_train * m(t, 'budgetformer', 'train_samples_per_s') / bs / peak:.2f}, "
       f"PyTorch full inference {f_all * tfull / bs / peak:.2f}")
+mem = json.load(open(f"{d}/mem.json"))
+print(f"peak memory of training: {mem['peak_rss_bytes'] / 2**20:.0f} MiB; parameters + gradients + AdamW moments + "
+      f"activations = {mem['train_state_bytes'] / 2**20:.0f} MiB; ratio {mem['peak_rss_bytes'] / mem['train_state_bytes']:.2f} (target <= 1.3)")
 two = med([r["budgetformer"]["train_samples_per_s"] for r in c2])
 print(f"2 ranks, training samples/s {two:.2f} vs 1 rank {train_c:.2f}: speed-up {two / train_c:.2f}, scaling efficiency {two / train_c / 2:.2f}")
 PY

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "budgetformer/cli.h"
 #include "budgetformer/dist.h"
@@ -30,6 +31,12 @@ static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) 
     }
     *out = (int)x;
     return 0;
+}
+
+/* JSON has no NaN: a measurement not taken prints as null. */
+static void json_num(const char *key, double v) {
+    if (isfinite(v)) printf(", \"%s\": %.4f", key, v);
+    else printf(", \"%s\": null", key);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -210,6 +217,7 @@ int bf_cmd_bench(int argc, char **argv) {
     bf_dist_bcast_f64(&d, &peak, 1, 0);
 
     const char *names[2] = {"full_heads", "budgetformer"};
+    double mem_expected = 0.0;
     double train_s[2], infer_all_s[2], infer_skip_s[2], heads[2], f_all = 0, f_skip = 0, f_train = 0;
     for (int v = 0; v < 2; v++) {
         bf_model_config c = {.vocab_size = o.vocab, .max_len = o.max_len, .d_model = o.d_model, .n_heads = o.heads,
@@ -218,6 +226,12 @@ int bf_cmd_bench(int argc, char **argv) {
         bf_model_init(&m, &c, o.batch);
         random_init(&m, &o);
         float *am = bf_xcalloc(m.n_params, sizeof(float)), *av = bf_xcalloc(m.n_params, sizeof(float));
+        /* parameters, gradients, two AdamW moments, and the activation arena */
+        if (v == 1) {
+            mem_expected = 4.0 * (double)m.n_params * sizeof(float) + (double)bf_model_activation_bytes(&m);
+            f_all = o.batch * bf_model_forward_flops(&c, o.max_len, o.heads);
+            f_train = 3.0 * f_all; /* backward about twice the forward; training computes every head */
+        }
         train_s[v] = o.only == 2 ? NAN : time_train(&m, &d, &part, &o, am, av);
         free(am);
         free(av);
@@ -229,7 +243,6 @@ int bf_cmd_bench(int argc, char **argv) {
             infer_all_s[v] = time_infer(&m, &whole, &o, 0, &h);
             infer_skip_s[v] = time_infer(&m, &whole, &o, 1, &heads[v]);
             if (v == 1) {
-                f_all = o.batch * bf_model_forward_flops(&c, o.max_len, o.heads);
                 double fs = 0.0;
                 for (int b = 0; b < o.batch; b++)
                     for (int l = 0; l < o.layers; l++) {
@@ -237,7 +250,6 @@ int bf_cmd_bench(int argc, char **argv) {
                         fs += bf_model_attention_flops(cc, o.max_len, m.budget[b * o.layers + l]);
                     }
                 f_skip = f_all - o.batch * o.layers * bf_model_attention_flops(&c, o.max_len, o.heads) + fs;
-                f_train = 3.0 * f_all; /* backward about twice the forward; training computes every head */
             }
         }
         bf_model_free(&m);
@@ -245,14 +257,22 @@ int bf_cmd_bench(int argc, char **argv) {
     if (d.rank == 0) {
         printf("{\"impl\": \"budgetformer-c\", \"ranks\": %d, \"batch\": %d, \"sgemm_peak_gflops\": %.2f", d.world, o.batch,
                peak / 1e9);
-        for (int v = 0; v < 2; v++)
-            printf(", \"%s\": {\"train_samples_per_s\": %.2f, \"infer_all_samples_per_s\": %.2f, "
-                   "\"infer_skip_samples_per_s\": %.2f, \"mean_heads\": %.3f}",
-                   names[v], o.batch / train_s[v], o.batch / infer_all_s[v], o.batch / infer_skip_s[v], heads[v]);
+        for (int v = 0; v < 2; v++) {
+            printf(", \"%s\": {\"model\": \"%s\"", names[v], names[v]);
+            json_num("train_samples_per_s", o.batch / train_s[v]);
+            json_num("infer_all_samples_per_s", o.batch / infer_all_s[v]);
+            json_num("infer_skip_samples_per_s", o.batch / infer_skip_s[v]);
+            json_num("mean_heads", heads[v]);
+            printf("}");
+        }
         printf(", \"flops_forward_all_heads\": %.6g, \"flops_forward_skip\": %.6g, \"flops_train_step\": %.6g",
                f_all, f_skip, f_train);
-        printf(", \"train_mfu\": %.4f, \"infer_skip_mfu\": %.4f}\n", f_train / train_s[1] / peak,
-               f_skip / infer_skip_s[1] / peak);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        json_num("train_mfu", f_train / train_s[1] / peak);
+        json_num("infer_skip_mfu", f_skip / infer_skip_s[1] / peak);
+        printf(", \"peak_rss_bytes\": %.0f, \"train_state_bytes\": %.0f}\n", (double)ru.ru_maxrss * 1024.0,
+               mem_expected);
     }
     free(tok);
     free(len);

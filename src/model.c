@@ -30,6 +30,7 @@ typedef struct {
 
 struct bf_acts {
     float *block;          /* one allocation for everything below */
+    size_t block_floats;
     size_t rows_max;       /* max_batch * T */
     layer_acts *layers;    /* [L] */
     float *xf;             /* [R,D] final residual stream */
@@ -191,6 +192,7 @@ static void alloc_acts(bf_model *m) {
     size_t total = L * per_layer + R * D * 2 + R * 2 + B * D + B * C /* forward */
                    + R * D * 4 + R * 3 * D + 2 * R * F + B * D + B * C + T * T;  /* backward */
     a->block = bf_xcalloc(total, sizeof(float));
+    a->block_floats = total;
     float *p = a->block;
 #define TAKE(ptr, count)                                                                                           \
     do {                                                                                                           \
@@ -283,6 +285,8 @@ void bf_model_free(bf_model *m) {
     free(m->ce);
     memset(m, 0, sizeof *m);
 }
+
+size_t bf_model_activation_bytes(const bf_model *m) { return m->acts ? m->acts->block_floats * sizeof(float) : 0; }
 
 void bf_model_zero_grad(bf_model *m) { memset(m->grads, 0, m->n_params * sizeof(float)); }
 

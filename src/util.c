@@ -10,6 +10,9 @@
 #include <time.h>
 
 static int g_quiet = 0;
+static size_t g_allocs = 0; /* single-threaded by design: one process per rank, one thread */
+
+size_t bf_alloc_count(void) { return g_allocs; }
 
 int bf_fail(bf_err *err, const char *fmt, ...) {
     if (err) {
@@ -32,18 +35,21 @@ noreturn void bf_die_at(const char *file, int line, const char *fmt, ...) {
 }
 
 void *bf_malloc_at(size_t size, const char *file, int line) {
+    g_allocs++;
     void *p = malloc(size ? size : 1);
     if (!p) bf_die_at(file, line, "out of memory allocating %zu bytes; reduce the batch or model size", size);
     return p;
 }
 
 void *bf_calloc_at(size_t n, size_t size, const char *file, int line) {
+    g_allocs++;
     void *p = calloc(n ? n : 1, size ? size : 1);
     if (!p) bf_die_at(file, line, "out of memory allocating %zu x %zu bytes; reduce the batch or model size", n, size);
     return p;
 }
 
 void *bf_realloc_at(void *p, size_t size, const char *file, int line) {
+    g_allocs++;
     void *q = realloc(p, size ? size : 1);
     if (!q) bf_die_at(file, line, "out of memory reallocating to %zu bytes", size);
     return q;

@@ -143,6 +143,9 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
 
 void bf_model_zero_grad(bf_model *m);
 
+/* Bytes of the activation arena (forward activations and backward scratch for max_batch inputs). */
+size_t bf_model_activation_bytes(const bf_model *m);
+
 /* Memory of the attention part of the last bf_model_infer call: the q, k, v columns and score matrices that
  * were held, against what computing every head would hold, in bytes (peak over the batch). */
 typedef struct {

@@ -39,6 +39,10 @@ char *bf_strdup_at(const char *s, const char *file, int line);
 #define bf_xrealloc(p, size) bf_realloc_at((p), (size), __FILE__, __LINE__)
 #define bf_xstrdup(s) bf_strdup_at((s), __FILE__, __LINE__)
 
+/* Number of allocations made through the wrappers above since the start: tests use it to show that the
+ * training step allocates nothing after the first. */
+size_t bf_alloc_count(void);
+
 /* Messages to stderr, prefixed "budgetformer: " (and "warning: "). Quiet mode silences bf_info. */
 void bf_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
