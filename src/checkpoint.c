@@ -1,15 +1,38 @@
-/* checkpoint: HDF5 save and load of a model and its training state (see checkpoint.h). */
+/* checkpoint: HDF5 checkpoints with a SHA-256 sidecar, atomic commit, rotation (see checkpoint.h and
+ * docs/CHECKPOINTS.md). */
 #include "budgetformer/checkpoint.h"
 
+#include <cblas.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "budgetformer/config.h"
 #include "budgetformer/h5io.h"
+
+/* ---- files ------------------------------------------------------------------------------------- */
+
+static void fsync_dir(const char *dir) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (dfd < 0) return;
+    fsync(dfd); /* makes renames and unlinks durable; some file systems refuse fsync on directories */
+    close(dfd);
+}
+
+static void fsync_dir_of(const char *path) {
+    char dir[BF_CKPT_PATH_LEN];
+    snprintf(dir, sizeof dir, "%s", path);
+    fsync_dir(dirname(dir));
+}
 
 int bf_commit_file(const char *tmp, const char *path, bf_err *err) {
     int fd = open(tmp, O_RDONLY);
@@ -21,30 +44,232 @@ int bf_commit_file(const char *tmp, const char *path, bf_err *err) {
     }
     close(fd);
     if (rename(tmp, path) != 0) return bf_fail(err, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    char dir[BF_ERR_LEN];
-    snprintf(dir, sizeof dir, "%s", path);
-    int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY);
-    if (dfd >= 0) {
-        fsync(dfd); /* makes the rename durable; some file systems refuse fsync on directories */
-        close(dfd);
-    }
+    fsync_dir_of(path);
     return 0;
 }
 
+/* "<dir>/.<base><suffix>.tmp": the temporary name of a file being written (never matches step-*.h5). */
 static void tmp_name_for(char *buf, size_t len, const char *path) {
-    char d[BF_ERR_LEN], b[BF_ERR_LEN];
+    char d[BF_CKPT_PATH_LEN + 64], b[BF_CKPT_PATH_LEN + 64];
     snprintf(d, sizeof d, "%s", path);
     snprintf(b, sizeof b, "%s", path);
     snprintf(buf, len, "%s/.%s.tmp", dirname(d), basename(b));
 }
 
+int bf_checkpoint_is_temp_name(const char *path) {
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    size_t n = strlen(base);
+    return base[0] == '.' && n > 5 && !strcmp(base + n - 4, ".tmp");
+}
+
+/* "<dir>/.<name>.sha256": hidden like the temporary files, so a listing of checkpoints/ shows checkpoints only. */
+void bf_checkpoint_sidecar_name(char *buf, size_t len, const char *path) {
+    char d[BF_CKPT_PATH_LEN + 64], b[BF_CKPT_PATH_LEN + 64];
+    snprintf(d, sizeof d, "%s", path);
+    snprintf(b, sizeof b, "%s", path);
+    const char *base = basename(b);
+    if (strchr(path, '/')) snprintf(buf, len, "%s/.%s.sha256", dirname(d), base);
+    else snprintf(buf, len, ".%s.sha256", base);
+}
+
+const char *bf_digest_status_name(bf_digest_status s) {
+    switch (s) {
+    case BF_DIGEST_VALID: return "valid";
+    case BF_DIGEST_MISSING: return "missing";
+    case BF_DIGEST_CORRUPT: return "corrupt";
+    }
+    return "?";
+}
+
+/* Writes all of buf to a new file and fsyncs it. */
+static int write_whole_file(const char *path, const void *buf, size_t len, bf_err *err) {
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return bf_fail(err, "cannot create %s: %s", path, strerror(errno));
+    const unsigned char *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t w = write(fd, p + done, len - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = w < 0 ? errno : ENOSPC;
+            close(fd);
+            return bf_fail(err, "writing %s failed: %s", path, strerror(e));
+        }
+        done += (size_t)w;
+    }
+    if (fsync(fd) != 0) {
+        int e = errno;
+        close(fd);
+        return bf_fail(err, "%s: fsync failed: %s", path, strerror(e));
+    }
+    if (close(fd) != 0) return bf_fail(err, "closing %s failed: %s", path, strerror(errno));
+    return 0;
+}
+
+/* Reads a whole file into memory (*buf malloc'd). Returns 0, or -1 with err set (errno kept in *e). */
+static int read_whole_file(const char *path, unsigned char **buf, size_t *len, bf_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return bf_fail(err, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    unsigned char *b = bf_xmalloc(n);
+    size_t got = n ? fread(b, 1, n, f) : 0;
+    int bad = got != n || ferror(f);
+    fclose(f);
+    if (bad) {
+        free(b);
+        return bf_fail(err, "%s: read error after %zu of %zu bytes", path, got, n);
+    }
+    *buf = b;
+    *len = n;
+    return 0;
+}
+
+static void sha256_hex(const void *buf, size_t len, char hex[65]) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    BF_CHECK(EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32,
+             "OpenSSL EVP_Digest(SHA-256) failed");
+    for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
+    hex[64] = '\0';
+}
+
+/* ---- attributes that h5io lacks: float64 and uint64 scalars --------------------------------------- */
+
+static int write_attr_num(hid_t loc, const char *obj, const char *name, hid_t filetype, hid_t memtype,
+                          const void *value, bf_err *err) {
+    char fname[512];
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate_by_name(loc, obj, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = 0;
+    if (a < 0 || H5Awrite(a, memtype, value) < 0)
+        rc = bf_fail(err, "%s: cannot write attribute %s of %s", bf_h5_filename(loc, fname, sizeof fname), name, obj);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    return rc;
+}
+
+static int write_attr_f64(hid_t loc, const char *obj, const char *name, double v, bf_err *err) {
+    return write_attr_num(loc, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
+}
+
+static int write_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t v, bf_err *err) {
+    return write_attr_num(loc, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, err);
+}
+
+static int read_attr_num(hid_t loc, const char *obj, const char *name, H5T_class_t cls, hid_t memtype, void *value,
+                         bf_err *err) {
+    char fname[512];
+    bf_h5_filename(loc, fname, sizeof fname);
+    if (!bf_h5_exists(loc, obj)) return bf_fail(err, "%s: missing group %s (needed for attribute %s)", fname, obj, name);
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
+        return bf_fail(err, "%s: missing attribute %s of %s", fname, name, obj);
+    hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return bf_fail(err, "%s: cannot open attribute %s of %s", fname, name, obj);
+    hid_t t = H5Aget_type(a);
+    hid_t s = H5Aget_space(a);
+    int ok = H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(s) == 1;
+    H5Sclose(s);
+    H5Tclose(t);
+    int rc = 0;
+    if (!ok) rc = bf_fail(err, "%s: attribute %s of %s has the wrong type", fname, name, obj);
+    else if (H5Aread(a, memtype, value) < 0) rc = bf_fail(err, "%s: cannot read attribute %s of %s", fname, name, obj);
+    H5Aclose(a);
+    return rc;
+}
+
+static int read_attr_f64(hid_t loc, const char *obj, const char *name, double *v, bf_err *err) {
+    return read_attr_num(loc, obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v, err);
+}
+
+static int read_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t *v, bf_err *err) {
+    return read_attr_num(loc, obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, v, err);
+}
+
+static int read_attr_long(hid_t loc, const char *obj, const char *name, long lo, long *v, bf_err *err) {
+    long long x;
+    if (bf_h5_read_attr_int(loc, obj, name, &x, err)) return -1;
+    if (x < lo || x > 1000000000000LL) {
+        char fname[512];
+        return bf_fail(err, "%s: attribute %s of %s = %lld is out of range", bf_h5_filename(loc, fname, sizeof fname),
+                       name, obj, x);
+    }
+    *v = (long)x;
+    return 0;
+}
+
+static int create_group(hid_t f, const char *name, bf_err *err) {
+    hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return bf_fail(err, "cannot create group %s", name);
+    H5Gclose(g);
+    return 0;
+}
+
+/* ---- writing ----------------------------------------------------------------------------------- */
+
 static const char *const model_attrs[] = {"vocab_size", "max_len", "d_model", "n_heads", "n_layers",
                                           "d_ff", "n_classes", "full_heads", "fixed_budget"};
+#define N_MODEL_ATTRS ((int)(sizeof model_attrs / sizeof *model_attrs))
 
 static int *model_attr_ptr(bf_model_config *c, int i) {
     int *p[] = {&c->vocab_size, &c->max_len, &c->d_model, &c->n_heads, &c->n_layers,
                 &c->d_ff, &c->n_classes, &c->full_heads, &c->fixed_budget};
     return p[i];
+}
+
+/* Random draws have no counter state: every draw is splitmix64 of (seed, epoch, input index, layer, stream,
+ * head) and the data order of (seed, epoch), so the seed and the step determine every later draw. */
+static const char kRngNote[] =
+    "counter-free: draws are splitmix64(seed, epoch, input index, layer, stream, head) and the data order is "
+    "a pure function of (seed, epoch); seed and step determine every later draw";
+
+static int write_coordinator(hid_t f, const bf_coordinator *co, long step, bf_err *err) {
+    const char *g = "/coordinator";
+    if (create_group(f, g, err)) return -1;
+    return bf_h5_write_attr_int(f, g, "shape", co->shape, err) ||
+                   bf_h5_write_attr_str(f, g, "shape_name", bf_explore_shape_name(co->shape), err) ||
+                   write_attr_f64(f, g, "eps_start", co->eps_start, err) ||
+                   write_attr_f64(f, g, "eps_end", co->eps_end, err) ||
+                   bf_h5_write_attr_int(f, g, "steps", co->steps, err) ||
+                   bf_h5_write_attr_int(f, g, "window", co->window, err) ||
+                   bf_h5_write_attr_int(f, g, "anneal_steps", co->anneal_steps, err) ||
+                   write_attr_f64(f, g, "threshold", co->threshold, err) ||
+                   bf_h5_write_attr_int(f, g, "anneal_from", co->anneal_from, err) ||
+                   write_attr_f64(f, g, "window_sum", co->window_sum, err) ||
+                   bf_h5_write_attr_int(f, g, "window_n", co->window_n, err) ||
+                   write_attr_f64(f, g, "prev_mean", co->prev_mean, err) ||
+                   write_attr_f64(f, g, "eps_next", bf_coordinator_eps(co, step + 1), err)
+               ? -1
+               : 0;
+}
+
+static int write_provenance(hid_t f, bf_err *err) {
+    const char *g = "/provenance";
+    if (create_group(f, g, err)) return -1;
+    unsigned maj, min, rel;
+    H5get_libversion(&maj, &min, &rel);
+    char h5v[64], when[64] = "", host[256] = "";
+    snprintf(h5v, sizeof h5v, "%u.%u.%u", maj, min, rel);
+    time_t now = time(NULL);
+    struct tm tmv;
+    if (gmtime_r(&now, &tmv)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
+    const char *blas = openblas_get_config();
+    if (bf_h5_write_attr_str(f, g, "budgetformer_version", BF_VERSION, err) ||
+        bf_h5_write_attr_str(f, g, "hdf5_version", h5v, err) ||
+        bf_h5_write_attr_str(f, g, "openblas_config", blas ? blas : "", err) ||
+        bf_h5_write_attr_str(f, g, "openssl_version", OpenSSL_version(OPENSSL_VERSION), err) ||
+        bf_h5_write_attr_str(f, g, "created_utc", when, err) || bf_h5_write_attr_str(f, g, "hostname", host, err))
+        return -1;
+#ifdef BF_GIT_COMMIT
+    if (bf_h5_write_attr_str(f, g, "git_commit", BF_GIT_COMMIT, err)) return -1;
+#endif
+    return 0;
 }
 
 static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err) {
@@ -56,7 +281,7 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
         snprintf(name, sizeof name, "/model/%s", t->name);
         if (bf_h5_write(f, name, H5T_NATIVE_FLOAT, t->ndim, dims, m->params + t->offset, err)) return -1;
     }
-    for (int i = 0; i < (int)(sizeof model_attrs / sizeof *model_attrs); i++)
+    for (int i = 0; i < N_MODEL_ATTRS; i++)
         if (bf_h5_write_attr_int(f, "/model", model_attrs[i], *model_attr_ptr(&c, i), err)) return -1;
     if (bf_h5_write_strings(f, "/vocab", meta->vocab, meta->vocab_size, err)) return -1;
     if (bf_h5_write_strings(f, "/label_names", meta->label_names, meta->n_classes, err)) return -1;
@@ -64,40 +289,101 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
         unsigned long long n = m->n_params;
         if (bf_h5_write(f, "/optim/m", H5T_NATIVE_FLOAT, 1, &n, meta->adam_m, err)) return -1;
         if (bf_h5_write(f, "/optim/v", H5T_NATIVE_FLOAT, 1, &n, meta->adam_v, err)) return -1;
+        if (bf_h5_write_attr_str(f, "/optim", "algorithm", "adamw", err) ||
+            bf_h5_write_attr_int(f, "/optim", "t", meta->step, err))
+            return -1;
     }
-    hid_t g = H5Gcreate2(f, "/state", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) return bf_fail(err, "cannot create group /state");
-    H5Gclose(g);
-    if (bf_h5_write_attr_int(f, "/state", "format_version", BF_CHECKPOINT_FORMAT, err) ||
-        bf_h5_write_attr_int(f, "/state", "step", meta->step, err) ||
-        bf_h5_write_attr_int(f, "/state", "seed", (long long)meta->seed, err) ||
-        bf_h5_write_attr_int(f, "/state", "world_size", meta->world_size, err) ||
-        bf_h5_write_attr_str(f, "/state", "config", meta->config_text ? meta->config_text : "", err))
+    const char *s = "/state";
+    if (create_group(f, s, err)) return -1;
+    int64_t pos = (int64_t)meta->step * meta->batch_size;
+    int64_t n = meta->n_train > 0 ? meta->n_train : 1;
+    if (bf_h5_write_attr_int(f, s, "format_version", BF_CHECKPOINT_FORMAT, err) ||
+        bf_h5_write_attr_int(f, s, "step", meta->step, err) || write_attr_u64(f, s, "seed", meta->seed, err) ||
+        bf_h5_write_attr_int(f, s, "world_size", meta->world_size, err) ||
+        bf_h5_write_attr_int(f, s, "batch_size", meta->batch_size, err) ||
+        bf_h5_write_attr_int(f, s, "n_train", meta->n_train, err) ||
+        bf_h5_write_attr_int(f, s, "stream_position", pos, err) ||
+        bf_h5_write_attr_int(f, s, "epoch", pos / n, err) ||
+        bf_h5_write_attr_int(f, s, "epoch_position", pos % n, err) ||
+        bf_h5_write_attr_int(f, s, "lr_schedule_step", meta->step, err) ||
+        write_attr_f64(f, s, "lr", meta->lr, err) ||
+        bf_h5_write_attr_int(f, s, "skipped_steps", meta->skipped_steps, err) ||
+        bf_h5_write_attr_int(f, s, "nonfinite_run", meta->nonfinite_run, err) ||
+        bf_h5_write_attr_str(f, s, "rng", kRngNote, err) ||
+        bf_h5_write_attr_str(f, s, "config", meta->config_text ? meta->config_text : "", err))
         return -1;
-    g = H5Gcreate2(f, "/provenance", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) return bf_fail(err, "cannot create group /provenance");
-    H5Gclose(g);
-    unsigned maj, min, rel;
-    H5get_libversion(&maj, &min, &rel);
-    char h5v[64];
-    snprintf(h5v, sizeof h5v, "%u.%u.%u", maj, min, rel);
-    if (bf_h5_write_attr_str(f, "/provenance", "budgetformer_version", BF_VERSION, err) ||
-        bf_h5_write_attr_str(f, "/provenance", "hdf5_version", h5v, err))
-        return -1;
-    return 0;
+    if (meta->coord && write_coordinator(f, meta->coord, meta->step, err)) return -1;
+    if (meta->headstats) {
+        unsigned long long hn = meta->headstats_len;
+        if (bf_h5_write(f, "/headstats/block", H5T_NATIVE_INT64, 1, &hn, meta->headstats, err) ||
+            bf_h5_write_attr_int(f, "/headstats", "n_classes", c.n_classes, err) ||
+            bf_h5_write_attr_int(f, "/headstats", "n_layers", c.n_layers, err) ||
+            bf_h5_write_attr_int(f, "/headstats", "n_heads", c.n_heads, err))
+            return -1;
+    }
+    return write_provenance(f, err);
+}
+
+/* Builds the whole HDF5 file in memory (core driver, no backing store) and returns its bytes. */
+static int build_image(const char *name, const bf_model *m, const bf_ckpt_meta *meta, unsigned char **image,
+                       size_t *len, bf_err *err) {
+    bf_h5_init();
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0) {
+        if (fapl >= 0) H5Pclose(fapl);
+        return bf_fail(err, "HDF5: cannot set up an in-memory file");
+    }
+    hid_t f = H5Fcreate(name, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return bf_fail(err, "HDF5: cannot create an in-memory file");
+    int rc = write_contents(f, m, meta, err);
+    if (rc == 0 && H5Fflush(f, H5F_SCOPE_LOCAL) < 0) rc = bf_fail(err, "HDF5: flushing the in-memory file failed");
+    if (rc == 0) {
+        ssize_t n = H5Fget_file_image(f, NULL, 0);
+        if (n <= 0) rc = bf_fail(err, "HDF5: cannot get the file image");
+        else {
+            *image = bf_xmalloc((size_t)n);
+            if (H5Fget_file_image(f, *image, (size_t)n) != n) {
+                free(*image);
+                *image = NULL;
+                rc = bf_fail(err, "HDF5: cannot copy the file image");
+            } else *len = (size_t)n;
+        }
+    }
+    if (H5Fclose(f) < 0 && rc == 0) rc = bf_fail(err, "HDF5: closing the in-memory file failed");
+    if (rc && *image) {
+        free(*image);
+        *image = NULL;
+    }
+    return rc;
 }
 
 int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err) {
-    char tmp[BF_ERR_LEN];
+    char tmp[2 * BF_CKPT_PATH_LEN + 160], side[2 * BF_CKPT_PATH_LEN + 160], side_tmp[2 * BF_CKPT_PATH_LEN + 200];
     tmp_name_for(tmp, sizeof tmp, path);
-    hid_t f = bf_h5_create(tmp, err);
-    if (f < 0) return -1;
-    int rc = write_contents(f, m, meta, err);
-    if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
+    bf_checkpoint_sidecar_name(side, sizeof side, path);
+    snprintf(side_tmp, sizeof side_tmp, "%s.tmp", side); /* hidden already: ".<name>.sha256.tmp" */
+    unsigned char *image = NULL;
+    size_t len = 0;
+    int rc = build_image(tmp, m, meta, &image, &len, err);
+    char hex[65] = "";
+    if (rc == 0) {
+        sha256_hex(image, len, hex);
+        rc = write_whole_file(tmp, image, len, err);
+    }
+    free(image);
+    if (rc == 0) {
+        char b[BF_CKPT_PATH_LEN], line[BF_CKPT_PATH_LEN + 80];
+        snprintf(b, sizeof b, "%s", path);
+        int n = snprintf(line, sizeof line, "%s  %s\n", hex, basename(b)); /* sha256sum's format */
+        rc = write_whole_file(side_tmp, line, (size_t)n, err);
+    }
+    /* The sidecar goes into place first, so a file under the checkpoint's name always has its digest. */
+    if (rc == 0) rc = bf_commit_file(side_tmp, side, err);
     if (rc == 0) rc = bf_commit_file(tmp, path, err);
     if (rc) {
         unlink(tmp);
-        /* prefix the message with the checkpoint being written */
+        unlink(side_tmp);
         char msg[BF_ERR_LEN];
         snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
         bf_fail(err, "saving checkpoint %s failed: %s", path, msg);
@@ -105,54 +391,409 @@ int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *
     return rc;
 }
 
-int bf_checkpoint_read_config(const char *path, bf_model_config *cfg, bf_err *err) {
-    hid_t f = bf_h5_open_read(path, err);
-    if (f < 0) return -1;
-    memset(cfg, 0, sizeof *cfg);
-    int rc = 0;
-    if (!bf_h5_exists(f, "/model")) rc = bf_fail(err, "%s: no /model group: not a budgetformer checkpoint", path);
-    for (int i = 0; rc == 0 && i < (int)(sizeof model_attrs / sizeof *model_attrs); i++) {
-        long long v;
-        if (bf_h5_read_attr_int(f, "/model", model_attrs[i], &v, err)) rc = -1;
-        else if (v < 0 || v > 1000000000LL) rc = bf_fail(err, "%s: /model attribute %s = %lld is out of range", path, model_attrs[i], v);
-        else *model_attr_ptr(cfg, i) = (int)v;
+/* ---- opening ----------------------------------------------------------------------------------- */
+
+/* Reads the first 64 hex digits of a sidecar; 0 or -1 (missing), -2 (malformed). */
+static int read_sidecar(const char *path, char hex[65]) {
+    char side[2 * BF_CKPT_PATH_LEN + 160];
+    bf_checkpoint_sidecar_name(side, sizeof side, path);
+    FILE *f = fopen(side, "r");
+    if (!f) return -1;
+    char line[256] = "";
+    char *got = fgets(line, sizeof line, f);
+    fclose(f);
+    if (!got) return -2;
+    for (int i = 0; i < 64; i++) {
+        char c = line[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) return -2;
+        hex[i] = (char)(c >= 'A' && c <= 'F' ? c - 'A' + 'a' : c);
     }
-    H5Fclose(f);
+    hex[64] = '\0';
+    return (line[64] == ' ' || line[64] == '\n' || line[64] == '\0') ? 0 : -2;
+}
+
+void bf_checkpoint_close(bf_ckpt_file *cf) {
+    if (cf->file >= 0) H5Fclose(cf->file);
+    cf->file = -1;
+}
+
+int bf_checkpoint_open_ex(const char *path, bf_digest_policy policy, int open_hdf5, bf_ckpt_file *cf,
+                          bf_err *err) {
+    memset(cf, 0, sizeof *cf);
+    cf->file = -1;
+    cf->digest = BF_DIGEST_MISSING;
+    snprintf(cf->path, sizeof cf->path, "%s", path);
+    bf_h5_init();
+    if (bf_checkpoint_is_temp_name(path))
+        return bf_fail(err, "%s is a temporary file left by an interrupted save, not a checkpoint; "
+                            "checkpoints are named step-XXXXXXXX.h5", path);
+    unsigned char *buf = NULL;
+    size_t len = 0;
+    if (read_whole_file(path, &buf, &len, err)) return -1;
+    cf->size = (long long)len;
+    sha256_hex(buf, len, cf->sha256);
+    char side[2 * BF_CKPT_PATH_LEN + 160];
+    bf_checkpoint_sidecar_name(side, sizeof side, path);
+    int sc = read_sidecar(path, cf->sidecar_sha256);
+    if (sc == -1) {
+        cf->digest = BF_DIGEST_MISSING;
+        cf->sidecar_sha256[0] = '\0';
+    } else if (sc == -2) {
+        cf->digest = BF_DIGEST_CORRUPT;
+        cf->sidecar_sha256[0] = '\0';
+    } else {
+        cf->digest = strcmp(cf->sha256, cf->sidecar_sha256) ? BF_DIGEST_CORRUPT : BF_DIGEST_VALID;
+    }
+    int rc = 0;
+    if (policy == BF_DIGEST_REPORT)
+        ;
+    else if (cf->digest == BF_DIGEST_CORRUPT)
+        rc = sc == -2 ? bf_fail(err, "%s: corrupt: its digest file %s is malformed (expected a SHA-256 in hex)", path, side)
+                      : bf_fail(err, "%s: corrupt: the SHA-256 of its %zu bytes does not match %s (the file was "
+                                     "damaged, truncated or changed after it was written)", path, len, side);
+    else if (cf->digest == BF_DIGEST_MISSING && policy == BF_DIGEST_REQUIRED)
+        rc = bf_fail(err, "%s: its digest file %s is missing, so its contents cannot be verified (a checkpoint "
+                          "copied without it? copy both files)", path, side);
+    if (rc == 0 && open_hdf5) {
+        /* Only the verified bytes reach HDF5: it parses this memory image, not the file again. */
+        hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+        if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 || H5Pset_file_image(fapl, buf, len) < 0)
+            rc = bf_fail(err, "%s: HDF5 cannot set up the in-memory image", path);
+        else {
+            /* The core driver refuses a name that exists on disk when given an image: name the copy. */
+            char name[BF_CKPT_PATH_LEN + 16];
+            snprintf(name, sizeof name, "%s [in memory]", path);
+            cf->file = H5Fopen(name, H5F_ACC_RDONLY, fapl);
+            if (cf->file < 0)
+                rc = bf_fail(err, "%s: not an HDF5 file (not a budgetformer checkpoint, or truncated)", path);
+        }
+        if (fapl >= 0) H5Pclose(fapl);
+    }
+    free(buf);
+    return rc;
+}
+
+int bf_checkpoint_open(const char *path, bf_digest_policy policy, bf_ckpt_file *cf, bf_err *err) {
+    return bf_checkpoint_open_ex(path, policy, 1, cf, err);
+}
+
+int bf_checkpoint_file_model_config(const bf_ckpt_file *cf, bf_model_config *cfg, bf_err *err) {
+    memset(cfg, 0, sizeof *cfg);
+    if (!bf_h5_exists(cf->file, "/model"))
+        return bf_fail(err, "%s: no /model group: not a budgetformer checkpoint", cf->path);
+    for (int i = 0; i < N_MODEL_ATTRS; i++) {
+        long long v;
+        if (bf_h5_read_attr_int(cf->file, "/model", model_attrs[i], &v, err)) return -1;
+        if (v < 0 || v > 1000000000LL)
+            return bf_fail(err, "%s: /model attribute %s = %lld is out of range", cf->path, model_attrs[i], v);
+        *model_attr_ptr(cfg, i) = (int)v;
+    }
     char msg[256];
-    if (rc == 0 && bf_model_config_check(cfg, msg, sizeof msg))
-        rc = bf_fail(err, "%s: /model attributes describe an invalid model: %s", path, msg);
+    if (bf_model_config_check(cfg, msg, sizeof msg))
+        return bf_fail(err, "%s: /model attributes describe an invalid model: %s", cf->path, msg);
+    return 0;
+}
+
+/* ---- reading ----------------------------------------------------------------------------------- */
+
+void bf_ckpt_state_free(bf_ckpt_state *st) {
+    free(st->headstats);
+    free(st->config_text);
+    memset(st, 0, sizeof *st);
+}
+
+static int require_group(const bf_ckpt_file *cf, const char *g, const char *what, bf_err *err) {
+    if (!bf_h5_exists(cf->file, g))
+        return bf_fail(err, "%s: missing group %s (%s): not a resumable budgetformer checkpoint", cf->path, g, what);
+    return 0;
+}
+
+static int read_coordinator(const bf_ckpt_file *cf, bf_coordinator *co, bf_err *err) {
+    hid_t f = cf->file;
+    const char *g = "/coordinator";
+    if (require_group(cf, g, "the exploration coordinator's state", err)) return -1;
+    long shape = 0;
+    double eps_start = 0, eps_end = 0, threshold = 0;
+    if (read_attr_long(f, g, "shape", 0, &shape, err) || read_attr_f64(f, g, "eps_start", &eps_start, err) ||
+        read_attr_f64(f, g, "eps_end", &eps_end, err) || read_attr_long(f, g, "steps", 0, &co->steps, err) ||
+        read_attr_long(f, g, "window", 0, &co->window, err) ||
+        read_attr_long(f, g, "anneal_steps", 0, &co->anneal_steps, err) ||
+        read_attr_f64(f, g, "threshold", &threshold, err) ||
+        read_attr_long(f, g, "anneal_from", 0, &co->anneal_from, err) ||
+        read_attr_f64(f, g, "window_sum", &co->window_sum, err) ||
+        read_attr_long(f, g, "window_n", 0, &co->window_n, err) || read_attr_f64(f, g, "prev_mean", &co->prev_mean, err))
+        return -1;
+    if (shape > BF_EXPLORE_ADAPTIVE) return bf_fail(err, "%s: /coordinator shape %ld is unknown", cf->path, shape);
+    co->shape = (bf_explore_shape)shape;
+    co->eps_start = (float)eps_start;
+    co->eps_end = (float)eps_end;
+    co->threshold = (float)threshold;
+    return 0;
+}
+
+int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *err) {
+    memset(st, 0, sizeof *st);
+    hid_t f = cf->file;
+    const char *s = "/state";
+    if (!bf_h5_exists(f, s)) return bf_fail(err, "%s: missing group /state: not a budgetformer checkpoint", cf->path);
+    long fv = 0, ws = 0, bs = 0;
+    if (read_attr_long(f, s, "format_version", 0, &fv, err)) return -1;
+    st->format_version = (int)fv;
+    if (fv < BF_CHECKPOINT_FORMAT)
+        return bf_fail(err, "%s: checkpoint format %ld holds no resumable training state (written before format %d); "
+                            "it can be evaluated but not resumed", cf->path, fv, BF_CHECKPOINT_FORMAT);
+    if (fv > BF_CHECKPOINT_FORMAT)
+        return bf_fail(err, "%s: checkpoint format %ld is newer than this budgetformer reads (%d)", cf->path, fv,
+                       BF_CHECKPOINT_FORMAT);
+    long tmp[4] = {0, 0, 0, 0};
+    if (read_attr_long(f, s, "step", 0, &st->step, err) || read_attr_u64(f, s, "seed", &st->seed, err) ||
+        read_attr_long(f, s, "world_size", 1, &ws, err) || read_attr_long(f, s, "batch_size", 1, &bs, err) ||
+        read_attr_long(f, s, "n_train", 0, &tmp[0], err) || read_attr_long(f, s, "stream_position", 0, &tmp[1], err) ||
+        read_attr_long(f, s, "epoch", 0, &tmp[2], err) || read_attr_long(f, s, "epoch_position", 0, &tmp[3], err) ||
+        read_attr_long(f, s, "skipped_steps", 0, &st->skipped_steps, err) ||
+        read_attr_long(f, s, "nonfinite_run", 0, &st->nonfinite_run, err) ||
+        bf_h5_read_attr_str(f, s, "config", &st->config_text, err)) {
+        bf_ckpt_state_free(st);
+        return -1;
+    }
+    int64_t n_train = tmp[0], pos = tmp[1], epoch = tmp[2], epos = tmp[3];
+    st->world_size = (int)ws;
+    st->batch_size = (int)bs;
+    st->n_train = n_train;
+    st->stream_position = pos;
+    st->epoch = epoch;
+    st->epoch_position = epos;
+    if (pos != (int64_t)st->step * st->batch_size || (n_train > 0 && (epoch != pos / n_train || epos != pos % n_train))) {
+        bf_ckpt_state_free(st);
+        return bf_fail(err, "%s: /state data position (stream_position %lld, epoch %lld, epoch_position %lld) "
+                            "disagrees with step %ld x batch_size %d", cf->path, (long long)pos, (long long)epoch,
+                       (long long)epos, st->step, st->batch_size);
+    }
+    if (read_coordinator(cf, &st->coord, err)) {
+        bf_ckpt_state_free(st);
+        return -1;
+    }
+    return 0;
+}
+
+static int all_finite(const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) return 0;
+    return 1;
+}
+
+static int read_model_tensors(const bf_ckpt_file *cf, bf_model *m, bf_err *err) {
+    bf_model_config fc;
+    if (bf_checkpoint_file_model_config(cf, &fc, err)) return -1;
+    if (memcmp(&fc, &m->cfg, sizeof fc) != 0)
+        return bf_fail(err, "%s: the checkpoint's model shape differs from the one expected", cf->path);
+    char name[128];
+    for (int i = 0; i < m->n_tensors; i++) {
+        const bf_tensor_info *t = &m->tensors[i];
+        unsigned long long dims[2] = {(unsigned long long)t->shape[0], (unsigned long long)t->shape[1]};
+        snprintf(name, sizeof name, "/model/%s", t->name);
+        if (bf_h5_read_into(cf->file, name, H5T_NATIVE_FLOAT, t->ndim, dims, m->params + t->offset, err)) return -1;
+    }
+    /* A weight that is not finite means a damaged or diverged checkpoint: refuse it rather than predict NaN. */
+    if (!all_finite(m->params, m->n_params)) return bf_fail(err, "%s: the model holds a non-finite weight", cf->path);
+    return 0;
+}
+
+int bf_checkpoint_read_model(const bf_ckpt_file *cf, bf_model *m, bf_err *err) {
+    return read_model_tensors(cf, m, err);
+}
+
+static int read_names(const bf_ckpt_file *cf, const bf_model *m, char ***vocab, size_t *vocab_size,
+                      char ***label_names, size_t *n_classes, bf_err *err) {
+    if (vocab) {
+        if (bf_h5_read_strings(cf->file, "/vocab", vocab, vocab_size, err)) return -1;
+        if (*vocab_size != (size_t)m->cfg.vocab_size) {
+            bf_h5_free_strings(*vocab, *vocab_size);
+            *vocab = NULL;
+            return bf_fail(err, "%s: /vocab has %zu entries but /model says vocab_size %d", cf->path, *vocab_size,
+                           m->cfg.vocab_size);
+        }
+    }
+    if (label_names) {
+        if (bf_h5_read_strings(cf->file, "/label_names", label_names, n_classes, err)) return -1;
+        if (*n_classes != (size_t)m->cfg.n_classes) {
+            bf_h5_free_strings(*label_names, *n_classes);
+            *label_names = NULL;
+            return bf_fail(err, "%s: /label_names has %zu entries but /model says n_classes %d", cf->path, *n_classes,
+                           m->cfg.n_classes);
+        }
+    }
+    return 0;
+}
+
+int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam_m, float *adam_v,
+                                size_t headstats_len, bf_ckpt_state *st, bf_err *err) {
+    if (bf_checkpoint_read_state(cf, st, err)) return -1;
+    int rc = read_model_tensors(cf, m, err);
+    char **v = NULL, **l = NULL;
+    size_t nv = 0, nl = 0;
+    if (rc == 0) rc = read_names(cf, m, &v, &nv, &l, &nl, err);
+    bf_h5_free_strings(v, nv);
+    bf_h5_free_strings(l, nl);
+    if (rc == 0) rc = require_group(cf, "/optim", "the AdamW moments", err);
+    unsigned long long n = m->n_params;
+    if (rc == 0) rc = bf_h5_read_into(cf->file, "/optim/m", H5T_NATIVE_FLOAT, 1, &n, adam_m, err);
+    if (rc == 0) rc = bf_h5_read_into(cf->file, "/optim/v", H5T_NATIVE_FLOAT, 1, &n, adam_v, err);
+    if (rc == 0 && (!all_finite(adam_m, m->n_params) || !all_finite(adam_v, m->n_params)))
+        rc = bf_fail(err, "%s: the AdamW moments /optim/m or /optim/v hold a non-finite value", cf->path);
+    if (rc == 0) rc = require_group(cf, "/headstats", "head-usage counts since the last /heads record", err);
+    if (rc == 0) {
+        unsigned long long hd[1] = {0};
+        rc = bf_h5_read_alloc(cf->file, "/headstats/block", H5T_NATIVE_INT64, 1, hd, (void **)&st->headstats, err);
+        if (rc == 0) st->headstats_len = (size_t)hd[0];
+        if (rc == 0 && headstats_len && st->headstats_len != headstats_len)
+            rc = bf_fail(err, "%s: /headstats/block has %zu counts, expected %zu for this model", cf->path,
+                         st->headstats_len, headstats_len);
+    }
+    if (rc) bf_ckpt_state_free(st);
+    return rc;
+}
+
+/* ---- model-only loading (eval) ------------------------------------------------------------------ */
+
+static int open_for_model(const char *path, bf_ckpt_file *cf, bf_err *err) {
+    if (bf_checkpoint_open(path, BF_DIGEST_IF_PRESENT, cf, err)) {
+        bf_checkpoint_close(cf);
+        return -1;
+    }
+    return 0;
+}
+
+int bf_checkpoint_read_config(const char *path, bf_model_config *cfg, bf_err *err) {
+    bf_ckpt_file cf;
+    if (open_for_model(path, &cf, err)) return -1;
+    if (cf.digest == BF_DIGEST_MISSING)
+    {
+        char side[2 * BF_CKPT_PATH_LEN + 160];
+        bf_checkpoint_sidecar_name(side, sizeof side, path);
+        bf_warn("%s has no digest file beside it (%s): its contents are not verified", path, side);
+    }
+    int rc = bf_checkpoint_file_model_config(&cf, cfg, err);
+    bf_checkpoint_close(&cf);
     return rc;
 }
 
 int bf_checkpoint_load_model(const char *path, bf_model *m, char ***vocab, size_t *vocab_size, char ***label_names,
                              size_t *n_classes, bf_err *err) {
-    bf_model_config fc;
-    if (bf_checkpoint_read_config(path, &fc, err)) return -1;
-    if (memcmp(&fc, &m->cfg, sizeof fc) != 0)
-        return bf_fail(err, "%s: the checkpoint's model shape differs from the one expected", path);
-    hid_t f = bf_h5_open_read(path, err);
-    if (f < 0) return -1;
-    char name[128];
-    int rc = 0;
-    for (int i = 0; rc == 0 && i < m->n_tensors; i++) {
-        const bf_tensor_info *t = &m->tensors[i];
-        unsigned long long dims[2] = {(unsigned long long)t->shape[0], (unsigned long long)t->shape[1]};
-        snprintf(name, sizeof name, "/model/%s", t->name);
-        rc = bf_h5_read_into(f, name, H5T_NATIVE_FLOAT, t->ndim, dims, m->params + t->offset, err);
-    }
-    if (rc == 0 && vocab) {
-        rc = bf_h5_read_strings(f, "/vocab", vocab, vocab_size, err);
-        if (rc == 0 && *vocab_size != (size_t)m->cfg.vocab_size)
-            rc = bf_fail(err, "%s: /vocab has %zu entries but /model says vocab_size %d", path, *vocab_size, m->cfg.vocab_size);
-    }
-    if (rc == 0 && label_names) {
-        rc = bf_h5_read_strings(f, "/label_names", label_names, n_classes, err);
-        if (rc == 0 && *n_classes != (size_t)m->cfg.n_classes)
-            rc = bf_fail(err, "%s: /label_names has %zu entries but /model says n_classes %d", path, *n_classes, m->cfg.n_classes);
-    }
-    H5Fclose(f);
-    /* A weight that is not finite means a damaged or diverged checkpoint: refuse it rather than predict NaN. */
-    for (size_t i = 0; rc == 0 && i < m->n_params; i++)
-        if (!(m->params[i] - m->params[i] == 0.0f)) rc = bf_fail(err, "%s: the model holds a non-finite weight", path);
+    bf_ckpt_file cf;
+    if (open_for_model(path, &cf, err)) return -1;
+    int rc = read_model_tensors(&cf, m, err);
+    if (rc == 0) rc = read_names(&cf, m, vocab, vocab_size, label_names, n_classes, err);
+    bf_checkpoint_close(&cf);
     return rc;
+}
+
+/* ---- directories ------------------------------------------------------------------------------- */
+
+/* step-XXXXXXXX.h5 exactly (8 decimal digits), optionally followed by `suffix`; returns the step or -1. */
+static long parse_name(const char *name, const char *suffix) {
+    size_t sl = strlen(suffix);
+    if (strncmp(name, "step-", 5) != 0 || strlen(name) != 5 + 8 + 3 + sl) return -1;
+    long step = 0;
+    for (int i = 5; i < 13; i++) {
+        if (name[i] < '0' || name[i] > '9') return -1;
+        step = step * 10 + (name[i] - '0');
+    }
+    if (strncmp(name + 13, ".h5", 3) != 0 || strcmp(name + 16, suffix) != 0) return -1;
+    return step;
+}
+
+static int by_step_desc(const void *a, const void *b) {
+    long x = ((const bf_ckpt_entry *)a)->step, y = ((const bf_ckpt_entry *)b)->step;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+int bf_checkpoint_list(const char *dir, bf_ckpt_entry **entries, size_t *n, bf_err *err) {
+    *entries = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        if (errno == ENOENT) return 0;
+        return bf_fail(err, "cannot list %s: %s", dir, strerror(errno));
+    }
+    size_t cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        long step = parse_name(e->d_name, "");
+        if (step < 0) continue;
+        if (*n == cap) {
+            cap = cap ? 2 * cap : 16;
+            *entries = bf_xrealloc(*entries, cap * sizeof **entries);
+        }
+        (*entries)[*n].step = step;
+        snprintf((*entries)[*n].path, sizeof(*entries)[*n].path, "%s/%s", dir, e->d_name);
+        (*n)++;
+    }
+    closedir(d);
+    if (*n) qsort(*entries, *n, sizeof **entries, by_step_desc);
+    return 0;
+}
+
+static void remove_pair(const char *path) {
+    char side[2 * BF_CKPT_PATH_LEN + 160];
+    bf_checkpoint_sidecar_name(side, sizeof side, path);
+    /* The checkpoint first: a checkpoint without its sidecar would count as unverified, not as valid. */
+    unlink(path);
+    unlink(side);
+}
+
+/* Temporary files (".step-XXXXXXXX.h5.tmp", ".step-XXXXXXXX.h5.sha256.tmp") and digest files without a
+ * checkpoint (".step-XXXXXXXX.h5.sha256"), of steps <= up_to: leftovers of a writer that was killed. */
+static void remove_leftovers(const char *dir, long up_to) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    char p[BF_CKPT_PATH_LEN + 300], h5[BF_CKPT_PATH_LEN + 300];
+    while ((e = readdir(d)) != NULL) {
+        const char *nm = e->d_name;
+        size_t len = strlen(nm);
+        char inner[300];
+        if (nm[0] != '.' || len < 6 || len - 1 >= sizeof inner) continue;
+        memcpy(inner, nm + 1, len); /* without the leading '.' */
+        long step = -1;
+        int orphan = 0;
+        if (!strcmp(nm + len - 4, ".tmp")) {
+            inner[len - 5] = '\0';
+            step = parse_name(inner, "");
+            if (step < 0) step = parse_name(inner, ".sha256");
+        } else if ((step = parse_name(inner, ".sha256")) >= 0) {
+            snprintf(h5, sizeof h5, "%s/%.*s", dir, (int)(len - 8), inner);
+            orphan = !bf_path_exists(h5);
+            if (!orphan) continue;
+        }
+        if (step < 0 || step > up_to) continue;
+        snprintf(p, sizeof p, "%s/%s", dir, nm);
+        if (unlink(p) == 0) bf_info("removed %s %s", orphan ? "orphan digest file" : "temporary file", p);
+    }
+    closedir(d);
+}
+
+int bf_checkpoint_rotate(const char *dir, int keep, long up_to_step, bf_err *err) {
+    if (keep < 1) keep = 1;
+    bf_ckpt_entry *e;
+    size_t n;
+    if (bf_checkpoint_list(dir, &e, &n, err)) return -1;
+    int kept = 0, deleted = 0;
+    for (size_t i = 0; i < n; i++) {
+        bf_ckpt_file cf;
+        bf_err ignore;
+        int ok = bf_checkpoint_open_ex(e[i].path, BF_DIGEST_REQUIRED, 0, &cf, &ignore) == 0;
+        bf_checkpoint_close(&cf);
+        if (!ok) continue;  /* invalid files are never deleted (nor counted as kept) */
+        if (kept < keep) {  /* the newest valid ones, by step */
+            kept++;
+            continue;
+        }
+        remove_pair(e[i].path);
+        deleted++;
+    }
+    free(e);
+    if (deleted) fsync_dir(dir);
+    remove_leftovers(dir, up_to_step);
+    return deleted;
 }

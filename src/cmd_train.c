@@ -11,8 +11,11 @@
 #include "budgetformer/train.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: budgetformer train --config FILE [--set section.key=value ...] [--quiet]\n"
-               "       budgetformer train --help-config     (every configuration key)\n");
+    fprintf(f, "usage: budgetformer train --config FILE [--set section.key=value ...] [--resume auto|FILE] [--quiet]\n"
+               "       budgetformer train --help-config     (every configuration key)\n"
+               "  --resume auto   continue from the newest valid checkpoint in run.dir/checkpoints (a new run\n"
+               "                  when there is none)\n"
+               "  --resume FILE   continue from that checkpoint\n");
 }
 
 /* One OpenBLAS thread per process unless the user asked otherwise: ranks are the parallelism. */
@@ -25,6 +28,7 @@ int bf_cmd_train(int argc, char **argv) {
     bf_config cfg;
     bf_config_defaults(&cfg);
     bf_err err = {{0}};
+    bf_train_options opts = {.resume = NULL};
     /* The file is read first and the --set overrides after it, whatever their order on the line. */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config")) {
@@ -39,6 +43,12 @@ int bf_cmd_train(int argc, char **argv) {
                 return 2;
             }
             i++;
+        } else if (!strcmp(argv[i], "--resume")) {
+            if (i + 1 >= argc || !argv[i + 1][0]) {
+                fprintf(stderr, "budgetformer train: --resume needs 'auto' or a checkpoint FILE\n");
+                return 2;
+            }
+            opts.resume = argv[++i];
         } else if (!strcmp(argv[i], "--quiet")) {
             bf_set_quiet(1);
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
@@ -77,7 +87,7 @@ int bf_cmd_train(int argc, char **argv) {
     if (bf_dist_init(&dist, NULL, NULL)) return 1;
     /* Only rank 0 talks, except for errors. */
     if (dist.rank != 0) bf_set_quiet(1);
-    int rc = bf_train_run(&cfg, &dist, &err);
+    int rc = bf_train_run_opts(&cfg, &dist, &opts, &err);
     if (rc && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
     {
         if (dist.world > 1) fprintf(stderr, "budgetformer train: error on rank %d: %s\n", dist.rank, err.msg);

@@ -1,6 +1,7 @@
 /* runlog: log.h5 written by whole-file replacement (see runlog.h). */
 #include "budgetformer/runlog.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -16,18 +17,21 @@ void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers
     lg->n_heads = n_heads;
 }
 
+static void grow_heads(bf_runlog *lg) {
+    size_t C = (size_t)lg->n_classes, LH = (size_t)lg->n_layers * (size_t)lg->n_heads;
+    size_t cap = lg->cap_h ? 2 * lg->cap_h : 64;
+    lg->h_step = bf_xrealloc(lg->h_step, cap * sizeof(int64_t));
+    lg->h_count = bf_xrealloc(lg->h_count, cap * sizeof(int64_t));
+    lg->h_class_count = bf_xrealloc(lg->h_class_count, cap * C * sizeof(int64_t));
+    lg->h_usage = bf_xrealloc(lg->h_usage, cap * LH * sizeof(float));
+    lg->h_budget_hist = bf_xrealloc(lg->h_budget_hist, cap * LH * sizeof(float));
+    lg->h_class_usage = bf_xrealloc(lg->h_class_usage, cap * C * LH * sizeof(float));
+    lg->cap_h = cap;
+}
+
 void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s) {
     size_t C = (size_t)lg->n_classes, LH = (size_t)lg->n_layers * (size_t)lg->n_heads;
-    if (lg->nh == lg->cap_h) {
-        size_t cap = lg->cap_h ? 2 * lg->cap_h : 64;
-        lg->h_step = bf_xrealloc(lg->h_step, cap * sizeof(int64_t));
-        lg->h_count = bf_xrealloc(lg->h_count, cap * sizeof(int64_t));
-        lg->h_class_count = bf_xrealloc(lg->h_class_count, cap * C * sizeof(int64_t));
-        lg->h_usage = bf_xrealloc(lg->h_usage, cap * LH * sizeof(float));
-        lg->h_budget_hist = bf_xrealloc(lg->h_budget_hist, cap * LH * sizeof(float));
-        lg->h_class_usage = bf_xrealloc(lg->h_class_usage, cap * C * LH * sizeof(float));
-        lg->cap_h = cap;
-    }
+    if (lg->nh == lg->cap_h) grow_heads(lg);
     size_t r = lg->nh++;
     int64_t n = s->count[0];
     lg->h_step[r] = step;
@@ -103,6 +107,92 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
     if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
     if (rc == 0) rc = bf_commit_file(tmp, lg->path, err);
     if (rc) unlink(tmp);
+    return rc;
+}
+
+/* ---- resume: reading an existing log back ------------------------------------------------------- */
+
+/* Reads dataset `name` of the given rank; checks dims[1..] against want[1..] and dims[0] against *rows
+ * (or sets *rows when it is SIZE_MAX). Optional datasets that are absent give *out = NULL and 0. */
+static int read_part(hid_t f, const char *path, const char *name, hid_t type, int rank, const size_t *want,
+                     size_t *rows, int optional, void **out, bf_err *err) {
+    *out = NULL;
+    if (optional && !bf_h5_exists(f, name)) return 0;
+    unsigned long long dims[4] = {0, 0, 0, 0};
+    if (bf_h5_read_alloc(f, name, type, rank, dims, out, err)) return -1;
+    int ok = *rows == SIZE_MAX || dims[0] == *rows;
+    for (int i = 1; i < rank; i++) ok = ok && dims[i] == want[i];
+    if (!ok) {
+        free(*out);
+        *out = NULL;
+        return bf_fail(err, "%s: %s has a shape this run cannot continue (another number of records, layers, "
+                            "heads or classes): move the old log away or resume into another run.dir", path, name);
+    }
+    *rows = (size_t)dims[0];
+    return 0;
+}
+
+int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
+    if (!bf_path_exists(lg->path)) return 1;
+    hid_t f = bf_h5_open_read(lg->path, err);
+    if (f < 0) return -1;
+    size_t L = (size_t)lg->n_layers, H = (size_t)lg->n_heads, C = (size_t)lg->n_classes, LH = L * H;
+    size_t S = SIZE_MAX, R = SIZE_MAX;
+    const size_t w_sl[2] = {0, L}, w_rc[2] = {0, C}, w_rlh[3] = {0, L, H}, w_rclh[4] = {0, C, L, H}, w_1[1] = {0};
+    int64_t *step = NULL, *h_step = NULL, *h_count = NULL, *h_cc = NULL;
+    float *loss = NULL, *lr = NULL, *eps = NULL, *mb = NULL, *sps = NULL, *gn = NULL, *cf = NULL;
+    float *hu = NULL, *hb = NULL, *hcu = NULL;
+    int rc = read_part(f, lg->path, "/metrics/step", H5T_NATIVE_INT64, 1, w_1, &S, 0, (void **)&step, err) ||
+             read_part(f, lg->path, "/metrics/loss", H5T_NATIVE_FLOAT, 1, w_1, &S, 0, (void **)&loss, err) ||
+             read_part(f, lg->path, "/metrics/lr", H5T_NATIVE_FLOAT, 1, w_1, &S, 0, (void **)&lr, err) ||
+             read_part(f, lg->path, "/metrics/eps", H5T_NATIVE_FLOAT, 1, w_1, &S, 0, (void **)&eps, err) ||
+             read_part(f, lg->path, "/metrics/mean_budget", H5T_NATIVE_FLOAT, 2, w_sl, &S, 0, (void **)&mb, err) ||
+             read_part(f, lg->path, "/metrics/samples_per_s", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&sps, err) ||
+             read_part(f, lg->path, "/metrics/grad_norm", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&gn, err) ||
+             read_part(f, lg->path, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&cf, err)
+                 ? -1
+                 : 0;
+    if (rc == 0 && bf_h5_exists(f, "/heads/step"))
+        rc = read_part(f, lg->path, "/heads/step", H5T_NATIVE_INT64, 1, w_1, &R, 0, (void **)&h_step, err) ||
+                     read_part(f, lg->path, "/heads/count", H5T_NATIVE_INT64, 1, w_1, &R, 0, (void **)&h_count, err) ||
+                     read_part(f, lg->path, "/heads/class_count", H5T_NATIVE_INT64, 2, w_rc, &R, 0, (void **)&h_cc, err) ||
+                     read_part(f, lg->path, "/heads/usage", H5T_NATIVE_FLOAT, 3, w_rlh, &R, 0, (void **)&hu, err) ||
+                     read_part(f, lg->path, "/heads/budget_hist", H5T_NATIVE_FLOAT, 3, w_rlh, &R, 0, (void **)&hb, err) ||
+                     read_part(f, lg->path, "/heads/class_usage", H5T_NATIVE_FLOAT, 4, w_rclh, &R, 0, (void **)&hcu, err)
+                 ? -1
+                 : 0;
+    H5Fclose(f);
+    if (rc == 0) {
+        for (size_t i = 0; i < S; i++)
+            if (step[i] <= max_step)
+                bf_runlog_append(lg, step[i], loss[i], lr[i], eps[i], mb + i * L, sps ? sps[i] : 0.0f,
+                                 gn ? gn[i] : 0.0f, cf ? cf[i] : 0.0f);
+        for (size_t i = 0; h_step && i < R; i++) {
+            if (h_step[i] > max_step) continue;
+            if (lg->nh == lg->cap_h) grow_heads(lg);
+            size_t r = lg->nh++;
+            lg->h_step[r] = h_step[i];
+            lg->h_count[r] = h_count[i];
+            memcpy(lg->h_class_count + r * C, h_cc + i * C, C * sizeof(int64_t));
+            memcpy(lg->h_usage + r * LH, hu + i * LH, LH * sizeof(float));
+            memcpy(lg->h_budget_hist + r * LH, hb + i * LH, LH * sizeof(float));
+            memcpy(lg->h_class_usage + r * C * LH, hcu + i * C * LH, C * LH * sizeof(float));
+        }
+    }
+    free(step);
+    free(loss);
+    free(lr);
+    free(eps);
+    free(mb);
+    free(sps);
+    free(gn);
+    free(cf);
+    free(h_step);
+    free(h_count);
+    free(h_cc);
+    free(hu);
+    free(hb);
+    free(hcu);
     return rc;
 }
 

@@ -2,16 +2,19 @@
 #include "budgetformer/train.h"
 
 #include <cblas.h>
+#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/dataset.h"
 #include "budgetformer/dist.h"
 #include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
+#include "budgetformer/h5io.h"
 #include "budgetformer/headstats.h"
 #include "budgetformer/model.h"
 #include "budgetformer/optim.h"
@@ -44,6 +47,13 @@ typedef struct {
     bf_runlog log;
     bf_headstats heads;   /* head usage since the last /heads record (this rank's inputs) */
     FILE *trace;          /* BF_TRACE: per-rank step trace for tests (eps, loss, weight checksum) */
+    /* resume and checkpoints */
+    const bf_train_options *opts;
+    int resumed;          /* the state was loaded from a checkpoint */
+    long start_step;      /* updates already done when this run started */
+    long last_saved;      /* step of the last checkpoint saved by this run (-1: none) */
+    long skipped_total;   /* updates skipped for non-finite numbers, since step 1 */
+    long nonfinite_run;   /* consecutive ones up to the current step */
 } trainer;
 
 /* FNV-1a over the bytes of the weights: equal checksums on every rank mean bitwise-equal replicas. */
@@ -98,20 +108,29 @@ static int load_data(trainer *t, bf_err *err) {
     return 0;
 }
 
-static int prepare_run_dir(trainer *t, bf_err *err) {
-    const char *dir = t->cfg->run_dir;
-    char p[BF_PATH_LEN + 64];
+/* The first of run.dir's config.ini, log.h5, checkpoints/ that exists (written to p), or 0. */
+static int run_dir_marker(const char *dir, char *p, size_t len) {
     const char *markers[] = {"config.ini", "log.h5", "checkpoints"};
     for (size_t i = 0; i < sizeof markers / sizeof *markers; i++) {
-        snprintf(p, sizeof p, "%s/%s", dir, markers[i]);
-        if (bf_path_exists(p))
-            return bf_fail(err, "run.dir = %s already holds a run (%s exists); choose another run.dir or remove it",
-                           dir, p);
+        snprintf(p, len, "%s/%s", dir, markers[i]);
+        if (bf_path_exists(p)) return 1;
     }
+    return 0;
+}
+
+static int prepare_run_dir(trainer *t, bf_err *err) {
+    const char *dir = t->cfg->run_dir;
+    char p[BF_PATH_LEN + 64], tmp[BF_PATH_LEN + 64];
+    /* A new run never writes over another; --resume (auto or a file) continues in the run directory. */
+    if (!t->opts->resume && run_dir_marker(dir, p, sizeof p))
+        return bf_fail(err, "run.dir = %s already holds a run (%s exists); choose another run.dir, remove it, or "
+                            "continue it with --resume auto", dir, p);
     snprintf(p, sizeof p, "%s/checkpoints", dir);
     if (bf_mkdir_p(p, err)) return -1;
+    /* config.ini: the resolved configuration of the run as it goes on now (a resume may change stop_at...). */
     snprintf(p, sizeof p, "%s/config.ini", dir);
-    if (bf_config_write(t->cfg, p, err)) return -1;
+    snprintf(tmp, sizeof tmp, "%s/.config.ini.tmp", dir);
+    if (bf_config_write(t->cfg, tmp, err) || bf_commit_file(tmp, p, err)) return -1;
     /* The same text goes into every checkpoint. */
     size_t len = 0;
     FILE *ms = open_memstream(&t->config_text, &len);
@@ -180,6 +199,7 @@ static int build_model(trainer *t, bf_err *err) {
     t->micro_starts = bf_xcalloc(B + 2, sizeof(int));
     bf_sampler_init(&t->sampler, t->train.n, c->seed);
     bf_coordinator_init(&t->coord, c);
+    bf_headstats_init(&t->heads, mc.n_classes, mc.n_layers, mc.n_heads);
     create_grad_sync(t);
     return 0;
 }
@@ -241,27 +261,62 @@ static void optimizer_step(trainer *t, long step, float lr, float grad_scale) {
     }
 }
 
-static int save_checkpoint(trainer *t, long step, bf_err *err) {
-    if (t->rank != 0) return 0;
-    char path[BF_PATH_LEN + 64];
-    snprintf(path, sizeof path, "%s/checkpoints/step-%08ld.h5", t->cfg->run_dir, step);
-    bf_ckpt_meta meta = {.step = step, .seed = t->cfg->seed, .world_size = t->world,
-                         .adam_m = t->adam_m, .adam_v = t->adam_v, .config_text = t->config_text,
+static void checkpoint_path(const trainer *t, long step, char *buf, size_t len) {
+    snprintf(buf, len, "%s/checkpoints/step-%08ld.h5", t->cfg->run_dir, step);
+}
+
+/* Rank 0's part of save_checkpoint: log first (so log.h5 always covers a checkpoint's steps), then the
+ * checkpoint, then rotation. */
+static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_err *err) {
+    const bf_config *c = t->cfg;
+    if (bf_runlog_flush(&t->log, err)) return -1;
+    char path[BF_CKPT_PATH_LEN], dir[BF_CKPT_PATH_LEN];
+    checkpoint_path(t, step, path, sizeof path);
+    snprintf(dir, sizeof dir, "%s/checkpoints", c->run_dir);
+    if (bf_path_exists(path)) {
+        bf_ckpt_file cf;
+        bf_err why;
+        int valid = bf_checkpoint_open_ex(path, BF_DIGEST_REQUIRED, 0, &cf, &why) == 0;
+        bf_checkpoint_close(&cf);
+        if (valid) {
+            /* Only reached when a valid checkpoint of this step exists already (e.g. written by another run
+             * into the same directory): it is never overwritten. */
+            bf_warn("%s exists and is valid: it is kept, not overwritten", path);
+            return 0;
+        }
+        bf_warn("replacing the invalid checkpoint %s (%s)", path, why.msg);
+    }
+    bf_ckpt_meta meta = {.step = step, .seed = c->seed, .world_size = t->world, .batch_size = c->batch_size,
+                         .n_train = (int64_t)t->train.n, .skipped_steps = t->skipped_total,
+                         .nonfinite_run = t->nonfinite_run,
+                         .lr = bf_lr_at(step, c->steps, c->warmup, c->lr, c->lr_min),
+                         .adam_m = t->adam_m, .adam_v = t->adam_v, .coord = &t->coord,
+                         .headstats = headstats, .headstats_len = t->heads.block_len,
+                         .config_text = t->config_text,
                          .vocab = (const char *const *)t->train.vocab, .vocab_size = t->train.vocab_size,
                          .label_names = (const char *const *)t->train.label_names,
                          .n_classes = (size_t)t->train.n_classes};
     if (bf_checkpoint_save(path, &t->model, &meta, err)) return -1;
-    /* Keep the newest checkpoint.keep files. */
-    long keep = t->cfg->checkpoint_keep, every = t->cfg->checkpoint_every;
-    if (every > 0) {
-        long old = step - keep * every;
-        if (old > 0 && old % every == 0) {
-            snprintf(path, sizeof path, "%s/checkpoints/step-%08ld.h5", t->cfg->run_dir, old);
-            remove(path);
-        }
-    }
-    bf_info("saved checkpoint %s/checkpoints/step-%08ld.h5", t->cfg->run_dir, step);
+    bf_info("saved checkpoint %s", path);
+    /* Keep the newest checkpoint.keep valid files; only after the new one is committed. */
+    if (bf_checkpoint_rotate(dir, c->checkpoint_keep, step, err) < 0) return -1;
     return 0;
+}
+
+/* Saves the training state after update `step` as run.dir/checkpoints/step-XXXXXXXX.h5 and rotates old
+ * checkpoints. Collective: every rank calls it after the same update (the head-usage counts are summed
+ * over ranks); rank 0 writes. It can be called at any step boundary (periodically, at the end, on request);
+ * a second call for the same step does nothing. Returns the status agreed by all ranks. */
+static int save_checkpoint(trainer *t, long step, bf_err *err) {
+    if (step == t->last_saved) return 0;
+    int64_t *hs = bf_xmalloc(t->heads.block_len * sizeof(int64_t));
+    memcpy(hs, t->heads.block, t->heads.block_len * sizeof(int64_t));
+    bf_dist_allreduce_sum_i64(t->dist, hs, t->heads.block_len);
+    int rc = t->rank == 0 ? write_checkpoint(t, step, hs, err) : 0;
+    free(hs);
+    rc = agree(t, rc, err);
+    if (rc == 0) t->last_saved = step;
+    return rc;
 }
 
 static void format_eta(char *buf, size_t len, double seconds) {
@@ -310,17 +365,20 @@ static int run_loop(trainer *t, bf_err *err) {
     double *red = bf_xcalloc((size_t)L + 2, sizeof(double)); /* ce sum, input count, budget sums */
     float *mean_budget = bf_xcalloc((size_t)L, sizeof(float));
     double t_start = bf_wall_seconds(), t_mark = t_start, comm_mark = 0.0;
-    long mark_step = 0, nonfinite_run = 0, nonfinite_total = 0;
+    long first = t->start_step + 1, mark_step = t->start_step;
     double loss_acc = 0.0, heads_acc = 0.0;
     long acc_steps = 0;
     int rc = 0;
-    if (root)
-        bf_info("training %zu parameters on %zu inputs: %ld steps, global batch %d on %d rank%s, %d heads x %d "
-                "layers%s, %d gradient buckets", m->n_params, t->train.n, c->steps, c->batch_size, t->world,
+    char span[96];
+    if (t->start_step) snprintf(span, sizeof span, "steps %ld..%ld of %ld", first, last, c->steps);
+    else snprintf(span, sizeof span, "%ld steps", c->steps);
+    if (root && first <= last)
+        bf_info("training %zu parameters on %zu inputs: %s, global batch %d on %d rank%s, %d heads x %d "
+                "layers%s, %d gradient buckets", m->n_params, t->train.n, span, c->batch_size, t->world,
                 t->world > 1 ? "s" : "", H, L,
                 m->cfg.full_heads ? " (full heads)" : m->cfg.fixed_budget ? " (fixed budget)" : "",
                 bf_grad_sync_buckets(t->sync));
-    for (long step = 1; step <= last; step++) {
+    for (long step = first; step <= last; step++) {
         double ts = bf_wall_seconds(), comm0 = t->dist->comm_seconds;
         float eps = coordinated_eps(t, step);
         float lr = bf_lr_at(step, c->steps, c->warmup, c->lr, c->lr_min);
@@ -343,18 +401,18 @@ static int run_loop(trainer *t, bf_err *err) {
         BF_CHECK((long)red[1] == c->batch_size, "step %ld covered %.0f inputs, not the global batch %d", step,
                  red[1], c->batch_size);
         if (!isfinite(loss) || !isfinite(norm)) {
-            nonfinite_total++;
+            t->skipped_total++;
             if (root)
                 bf_warn("step %ld: non-finite loss or gradient norm; the update is skipped (%ld in a row)", step,
-                        nonfinite_run + 1);
-            if (++nonfinite_run >= MAX_NONFINITE_IN_A_ROW) {
+                        t->nonfinite_run + 1);
+            if (++t->nonfinite_run >= MAX_NONFINITE_IN_A_ROW) {
                 rc = bf_fail(err, "%ld non-finite steps in a row: stopping; lower train.lr or set train.grad_clip; "
-                                  "earlier checkpoints are intact", nonfinite_run);
+                                  "earlier checkpoints are intact", t->nonfinite_run);
                 break;
             }
             continue;
         }
-        nonfinite_run = 0;
+        t->nonfinite_run = 0;
         if (root) bf_coordinator_observe(&t->coord, step, loss);
         optimizer_step(t, step, lr, bf_clip_scale(norm, c->grad_clip));
         if (t->trace)
@@ -368,10 +426,24 @@ static int run_loop(trainer *t, bf_err *err) {
         heads_acc += heads;
         acc_steps++;
         if (step % c->heads_every == 0 || step == last) {
+            /* A stop before train.steps ends the interval early only in the log: the counts go on into the
+             * checkpoint, so a resumed run's records are those of an uninterrupted run (the resume drops
+             * this early record again). */
+            int early = step % c->heads_every != 0 && step < c->steps;
+            int64_t *keep = NULL;
+            if (early) {
+                keep = bf_xmalloc(t->heads.block_len * sizeof(int64_t));
+                memcpy(keep, t->heads.block, t->heads.block_len * sizeof(int64_t));
+            }
             /* One exact integer reduction: the record counts every input of the interval once. */
             bf_dist_allreduce_sum_i64(t->dist, t->heads.block, t->heads.block_len);
             if (root) bf_runlog_append_heads(&t->log, step, &t->heads);
-            bf_headstats_reset(&t->heads);
+            if (keep) {
+                memcpy(t->heads.block, keep, t->heads.block_len * sizeof(int64_t));
+                free(keep);
+            } else {
+                bf_headstats_reset(&t->heads);
+            }
         }
         int eval_now = t->have_valid && c->eval_every > 0 && step % c->eval_every == 0;
         if (step % c->log_every == 0 || step == last || eval_now) {
@@ -379,7 +451,7 @@ static int run_loop(trainer *t, bf_err *err) {
             double sps = (double)(step - mark_step) * c->batch_size / (now - t_mark);
             double comm_frac = (t->dist->comm_seconds - comm_mark) / (now - t_mark);
             char eta[32];
-            format_eta(eta, sizeof eta, (double)(last - step) * (now - t_start) / (double)step);
+            format_eta(eta, sizeof eta, (double)(last - step) * (now - t_start) / (double)(step - t->start_step));
             if (root)
                 fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d | lr %.2e | %.0f samples/s | "
                                 "comm %.0f%% | ETA %s\n",
@@ -396,31 +468,357 @@ static int run_loop(trainer *t, bf_err *err) {
             }
         }
         if (eval_now) evaluate_set(t, &t->valid, "valid", NULL);
-        if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step != last)
-            if (agree(t, save_checkpoint(t, step, err), err)) {
-                rc = -1;
-                break;
-            }
+        if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step != last &&
+            save_checkpoint(t, step, err)) {
+            rc = -1;
+            break;
+        }
     }
     free(st.budget_sum);
     free(red);
     free(mean_budget);
     if (rc) return -1;
-    if (root && nonfinite_total) bf_warn("%ld steps were skipped for non-finite numbers", nonfinite_total);
-    if (agree(t, root ? bf_runlog_flush(&t->log, err) : 0, err)) return -1;
-    if (agree(t, save_checkpoint(t, last, err), err)) return -1;
-    double wall = bf_wall_seconds() - t_start;
-    double cpu[1] = {bf_cpu_seconds()};
-    bf_dist_allreduce_sum_f64(t->dist, cpu, 1);
-    if (root)
-        bf_info("trained %ld steps in %.1f s wall, %.1f s CPU over %d rank%s (%.2f ms CPU per input)", last, wall,
-                cpu[0], t->world, t->world > 1 ? "s" : "", 1e3 * cpu[0] / ((double)last * c->batch_size));
+    if (first > last) {
+        /* Resumed at or beyond the end: the checkpoint already holds the final state. */
+        if (root)
+            bf_info("the checkpoint is at step %ld and this run ends at step %ld (train.%s): nothing to train",
+                    t->start_step, last, last < c->steps ? "stop_at" : "steps");
+        if (last < c->steps) return 0;
+    } else {
+        if (root && t->skipped_total)
+            bf_warn("%ld steps were skipped for non-finite numbers", t->skipped_total);
+        if (agree(t, root ? bf_runlog_flush(&t->log, err) : 0, err)) return -1;
+        if (save_checkpoint(t, last, err)) return -1;
+        long done = last - t->start_step;
+        double wall = bf_wall_seconds() - t_start;
+        double cpu[1] = {bf_cpu_seconds()};
+        bf_dist_allreduce_sum_f64(t->dist, cpu, 1);
+        if (root)
+            bf_info("trained %ld steps in %.1f s wall, %.1f s CPU over %d rank%s (%.2f ms CPU per input)", done, wall,
+                    cpu[0], t->world, t->world > 1 ? "s" : "", 1e3 * cpu[0] / ((double)done * c->batch_size));
+    }
     if (last < c->steps) {
         if (root) bf_info("stopped after step %ld as train.stop_at asks (train.steps = %ld)", last, c->steps);
         return 0;
     }
     if (t->have_valid) evaluate_set(t, &t->valid, "valid", NULL);
     if (t->have_test) evaluate_set(t, &t->test, "test", NULL);
+    return 0;
+}
+
+/* ---- resume ------------------------------------------------------------------------------------- */
+
+/* Keys a resumed run may change without a word beyond an info line: they do not alter the model, and the
+ * updates they touch are the same (run length, stop point, logging, evaluation, checkpoints, transport).
+ * model.* keys are refused; every other change (learning rate, seed, batch, exploration, ...) is allowed
+ * with a warning that the continuation differs from an uninterrupted run. */
+static const char *const kFreeOnResume[] = {
+    "train.steps", "train.stop_at", "train.log_every", "train.eval_every", "train.micro_batch", "data.train",
+    "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb"};
+
+/* "section.key" -> value lines of a configuration written by bf_config_write_file. */
+typedef struct {
+    size_t n;
+    char (*key)[96];
+    char **value;
+} kv_list;
+
+static void kv_parse(kv_list *kv, char *text) {
+    memset(kv, 0, sizeof *kv);
+    size_t cap = 0;
+    char section[64] = "";
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+        if (line[0] == ';' || line[0] == '\0') continue;
+        if (line[0] == '[') {
+            char *e = strchr(line, ']');
+            if (e) snprintf(section, sizeof section, "%.*s", (int)(e - line - 1), line + 1);
+            continue;
+        }
+        char *eq = strstr(line, " =");
+        if (!eq) continue;
+        if (kv->n == cap) {
+            cap = cap ? 2 * cap : 64;
+            kv->key = bf_xrealloc(kv->key, cap * sizeof *kv->key);
+            kv->value = bf_xrealloc(kv->value, cap * sizeof *kv->value);
+        }
+        snprintf(kv->key[kv->n], sizeof kv->key[kv->n], "%s.%.*s", section, (int)(eq - line), line);
+        char *v = eq + 2;
+        while (*v == ' ') v++;
+        kv->value[kv->n++] = v;
+    }
+}
+
+static void kv_free(kv_list *kv) {
+    free(kv->key);
+    free(kv->value);
+}
+
+static char *config_to_text(const bf_config *c) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *ms = open_memstream(&text, &len);
+    BF_CHECK(ms != NULL, "open_memstream failed");
+    bf_err ignore;
+    if (bf_config_write_file(c, ms, &ignore)) len = 0;
+    fclose(ms);
+    if (len == 0) text[0] = '\0';
+    return text;
+}
+
+/* Compares this run's configuration with the one stored in the checkpoint. Returns 0 (changes reported),
+ * or -1 for a change that alters the model. */
+static int compare_configs(const trainer *t, const bf_config *old, const char *path, bf_err *err) {
+    char *a = config_to_text(old), *b = config_to_text(t->cfg);
+    kv_list ka, kb;
+    kv_parse(&ka, a);
+    kv_parse(&kb, b);
+    int rc = 0;
+    for (size_t i = 0; i < kb.n && rc == 0; i++) {
+        const char *was = NULL;
+        for (size_t j = 0; j < ka.n; j++)
+            if (!strcmp(ka.key[j], kb.key[i])) was = ka.value[j];
+        if (!was || !strcmp(was, kb.value[i])) continue;
+        int free_key = 0;
+        for (size_t k = 0; k < sizeof kFreeOnResume / sizeof *kFreeOnResume; k++)
+            free_key |= !strcmp(kFreeOnResume[k], kb.key[i]);
+        if (!strncmp(kb.key[i], "model.", 6))
+            rc = bf_fail(err, "%s = %s in this configuration but %s in checkpoint %s: resuming cannot change the "
+                              "model (set %s = %s, or train a new model in another run.dir)", kb.key[i],
+                         kb.value[i], was, path, kb.key[i], was);
+        else if (free_key)
+            bf_info("resume: %s = %s (the checkpoint's run had %s)", kb.key[i], kb.value[i], was);
+        else
+            bf_warn("resume: %s = %s here but %s in the checkpoint: the continuation will differ from an "
+                    "uninterrupted run", kb.key[i], kb.value[i], was);
+    }
+    kv_free(&ka);
+    kv_free(&kb);
+    free(a);
+    free(b);
+    return rc;
+}
+
+static const char *model_key(int i) {
+    static const char *const keys[] = {"data.train", "data.train", "model.d_model", "model.n_heads",
+                                       "model.n_layers", "model.d_ff", "data.train", "model.full_heads",
+                                       "model.fixed_budget"};
+    return keys[i];
+}
+
+static int model_value(const bf_model_config *mc, int i) {
+    const int v[] = {mc->vocab_size, mc->max_len, mc->d_model, mc->n_heads, mc->n_layers,
+                     mc->d_ff, mc->n_classes, mc->full_heads, mc->fixed_budget};
+    return v[i];
+}
+
+/* The checkpoint's model against the one this configuration and data.train make. */
+static int compare_models(const trainer *t, const bf_model_config *fc, const char *old_train, const char *path,
+                          bf_err *err) {
+    static const char *const what[] = {"vocab_size", "max_len", "d_model", "n_heads", "n_layers",
+                                       "d_ff", "n_classes", "full_heads", "fixed_budget"};
+    for (int i = 0; i < 9; i++) {
+        int have = model_value(&t->model.cfg, i), was = model_value(fc, i);
+        if (have == was) continue;
+        if (!strcmp(model_key(i), "data.train"))
+            return bf_fail(err, "data.train = %s gives %s %d but checkpoint %s has %s %d (trained on data.train = "
+                                "%s): resuming cannot change the vocabulary, max_len or classes",
+                           t->cfg->data_train, what[i], have, path, what[i], was, old_train);
+        return bf_fail(err, "%s = %d in this configuration but %d in checkpoint %s: resuming cannot change the "
+                            "model (set %s = %d, or train a new model in another run.dir)",
+                       model_key(i), have, was, path, model_key(i), was);
+    }
+    return 0;
+}
+
+static int compare_names(const trainer *t, const bf_ckpt_file *cf, const char *old_train, bf_err *err) {
+    char **v = NULL, **l = NULL;
+    size_t nv = 0, nl = 0;
+    int rc = bf_h5_read_strings(cf->file, "/vocab", &v, &nv, err);
+    if (rc == 0) rc = bf_h5_read_strings(cf->file, "/label_names", &l, &nl, err);
+    if (rc == 0 && (!same_strings(v, nv, t->train.vocab, t->train.vocab_size) ||
+                    !same_strings(l, nl, t->train.label_names, (size_t)t->train.n_classes)))
+        rc = bf_fail(err, "data.train = %s has another vocabulary or label set than checkpoint %s (trained on "
+                          "data.train = %s): resuming cannot change them", t->cfg->data_train, cf->path, old_train);
+    bf_h5_free_strings(v, nv);
+    bf_h5_free_strings(l, nl);
+    return rc;
+}
+
+/* Loads the training state of one checkpoint into the trainer (rank 0). Returns 0; -1 when the file is not a
+ * valid checkpoint; -2 when it is valid but does not fit this configuration. `expect_step` >= 0 also checks
+ * that the file holds the step its name says. */
+static int try_resume(trainer *t, const char *path, long expect_step, bf_err *err) {
+    bf_ckpt_file cf;
+    bf_ckpt_state st;
+    memset(&st, 0, sizeof st);
+    int rc = bf_checkpoint_open(path, BF_DIGEST_REQUIRED, &cf, err) ? -1 : 0;
+    bf_model_config fc;
+    if (rc == 0 && (bf_checkpoint_file_model_config(&cf, &fc, err) || bf_checkpoint_read_state(&cf, &st, err)))
+        rc = -1;
+    if (rc == 0 && expect_step >= 0 && st.step != expect_step)
+        rc = bf_fail(err, "%s is named for step %ld but holds step %ld", path, expect_step, st.step);
+    bf_config old;
+    bf_config_defaults(&old);
+    int have_old = 0;
+    if (rc == 0) {
+        bf_err cerr;
+        have_old = bf_config_load_string(&old, st.config_text, path, &cerr) == 0;
+        if (!have_old) bf_warn("%s: the stored configuration cannot be read (%s): changes are not checked", path, cerr.msg);
+    }
+    const char *old_train = have_old ? old.data_train : "?";
+    if (rc == 0 && compare_models(t, &fc, old_train, path, err)) rc = -2;
+    if (rc == 0) {
+        bf_ckpt_state_free(&st);
+        if (bf_checkpoint_read_training(&cf, &t->model, t->adam_m, t->adam_v, t->heads.block_len, &st, err)) rc = -1;
+    }
+    if (rc == 0 && compare_names(t, &cf, old_train, err)) rc = -2;
+    if (rc == 0 && have_old && compare_configs(t, &old, path, err)) rc = -2;
+    if (rc == 0) {
+        if (st.n_train != (int64_t)t->train.n)
+            bf_warn("resume: data.train has %zu inputs but the checkpoint's had %lld: the data order from here "
+                    "differs from an uninterrupted run", t->train.n, (long long)st.n_train);
+        /* The coordinator's settings follow this configuration; its decisions so far come from the file. */
+        t->coord.anneal_from = st.coord.anneal_from;
+        t->coord.window_sum = st.coord.window_sum;
+        t->coord.window_n = st.coord.window_n;
+        t->coord.prev_mean = st.coord.prev_mean;
+        memcpy(t->heads.block, st.headstats, t->heads.block_len * sizeof(int64_t));
+        t->start_step = st.step;
+        t->skipped_total = st.skipped_steps;
+        t->nonfinite_run = st.nonfinite_run;
+        t->resumed = 1;
+        bf_info("resuming from %s: step %ld (epoch %lld, input %lld of %lld in its order), written on %d rank%s, "
+                "continuing on %d", path, st.step, (long long)st.epoch, (long long)st.epoch_position,
+                (long long)st.n_train, st.world_size, st.world_size > 1 ? "s" : "", t->world);
+    }
+    bf_ckpt_state_free(&st);
+    bf_checkpoint_close(&cf);
+    return rc;
+}
+
+/* Back to a fresh start after candidates were tried (they may have written into the state). */
+static void reset_state(trainer *t) {
+    bf_model_init_weights(&t->model, t->cfg->seed);
+    memset(t->adam_m, 0, t->model.n_params * sizeof(float));
+    memset(t->adam_v, 0, t->model.n_params * sizeof(float));
+    bf_coordinator_init(&t->coord, t->cfg);
+    bf_headstats_reset(&t->heads);
+    t->start_step = t->skipped_total = t->nonfinite_run = 0;
+    t->resumed = 0;
+}
+
+static int same_dir(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+/* --resume auto: the newest valid checkpoint that fits; none at all: a fresh start. */
+static int resume_auto(trainer *t, bf_err *err) {
+    char dir[BF_CKPT_PATH_LEN];
+    snprintf(dir, sizeof dir, "%s/checkpoints", t->cfg->run_dir);
+    bf_ckpt_entry *e;
+    size_t n;
+    if (bf_checkpoint_list(dir, &e, &n, err)) return -1;
+    size_t invalid = 0, misfit = 0;
+    bf_err first_misfit = {{0}};
+    for (size_t i = 0; i < n; i++) {
+        bf_err why = {{0}};
+        int rc = try_resume(t, e[i].path, e[i].step, &why);
+        if (rc == 0) {
+            free(e);
+            if (invalid + misfit) bf_info("resume: skipped %zu newer checkpoint%s (kept as they are)", invalid + misfit,
+                                          invalid + misfit > 1 ? "s" : "");
+            return 0;
+        }
+        if (rc == -2 && misfit++ == 0) first_misfit = why;
+        if (rc == -1) invalid++;
+        bf_warn("--resume auto: skipping %s: %s", e[i].path, why.msg);
+    }
+    free(e);
+    if (misfit) {
+        /* Checkpoints exist but none fits: that is a changed configuration, not a new run. */
+        return bf_fail(err, "--resume auto: no checkpoint in %s fits this configuration; the newest that is valid "
+                            "says: %s", dir, first_misfit.msg);
+    }
+    reset_state(t);
+    if (invalid)
+        bf_warn("--resume auto: no valid checkpoint in %s (%zu invalid file%s kept as they are): starting a new "
+                "run from step 0", dir, invalid, invalid > 1 ? "s" : "");
+    else
+        bf_info("--resume auto: no checkpoint in %s: starting a new run from step 0", dir);
+    return 0;
+}
+
+/* --resume FILE: that checkpoint or an error. */
+static int resume_file(trainer *t, const char *path, bf_err *err) {
+    if (try_resume(t, path, -1, err)) return -1;
+    char dir[BF_CKPT_PATH_LEN], own[BF_CKPT_PATH_LEN], marker[BF_PATH_LEN + 64];
+    snprintf(own, sizeof own, "%s/checkpoints", t->cfg->run_dir);
+    snprintf(dir, sizeof dir, "%s", path);
+    /* A checkpoint from elsewhere continues into a new run.dir: another run's log and checkpoints would
+     * be mixed with this one's. */
+    if (!same_dir(dirname(dir), own) && run_dir_marker(t->cfg->run_dir, marker, sizeof marker))
+        return bf_fail(err, "--resume %s: run.dir = %s already holds another run (%s exists); continue a "
+                            "checkpoint from elsewhere into a new run.dir", path, t->cfg->run_dir, marker);
+    /* Newer valid checkpoints in run.dir would be overwritten as training goes on: refuse. */
+    bf_ckpt_entry *e;
+    size_t n;
+    if (bf_checkpoint_list(own, &e, &n, err)) return -1;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (e[i].step <= t->start_step) break;
+        bf_ckpt_file cf;
+        bf_err ignore;
+        int valid = bf_checkpoint_open_ex(e[i].path, BF_DIGEST_REQUIRED, 0, &cf, &ignore) == 0;
+        bf_checkpoint_close(&cf);
+        if (valid)
+            rc = bf_fail(err, "--resume %s: run.dir holds a newer valid checkpoint %s that continuing from step %ld "
+                              "could overwrite; use --resume auto, or move the newer checkpoints away first",
+                         path, e[i].path, t->start_step);
+    }
+    free(e);
+    return rc;
+}
+
+/* Rank 0 chooses and loads the checkpoint; then every rank gets the same state. */
+static int resume_state(trainer *t, bf_err *err) {
+    const char *r = t->opts->resume;
+    int rc = 0;
+    if (t->rank == 0 && r) rc = !strcmp(r, "auto") ? resume_auto(t, err) : resume_file(t, r, err);
+    if (agree(t, rc, err)) return -1;
+    int64_t hdr[4] = {t->resumed, t->start_step, t->skipped_total, t->nonfinite_run};
+    bf_dist_bcast_i64(t->dist, hdr, 4, 0);
+    t->resumed = (int)hdr[0];
+    t->start_step = (long)hdr[1];
+    t->skipped_total = (long)hdr[2];
+    t->nonfinite_run = (long)hdr[3];
+    if (t->resumed) {
+        /* Bit-exact copies: every replica starts from the same bytes. */
+        bf_dist_bcast_f32(t->dist, t->model.params, t->model.n_params, 0);
+        bf_dist_bcast_f32(t->dist, t->adam_m, t->model.n_params, 0);
+        bf_dist_bcast_f32(t->dist, t->adam_v, t->model.n_params, 0);
+    }
+    return 0;
+}
+
+/* Rank 0: the log of the steps before the checkpoint, read back from run.dir/log.h5. */
+static int resume_log(trainer *t, bf_err *err) {
+    if (!t->resumed) return 0;
+    int rc = bf_runlog_load(&t->log, t->start_step, err);
+    if (rc < 0) return -1;
+    int64_t have = t->log.n ? t->log.step[t->log.n - 1] : 0;
+    /* A /heads record written early at the checkpoint's step because the run stopped there (train.stop_at)
+     * is dropped: its counts came back from the checkpoint and go into the next regular record. */
+    const bf_config *c = t->cfg;
+    long last = c->stop_at > 0 && c->stop_at < c->steps ? c->stop_at : c->steps;
+    if (t->log.nh && t->log.h_step[t->log.nh - 1] == t->start_step && t->start_step % c->heads_every != 0 &&
+        t->start_step < last)
+        t->log.nh--;
+    if (rc == 1)
+        bf_warn("resume: %s does not exist: the new log starts at step %ld", t->log.path, t->start_step + 1);
+    else if (have < t->start_step)
+        bf_warn("resume: %s ends at step %lld: the records of steps %lld..%ld are missing", t->log.path,
+                (long long)have, (long long)have + 1, t->start_step);
     return 0;
 }
 
@@ -447,13 +845,16 @@ static void trainer_free(trainer *t) {
     bf_headstats_free(&t->heads);
 }
 
-int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err) {
+int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_options *opts, bf_err *err) {
+    static const bf_train_options kNew = {.resume = NULL};
     trainer t;
     memset(&t, 0, sizeof t);
     t.cfg = cfg;
     t.dist = dist;
     t.rank = dist->rank;
     t.world = dist->world;
+    t.opts = opts ? opts : &kNew;
+    t.last_saved = -1;
     err->msg[0] = '\0';
     if (cfg->batch_size < t.world) {
         bf_fail(err, "train.batch_size = %d is smaller than the %d ranks: every rank needs at least one input",
@@ -461,16 +862,21 @@ int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err) {
         return agree(&t, -1, err);
     }
     int rc = agree(&t, load_data(&t, err), err);
-    if (rc == 0) rc = agree(&t, t.rank == 0 ? prepare_run_dir(&t, err) : 0, err);
     if (rc == 0) rc = agree(&t, build_model(&t, err), err);
+    if (rc == 0) rc = resume_state(&t, err);
+    if (rc == 0) rc = agree(&t, t.rank == 0 ? prepare_run_dir(&t, err) : 0, err);
     if (rc == 0) {
         char path[BF_PATH_LEN + 16];
         snprintf(path, sizeof path, "%s/log.h5", cfg->run_dir);
         bf_runlog_init(&t.log, path, t.model.cfg.n_classes, t.model.cfg.n_layers, t.model.cfg.n_heads);
-        bf_headstats_init(&t.heads, t.model.cfg.n_classes, t.model.cfg.n_layers, t.model.cfg.n_heads);
+        rc = agree(&t, t.rank == 0 ? resume_log(&t, err) : 0, err);
+    }
+    if (rc == 0) {
         open_trace(&t);
         rc = run_loop(&t, err);
     }
     trainer_free(&t);
     return rc;
 }
+
+int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err) { return bf_train_run_opts(cfg, dist, NULL, err); }

@@ -1,26 +1,55 @@
-/* checkpoint: HDF5 save and load of a model and its training state.
+/* checkpoint: HDF5 checkpoints that survive crashes and resume training exactly (docs/CHECKPOINTS.md).
  *
- * Layout (see docs/FILES.md): /model (MODEL.md names and attributes), /vocab, /label_names, /optim/m and
- * /optim/v (AdamW moments, flat in the parameter table's order), attributes of /state (format_version, step,
- * seed, world_size, config: the resolved configuration as INI text) and of /provenance (versions).
- * Saving writes "<dir>/.<name>.tmp", flushes, fsyncs, renames into place and fsyncs the directory, so a file
- * named like a checkpoint is always complete. */
+ *   bf_ckpt_meta meta = {.step = s, .seed = seed, .adam_m = m, .adam_v = v, .coord = &co, ...};
+ *   bf_checkpoint_save("run/checkpoints/step-00000020.h5", &model, &meta, &err);
+ *
+ *   bf_ckpt_file cf;
+ *   if (bf_checkpoint_open(path, BF_DIGEST_REQUIRED, &cf, &err)) ...      // digest checked before HDF5 parses
+ *   bf_checkpoint_file_model_config(&cf, &mc, &err);                       // compare with the expected model
+ *   bf_checkpoint_read_training(&cf, &model, adam_m, adam_v, &state, &err);
+ *   bf_checkpoint_close(&cf);
+ *
+ * Layout (format 2): /model, /vocab, /label_names as MODEL.md names them; /optim/m, /optim/v (AdamW moments,
+ * flat in the parameter table's order); attributes of /state (step, seed, data position, world size, the
+ * resolved configuration as INI text, ...); attributes of /coordinator (every field of bf_coordinator);
+ * /headstats/block (head-usage counts since the last /heads record, summed over ranks); attributes of
+ * /provenance (versions).
+ *
+ * Integrity: a whole-file SHA-256 digest (OpenSSL libcrypto) in a hidden sidecar ".<file>.sha256" beside it,
+ * in sha256sum's format. A checkpoint is read into memory, its digest checked, and only then handed to HDF5 (from that
+ * memory image, so the bytes parsed are the bytes checked). Saving builds the file in memory, writes it and
+ * the sidecar under temporary names ("." prefix, ".tmp" suffix), fsyncs, renames the sidecar and then the
+ * file into place and fsyncs the directory: a name matching step-XXXXXXXX.h5 only ever holds a complete file
+ * that has its digest beside it. */
 #ifndef BUDGETFORMER_CHECKPOINT_H
 #define BUDGETFORMER_CHECKPOINT_H
 
+#include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "budgetformer/model.h"
+#include "budgetformer/schedule.h"
 #include "budgetformer/util.h"
 
-#define BF_CHECKPOINT_FORMAT 1
+/* 1: model, optimiser moments and a few /state attributes (not resumable); 2: the full training state. */
+#define BF_CHECKPOINT_FORMAT 2
+#define BF_CKPT_PATH_LEN 1200
 
+/* What a checkpoint carries besides the model. Pointers may be NULL where noted (a model-only file). */
 typedef struct {
-    long step;
+    long step;                    /* optimiser updates done */
     uint64_t seed;
-    int world_size;
+    int world_size;               /* ranks that wrote it (informative: resuming on any number is fine) */
+    int batch_size;               /* global batch */
+    int64_t n_train;              /* inputs per epoch (training set size) */
+    long skipped_steps;           /* updates skipped for non-finite numbers so far */
+    long nonfinite_run;           /* of which consecutive, up to this step */
+    float lr;                     /* learning rate of the last update (informative) */
     const float *adam_m, *adam_v; /* [n_params] each, or NULL (model only) */
+    const bf_coordinator *coord;  /* or NULL */
+    const int64_t *headstats;     /* headstats block summed over ranks, or NULL */
+    size_t headstats_len;
     const char *config_text;      /* resolved configuration, INI */
     const char *const *vocab;
     size_t vocab_size;
@@ -28,15 +57,102 @@ typedef struct {
     size_t n_classes;
 } bf_ckpt_meta;
 
+/* Saves atomically with a digest (see above). Returns 0 or -1 with err set; nothing is left under the
+ * final names on failure. */
 int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err);
 
-/* Reads the model hyperparameters from /model's attributes. */
-int bf_checkpoint_read_config(const char *path, bf_model_config *cfg, bf_err *err);
+/* ---- reading ----------------------------------------------------------------------------------- */
 
-/* Loads every /model tensor into an initialised model whose configuration matches the file, and (when the
- * pointers are not NULL) the vocabulary and class names (free with bf_h5_free_strings). */
+typedef enum {
+    BF_DIGEST_VALID = 0,   /* sidecar present and the file's SHA-256 matches */
+    BF_DIGEST_MISSING = 1, /* no sidecar: the contents cannot be verified */
+    BF_DIGEST_CORRUPT = 2, /* sidecar present and the digest differs (damaged, truncated or changed) */
+} bf_digest_status;
+
+typedef enum {
+    BF_DIGEST_REQUIRED = 0,  /* missing or corrupt: error (resume) */
+    BF_DIGEST_IF_PRESENT = 1, /* missing: accepted (a file written by another tool); corrupt: error */
+    BF_DIGEST_REPORT = 2      /* never an error: only reported in cf->digest (inspect --force) */
+} bf_digest_policy;
+
+typedef struct {
+    char path[BF_CKPT_PATH_LEN];
+    hid_t file;                /* open HDF5 file (read-only, from the memory image); < 0 when not opened */
+    long long size;            /* bytes */
+    bf_digest_status digest;
+    char sha256[65];           /* of the file, hex */
+    char sidecar_sha256[65];   /* from the sidecar, hex ("" when missing) */
+} bf_ckpt_file;
+
+/* Name of the sidecar of path ("<dir>/.<name>.sha256"). */
+void bf_checkpoint_sidecar_name(char *buf, size_t len, const char *path);
+/* "valid", "missing", "corrupt". */
+const char *bf_digest_status_name(bf_digest_status s);
+/* 1 when the file name is one of the temporary names a writer uses (".<name>.tmp"). */
+int bf_checkpoint_is_temp_name(const char *path);
+
+/* Reads the file, computes its SHA-256 and compares it with the sidecar; then opens the verified bytes with
+ * HDF5. With BF_DIGEST_IF_PRESENT a missing sidecar is accepted. On error, cf->digest and cf->size still
+ * tell what was found (bf_checkpoint_close is safe to call). With open_hdf5 = 0 only the digest is checked. */
+int bf_checkpoint_open_ex(const char *path, bf_digest_policy policy, int open_hdf5, bf_ckpt_file *cf,
+                          bf_err *err);
+int bf_checkpoint_open(const char *path, bf_digest_policy policy, bf_ckpt_file *cf, bf_err *err);
+void bf_checkpoint_close(bf_ckpt_file *cf);
+
+/* The model hyperparameters from /model's attributes, checked for a valid model. */
+int bf_checkpoint_file_model_config(const bf_ckpt_file *cf, bf_model_config *mc, bf_err *err);
+
+/* The training state read back (owns its memory; free with bf_ckpt_state_free). */
+typedef struct {
+    int format_version;
+    long step;
+    uint64_t seed;
+    int world_size, batch_size;
+    int64_t n_train, stream_position, epoch, epoch_position;
+    long skipped_steps, nonfinite_run;
+    bf_coordinator coord;
+    int64_t *headstats;
+    size_t headstats_len;
+    char *config_text;
+} bf_ckpt_state;
+
+void bf_ckpt_state_free(bf_ckpt_state *st);
+
+/* Reads everything needed to continue training into an initialised model whose configuration equals the
+ * file's (compare with bf_checkpoint_file_model_config first), the AdamW moments ([n_params] each) and st.
+ * Checks every group, dataset, shape and attribute a resume needs and that the weights are finite; a missing
+ * one is an error naming it. headstats_len is the expected block length (0 = do not check). */
+int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam_m, float *adam_v,
+                                size_t headstats_len, bf_ckpt_state *st, bf_err *err);
+
+/* Reads every /model tensor into an initialised model of the file's configuration; checks they are finite. */
+int bf_checkpoint_read_model(const bf_ckpt_file *cf, bf_model *m, bf_err *err);
+
+/* Reads the /state and /coordinator attributes only (format 2 files; for inspect). */
+int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *err);
+
+/* Model-only reading for eval and other tools; the digest is checked when a sidecar exists (a missing one
+ * is accepted with a warning, since files written by other tools have none). */
+int bf_checkpoint_read_config(const char *path, bf_model_config *cfg, bf_err *err);
 int bf_checkpoint_load_model(const char *path, bf_model *m, char ***vocab, size_t *vocab_size, char ***label_names,
                              size_t *n_classes, bf_err *err);
+
+/* ---- a directory of checkpoints ------------------------------------------------------------------ */
+
+typedef struct {
+    long step;
+    char path[BF_CKPT_PATH_LEN];
+} bf_ckpt_entry;
+
+/* The files in dir named exactly step-XXXXXXXX.h5 (8 digits), newest (largest step) first. Temporary files
+ * and sidecars are not listed. A missing directory gives 0 entries. */
+int bf_checkpoint_list(const char *dir, bf_ckpt_entry **entries, size_t *n, bf_err *err);
+
+/* Keeps the `keep` newest VALID checkpoints of dir (valid = digest matches); deletes older valid ones with
+ * their sidecars. Never deletes an invalid file, the newest valid file, or anything that is not a
+ * checkpoint; also removes temporary files and orphan sidecars of steps <= up_to_step (left by a killed
+ * writer). Returns the number deleted, or -1. */
+int bf_checkpoint_rotate(const char *dir, int keep, long up_to_step, bf_err *err);
 
 /* Writes a file atomically: fsync(file), rename(tmp, path), fsync(dir). */
 int bf_commit_file(const char *tmp, const char *path, bf_err *err);

@@ -39,6 +39,11 @@ void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float e
 /* Appends a /heads record covering the interval that ended at `step` (counts summed over all ranks). */
 void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s);
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
+/* Resume: reads back the records of the existing file at lg->path whose step is <= max_step (records after
+ * it belong to updates that the resumed run makes again), so the next flush writes them once followed by the
+ * new ones. Returns 0 when read, 1 when there is no file, -1 (err set) when it cannot be used (unreadable,
+ * or made for another number of layers, heads or classes). */
+int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err);
 void bf_runlog_free(bf_runlog *lg);
 
 #endif

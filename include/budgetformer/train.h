@@ -9,8 +9,17 @@
 #include "budgetformer/dist.h"
 #include "budgetformer/util.h"
 
+/* How a run starts (docs/CHECKPOINTS.md). */
+typedef struct {
+    /* NULL: a new run (refused when run.dir already holds one); "auto": continue from the newest valid
+     * checkpoint in run.dir/checkpoints, or start fresh when there is none; otherwise a checkpoint file. */
+    const char *resume;
+} bf_train_options;
+
 /* Runs a whole training as configured, as one rank of `dist` (world size 1 without MPI). Returns 0, or -1
- * with err set; every rank returns the same status. */
+ * with err set; every rank returns the same status. opts may be NULL (a new run). */
+int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_options *opts, bf_err *err);
+/* The same with opts = NULL. */
 int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err);
 
 #endif
