@@ -180,7 +180,19 @@ const bf_tensor_info *bf_model_tensor(const bf_model *m, const char *name) {
 
 /* ---- activation arena ---- */
 
-static void alloc_acts(bf_model *m) {
+/* Floats of the activation arena for max_batch inputs of up to max_len tokens. */
+static size_t acts_floats(const bf_model *m) {
+    const bf_model_config *c = &m->cfg;
+    size_t B = (size_t)m->max_batch, T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads;
+    size_t F = (size_t)c->d_ff, C = (size_t)c->n_classes, L = (size_t)c->n_layers;
+    size_t R = B * T;
+    size_t per_layer = R * D * 6 + R * 3 * D + B * H * T * T + R * 4 + R * F * 2 + bf_router_state_floats(B, D, H);
+    return L * per_layer + R * D * 2 + R * 2 + B * D + B * C /* forward */
+           + R * D * 4 + R * 3 * D + 2 * R * F + B * D + B * C + T * T; /* backward */
+}
+
+/* Carves the activations out of `block` (acts_floats(m) floats, zeroed). */
+static void bind_acts(bf_model *m, float *block) {
     const bf_model_config *c = &m->cfg;
     size_t B = (size_t)m->max_batch, T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads;
     size_t F = (size_t)c->d_ff, C = (size_t)c->n_classes, L = (size_t)c->n_layers;
@@ -188,10 +200,8 @@ static void alloc_acts(bf_model *m) {
     bf_acts *a = bf_xcalloc(1, sizeof *a);
     a->rows_max = R;
     a->layers = bf_xcalloc(L, sizeof *a->layers);
-    size_t per_layer = R * D * 6 + R * 3 * D + B * H * T * T + R * 4 + R * F * 2 + bf_router_state_floats(B, D, H);
-    size_t total = L * per_layer + R * D * 2 + R * 2 + B * D + B * C /* forward */
-                   + R * D * 4 + R * 3 * D + 2 * R * F + B * D + B * C + T * T;  /* backward */
-    a->block = bf_xcalloc(total, sizeof(float));
+    size_t total = acts_floats(m);
+    a->block = block;
     a->block_floats = total;
     float *p = a->block;
 #define TAKE(ptr, count)                                                                                           \
@@ -248,13 +258,15 @@ void bf_model_init(bf_model *m, const bf_model_config *cfg, int max_batch) {
     m->cfg = *cfg;
     m->max_batch = max_batch;
     build_table(m);
-    m->params = bf_xcalloc(m->n_params, sizeof(float));
-    m->grads = bf_xcalloc(m->n_params, sizeof(float));
+    /* One arena: parameters, gradients, activations. Training touches nothing else per step. */
+    size_t act = acts_floats(m);
+    m->params = bf_xcalloc(2 * m->n_params + act, sizeof(float));
+    m->grads = m->params + m->n_params;
     m->p.layers = bf_xcalloc((size_t)cfg->n_layers, sizeof(bf_layer_params));
     m->g.layers = bf_xcalloc((size_t)cfg->n_layers, sizeof(bf_layer_params));
     bind_view(&m->p, m->params, m);
     bind_view(&m->g, m->grads, m);
-    alloc_acts(m);
+    bind_acts(m, m->grads + m->n_params);
     size_t B = (size_t)max_batch, L = (size_t)cfg->n_layers;
     m->logits = bf_xcalloc(B * (size_t)cfg->n_classes, sizeof(float));
     m->budget = bf_xcalloc(B * L, sizeof(int32_t));
@@ -266,13 +278,11 @@ void bf_model_init(bf_model *m, const bf_model_config *cfg, int max_batch) {
 void bf_model_free(bf_model *m) {
     if (!m) return;
     bf_model_infer_free(m);
-    free(m->params);
-    free(m->grads);
+    free(m->params); /* the arena: gradients and activations too */
     free(m->tensors);
     free(m->p.layers);
     free(m->g.layers);
     if (m->acts) {
-        free(m->acts->block);
         free(m->acts->layers);
         free(m->acts->att_off);
         free(m->acts->row_off);
