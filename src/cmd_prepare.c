@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "budgetformer/cli.h"
@@ -340,13 +341,26 @@ static int run(const prep_opts *o, bf_err *err) {
                 final_path[k], sp[k].n, labels.n_classes, vocab.size,
                 st.tokens ? 100.0 * (double)st.unk / (double)st.tokens : 0.0, st.tokens, st.truncated, T, sp[k].path);
     }
-    /* Every file is complete: rename them into place. */
+    /* Every file is complete: rename them into place, all or nothing. A target that is a directory (or
+     * otherwise not replaceable by a file) is found before anything is renamed. */
+    for (int k = 0; k < N_SPLITS; k++) {
+        struct stat stt;
+        if (written[k] && stat(final_path[k], &stt) == 0 && !S_ISREG(stt.st_mode)) {
+            bf_fail(err, "%s exists and is not a regular file: expected a path prepare may replace", final_path[k]);
+            goto done;
+        }
+    }
+    int renamed[N_SPLITS] = {0};
     for (int k = 0; k < N_SPLITS; k++) {
         if (!written[k]) continue;
         if (rename(staged[k], final_path[k]) != 0) {
             bf_fail(err, "%s: cannot rename %s into place: %s", final_path[k], staged[k], strerror(errno));
+            /* Undo: a set of files from two different runs would share no vocabulary. */
+            for (int j = 0; j < k; j++)
+                if (renamed[j]) unlink(final_path[j]);
             goto done;
         }
+        renamed[k] = 1;
         written[k] = 0;
     }
     if (o->valid_fraction <= 0) {

@@ -98,6 +98,10 @@ int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err) {
         goto done;
     }
     x.n = (size_t)dims[0];
+    if (x.n == 0) {
+        bf_fail(err, "%s: dataset /tokens has 0 rows: expected at least one input", path);
+        goto done;
+    }
     r = read_vec(f, path, "/lengths", H5T_NATIVE_INT32, x.n, &buf, err);
     x.lengths = buf, buf = NULL;
     if (r < 0) goto done;

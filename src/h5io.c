@@ -1,6 +1,7 @@
 /* h5io: checked HDF5 helpers (see h5io.h). */
 #include "budgetformer/h5io.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,14 +160,25 @@ int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsig
     hsize_t hd[8] = {0};
     hid_t ds = open_checked(loc, path, memtype, rank, hd, err);
     if (ds < 0) return -1;
-    size_t n = 1;
+    /* The shape comes from the file: check the size before trusting it with an allocation. */
+    size_t n = 1, esz = H5Tget_size(memtype);
+    char fname[512];
     for (int i = 0; i < rank; i++) {
         dims[i] = hd[i];
+        if (hd[i] != 0 && n > SIZE_MAX / esz / (size_t)hd[i]) {
+            H5Dclose(ds);
+            return bf_fail(err, "%s: dataset %s claims an impossible size (dimension %d is %llu): a damaged file?",
+                           bf_h5_filename(loc, fname, sizeof fname), path, i, (unsigned long long)hd[i]);
+        }
         n *= (size_t)hd[i];
     }
-    void *buf = bf_xmalloc(n * H5Tget_size(memtype));
+    void *buf = n ? malloc(n * esz) : bf_xmalloc(1);
+    if (!buf) {
+        H5Dclose(ds);
+        return bf_fail(err, "%s: dataset %s needs %zu bytes, more memory than there is: a damaged file?",
+                       bf_h5_filename(loc, fname, sizeof fname), path, n * esz);
+    }
     if (H5Dread(ds, memtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        char fname[512];
         free(buf);
         H5Dclose(ds);
         return bf_fail(err, "%s: cannot read dataset %s (corrupted file?)", bf_h5_filename(loc, fname, sizeof fname), path);

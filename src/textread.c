@@ -178,10 +178,20 @@ static void on_row(int term, void *data) {
     csv_clear_fields(c);
 }
 
+/* A UTF-8 byte-order mark at the start of a file (as spreadsheet exports write) is not part of the first
+ * label: its length, 3, or 0. */
+static size_t bom_length(const char *buf, size_t len) {
+    return len >= 3 && (unsigned char)buf[0] == 0xEF && (unsigned char)buf[1] == 0xBB && (unsigned char)buf[2] == 0xBF
+               ? 3
+               : 0;
+}
+
 static int read_csv(FILE *f, csv_reader *c) {
     struct csv_parser p;
     const unsigned char opts = CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL;
     if (csv_init(&p, opts) != 0) BF_DIE("csv_init failed (out of memory)");
+    /* libcsv grows a field 128 bytes at a time by default: quadratic on an enormous field. */
+    csv_set_blk_size(&p, 1 << 16);
     char *buf = NULL;
     size_t cap = 0;
     ssize_t len;
@@ -190,7 +200,8 @@ static int read_csv(FILE *f, csv_reader *c) {
         line++;
         /* pstate 0 (ROW_NOT_BEGUN): no row is open, so a row that starts now starts on this line. */
         if (p.pstate == 0) c->row_line = line;
-        size_t done = csv_parse(&p, buf, (size_t)len, on_field, on_row, c);
+        size_t skip = line == 1 ? bom_length(buf, (size_t)len) : 0;
+        size_t done = skip + csv_parse(&p, buf + skip, (size_t)len - skip, on_field, on_row, c);
         if (done != (size_t)len && !c->rd.failed) {
             int e = csv_error(&p);
             if (e == CSV_EPARSE)
@@ -203,6 +214,7 @@ static int read_csv(FILE *f, csv_reader *c) {
             csv_clear_fields(c);
             csv_free(&p);
             if (csv_init(&p, opts) != 0) BF_DIE("csv_init failed (out of memory)");
+            csv_set_blk_size(&p, 1 << 16);
         }
     }
     if (!c->rd.failed && ferror(f)) {
@@ -231,6 +243,11 @@ static int read_tsv(FILE *f, reader *r, int header) {
     while (!r->failed && (len = getline(&buf, &cap, f)) >= 0) {
         line++;
         size_t n = (size_t)len;
+        if (line == 1) {
+            size_t skip = bom_length(buf, n);
+            memmove(buf, buf + skip, n - skip);
+            n -= skip;
+        }
         if (n && buf[n - 1] == '\n') n--;
         if (n && buf[n - 1] == '\r') n--;
         if (n == 0) continue;
