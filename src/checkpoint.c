@@ -9,6 +9,7 @@
 #include <libgen.h>
 #include <math.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "budgetformer/config.h"
+#include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
 
 /* ---- files ------------------------------------------------------------------------------------- */
@@ -82,21 +84,60 @@ const char *bf_digest_status_name(bf_digest_status s) {
     return "?";
 }
 
-/* Writes all of buf to a new file and fsyncs it. */
-static int write_whole_file(const char *path, const void *buf, size_t len, bf_err *err) {
+/* ---- fault injection (tests) ---------------------------------------------------------------- */
+
+static bf_ckpt_fault g_fault = BF_CKPT_FAULT_NONE; /* armed for the next save only */
+static int g_fault_delay_ms = 0;
+
+void bf_checkpoint_arm_fault(bf_ckpt_fault fault, int delay_ms) {
+    g_fault = fault;
+    g_fault_delay_ms = delay_ms;
+}
+
+/* SIGKILL to this process at an armed crash point: nothing runs after it, as with a real kill. */
+static void crash_point(bf_ckpt_fault here, const char *what) {
+    if (g_fault != here) return;
+    fprintf(stderr, "budgetformer: BF_FAULT: killing this process (SIGKILL) %s\n", what);
+    fflush(stderr);
+    kill(getpid(), SIGKILL);
+    for (;;) pause(); /* SIGKILL cannot be caught; this line is never passed */
+}
+
+static void sleep_ms(int ms) {
+    double end = bf_wall_seconds() + ms / 1000.0;
+    for (double left; (left = end - bf_wall_seconds()) > 0;) {
+        struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
+        nanosleep(&ts, NULL); /* a signal cuts it short (EINTR): sleep the rest */
+    }
+}
+
+/* Writes all of buf to a new file and fsyncs it. `data`: this is the checkpoint's own temporary file, where
+ * the armed faults act. */
+static int write_whole_file(const char *path, const void *buf, size_t len, int data, bf_err *err) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd < 0) return bf_fail(err, "cannot create %s: %s", path, strerror(errno));
+    if (data) crash_point(BF_CKPT_CRASH_BEFORE_DATA, "after creating the temporary file, before writing data");
     const unsigned char *p = buf;
-    size_t done = 0;
+    size_t done = 0, half = data && g_fault != BF_CKPT_FAULT_NONE && len >= 2 ? len / 2 : len;
     while (done < len) {
-        ssize_t w = write(fd, p + done, len - done);
+        size_t want = done < half ? half - done : len - done;
+        ssize_t w = write(fd, p + done, want);
         if (w < 0 && errno == EINTR) continue;
         if (w <= 0) {
             int e = w < 0 ? errno : ENOSPC;
             close(fd);
-            return bf_fail(err, "writing %s failed: %s", path, strerror(e));
+            return bf_fail(err, "writing %s failed after %zu of %zu bytes: %s", path, done, len, strerror(e));
         }
         done += (size_t)w;
+        if (data && done == half && half < len) {
+            crash_point(BF_CKPT_CRASH_MID_DATA, "half way through writing the temporary file");
+            if (g_fault == BF_CKPT_DELAY) sleep_ms(g_fault_delay_ms);
+            if (g_fault == BF_CKPT_ENOSPC) { /* what write(2) reports on a full disk */
+                close(fd);
+                return bf_fail(err, "writing %s failed after %zu of %zu bytes: %s (BF_FAULT=enospc_in_save)", path,
+                               done, len, strerror(ENOSPC));
+            }
+        }
     }
     if (fsync(fd) != 0) {
         int e = errno;
@@ -264,6 +305,7 @@ static int write_provenance(hid_t f, bf_err *err) {
         bf_h5_write_attr_str(f, g, "hdf5_version", h5v, err) ||
         bf_h5_write_attr_str(f, g, "openblas_config", blas ? blas : "", err) ||
         bf_h5_write_attr_str(f, g, "openssl_version", OpenSSL_version(OPENSSL_VERSION), err) ||
+        bf_h5_write_attr_str(f, g, "mpi_library_version", bf_dist_library_version(), err) ||
         bf_h5_write_attr_str(f, g, "created_utc", when, err) || bf_h5_write_attr_str(f, g, "hostname", host, err))
         return -1;
 #ifdef BF_GIT_COMMIT
@@ -369,18 +411,21 @@ int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *
     char hex[65] = "";
     if (rc == 0) {
         sha256_hex(image, len, hex);
-        rc = write_whole_file(tmp, image, len, err);
+        rc = write_whole_file(tmp, image, len, 1, err);
     }
     free(image);
     if (rc == 0) {
         char b[BF_CKPT_PATH_LEN], line[BF_CKPT_PATH_LEN + 80];
         snprintf(b, sizeof b, "%s", path);
         int n = snprintf(line, sizeof line, "%s  %s\n", hex, basename(b)); /* sha256sum's format */
-        rc = write_whole_file(side_tmp, line, (size_t)n, err);
+        rc = write_whole_file(side_tmp, line, (size_t)n, 0, err);
     }
     /* The sidecar goes into place first, so a file under the checkpoint's name always has its digest. */
     if (rc == 0) rc = bf_commit_file(side_tmp, side, err);
+    if (rc == 0) crash_point(BF_CKPT_CRASH_BEFORE_RENAME, "before renaming the complete temporary file into place");
     if (rc == 0) rc = bf_commit_file(tmp, path, err);
+    if (rc == 0) crash_point(BF_CKPT_CRASH_AFTER_RENAME, "after renaming the checkpoint into place");
+    g_fault = BF_CKPT_FAULT_NONE; /* one save only */
     if (rc) {
         unlink(tmp);
         unlink(side_tmp);

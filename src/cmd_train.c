@@ -15,7 +15,9 @@ static void usage(FILE *f) {
                "       budgetformer train --help-config     (every configuration key)\n"
                "  --resume auto   continue from the newest valid checkpoint in run.dir/checkpoints (a new run\n"
                "                  when there is none)\n"
-               "  --resume FILE   continue from that checkpoint\n");
+               "  --resume FILE   continue from that checkpoint\n"
+               "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT after writing a\n"
+               "checkpoint (continue with --resume auto); see docs/FAILURES.md\n");
 }
 
 /* One OpenBLAS thread per process unless the user asked otherwise: ranks are the parallelism. */
@@ -87,12 +89,16 @@ int bf_cmd_train(int argc, char **argv) {
     if (bf_dist_init(&dist, NULL, NULL)) return 1;
     /* Only rank 0 talks, except for errors. */
     if (dist.rank != 0) bf_set_quiet(1);
+    /* After MPI_Init, so that ours are the handlers in force (docs/FAILURES.md). */
+    if (bf_train_install_signal_handlers(dist.rank == 0))
+        bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT handlers: a signal ends the run without a checkpoint");
     int rc = bf_train_run_opts(&cfg, &dist, &opts, &err);
-    if (rc && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
+    if (rc < 0 && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
     {
         if (dist.world > 1) fprintf(stderr, "budgetformer train: error on rank %d: %s\n", dist.rank, err.msg);
         else fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
     }
     bf_dist_finalize(&dist);
-    return rc ? 1 : 0;
+    /* 0 done, 1 failed, 2 usage (above), 75 stopped on request with a checkpoint written (requeue). */
+    return rc == BF_EXIT_PREEMPTED ? BF_EXIT_PREEMPTED : rc ? 1 : 0;
 }

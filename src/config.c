@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-typedef enum { KT_INT, KT_LONG, KT_FLOAT, KT_U64, KT_STRING, KT_ENUM, KT_BOOL } key_type;
+typedef enum { KT_INT, KT_LONG, KT_FLOAT, KT_U64, KT_STRING, KT_ENUM, KT_BOOL, KT_CHOICE } key_type;
 
 /* How [lo, hi] is read. Integer keys use closed bounds; R_NO_MAX leaves only the lower bound. */
 enum { R_CLOSED = 0, R_LO_OPEN = 1, R_HI_OPEN = 2, R_NO_MAX = 4, R_ANY = 8 };
@@ -34,6 +34,8 @@ typedef struct {
     unsigned range;
     const char *def; /* the default, as text: it goes through the same parser as a file value */
     const char *help;
+    const char *const *names; /* KT_CHOICE: the allowed words; the int field holds the index */
+    int n_names;
 } key_spec;
 
 static const char *const kShapeNames[] = {"linear", "cosine", "exponential", "adaptive"};
@@ -48,6 +50,11 @@ static const char *const kShapeNames[] = {"linear", "cosine", "exponential", "ad
 #define K_LONG(s, n, f, l, h, r, d, hp) KEY(s, n, KT_LONG, FIELD(f, long), l, h, r, d, hp)
 #define K_FLOAT(s, n, f, l, h, r, d, hp) KEY(s, n, KT_FLOAT, FIELD(f, float), l, h, r, d, hp)
 #define K_STR(s, n, f, d, hp) KEY(s, n, KT_STRING, FIELD(f, char *), 0, 0, R_ANY, d, hp)
+#define K_CHOICE(s, nm, f, words, d, hp)                                                                   \
+    { .section = s, .name = nm, .type = KT_CHOICE, .offset = FIELD(f, int), .range = R_ANY, .def = d,       \
+      .help = hp, .names = words, .n_names = (int)(sizeof words / sizeof words[0]) }
+
+static const char *const kOnErrorNames[] = {"stop", "continue"}; /* BF_ON_ERROR_STOP, BF_ON_ERROR_CONTINUE */
 
 static const key_spec kKeys[] = {
     K_STR("data", "train", data_train, "",
@@ -89,6 +96,10 @@ static const key_spec kKeys[] = {
     K_FLOAT("train", "adam_eps", adam_eps, 0, 1, R_LO_OPEN, "1e-08", "AdamW epsilon in the denominator."),
     K_FLOAT("train", "grad_clip", grad_clip, 0, 1e6, R_CLOSED, "1",
             "Clip the global gradient norm to this; 0 = no clipping."),
+    K_LONG("train", "max_nonfinite", max_nonfinite, 1, 1e9, R_CLOSED, "10",
+           "Updates in a row whose loss or gradient norm is not finite (each is skipped and counted) after "
+           "which the run stops with exit status 1; the last checkpoint written stays as it was "
+           "(docs/FAILURES.md)."),
     K_FLOAT("train", "budget_cost", budget_cost, 0, 100, R_CLOSED, "0.01",
             "lambda: weight of the budget penalty, the mean of (k^ - 1)/(H - 1), in the loss."),
     KEY("train", "seed", KT_U64, FIELD(seed, uint64_t), 0, 0, R_ANY, "1",
@@ -124,6 +135,10 @@ static const key_spec kKeys[] = {
     K_LONG("checkpoint", "every", checkpoint_every, 0, 0, R_NO_MAX, "0",
            "Checkpoint every this many updates; 0 = only at the end."),
     K_INT("checkpoint", "keep", checkpoint_keep, 1, 1000, "3", "Number of most recent checkpoints kept."),
+    K_CHOICE("checkpoint", "on_error", checkpoint_on_error, kOnErrorNames, "stop",
+             "A periodic checkpoint or log.h5 write that fails (disk full, I/O error; the previous checkpoint "
+             "stays valid): stop = the run stops with exit status 1; continue = a warning, and training goes "
+             "on to the next save. The save at the end or on a signal always stops the run when it fails."),
 
     K_LONG("heads", "every", heads_every, 1, 0, R_NO_MAX, "50",
            "Head statistics record every this many updates."),
@@ -206,6 +221,13 @@ static void format_range(const key_spec *k, char *buf, size_t n) {
         for (int i = 0; i < N_SHAPES; i++) {
             if (i) append(buf, n, ", ");
             append(buf, n, kShapeNames[i]);
+        }
+        return;
+    case KT_CHOICE:
+        buf[0] = '\0';
+        for (int i = 0; i < k->n_names; i++) {
+            if (i) append(buf, n, ", ");
+            append(buf, n, k->names[i]);
         }
         return;
     default: break;
@@ -320,6 +342,17 @@ static int set_value(bf_config *c, const key_spec *k, const char *text, const ch
         for (int i = 0; i < N_SHAPES; i++)
             if (!strcmp(text, kShapeNames[i])) {
                 *(bf_explore_shape *)field_ptr(c, k) = (bf_explore_shape)i;
+                return 0;
+            }
+        char allowed[128];
+        format_range(k, allowed, sizeof allowed);
+        return bf_fail(err, "%s: %s.%s: expected one of %s, got '%s'", where, k->section, k->name, allowed,
+                       text);
+    }
+    case KT_CHOICE: {
+        for (int i = 0; i < k->n_names; i++)
+            if (!strcmp(text, k->names[i])) {
+                *(int *)field_ptr(c, k) = i;
                 return 0;
             }
         char allowed[128];
@@ -557,6 +590,11 @@ static void format_value(const bf_config *c, const key_spec *k, char *buf, size_
     case KT_FLOAT: format_float(*(const float *)p, buf, n); break;
     case KT_U64: snprintf(buf, n, "%" PRIu64, *(const uint64_t *)p); break;
     case KT_ENUM: snprintf(buf, n, "%s", bf_explore_shape_name(*(const bf_explore_shape *)p)); break;
+    case KT_CHOICE: {
+        int v = *(const int *)p;
+        snprintf(buf, n, "%s", v >= 0 && v < k->n_names ? k->names[v] : "?");
+        break;
+    }
     case KT_STRING: snprintf(buf, n, "%s", (const char *)p); break;
     }
 }
@@ -600,7 +638,8 @@ static const char *type_name(key_type t) {
     case KT_FLOAT: return "number";
     case KT_U64: return "unsigned 64-bit integer";
     case KT_STRING: return "string";
-    case KT_ENUM: return "choice";
+    case KT_ENUM:
+    case KT_CHOICE: return "choice";
     case KT_BOOL: return "boolean";
     }
     return "?";

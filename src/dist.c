@@ -58,6 +58,20 @@ void bf_dist_abort(const bf_dist *d, int status) {
     exit(status);
 }
 
+const char *bf_dist_library_version(void) {
+    static char version[MPI_MAX_LIBRARY_VERSION_STRING];
+    int initialized = 0, finalized = 0, len = 0;
+    MPI_Initialized(&initialized);
+    MPI_Finalized(&finalized);
+    if (!initialized || finalized) return "MPI not initialised";
+    if (MPI_Get_library_version(version, &len) != MPI_SUCCESS) return "unknown (MPI_Get_library_version failed)";
+    /* One line for provenance: some libraries end the text with a newline or spread it over lines. */
+    for (int i = 0; i < len && version[i]; i++)
+        if (version[i] == '\n' || version[i] == '\r' || version[i] == '\t') version[i] = ' ';
+    for (size_t n = strlen(version); n > 0 && version[n - 1] == ' ';) version[--n] = '\0';
+    return version;
+}
+
 void bf_dist_barrier(bf_dist *d) {
     if (d->world == 1) return;
     double t = bf_wall_seconds();

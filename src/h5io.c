@@ -172,6 +172,14 @@ int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsig
         }
         n *= (size_t)hd[i];
     }
+    /* A shape far larger than the bytes the file stores for the dataset is a damaged header, not data:
+     * refuse it before asking for the memory (compressed chunks stay well within the factor). */
+    hsize_t stored = H5Dget_storage_size(ds);
+    if (n * esz > ((size_t)1 << 32) && (double)(n * esz) > 1024.0 * ((double)stored + 1.0)) {
+        H5Dclose(ds);
+        return bf_fail(err, "%s: dataset %s claims %zu bytes but the file stores %llu for it: a damaged file?",
+                       bf_h5_filename(loc, fname, sizeof fname), path, n * esz, (unsigned long long)stored);
+    }
     void *buf = n ? malloc(n * esz) : bf_xmalloc(1);
     if (!buf) {
         H5Dclose(ds);

@@ -17,9 +17,8 @@ void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers
     lg->n_heads = n_heads;
 }
 
-static void grow_heads(bf_runlog *lg) {
+static void resize_heads(bf_runlog *lg, size_t cap) {
     size_t C = (size_t)lg->n_classes, LH = (size_t)lg->n_layers * (size_t)lg->n_heads;
-    size_t cap = lg->cap_h ? 2 * lg->cap_h : 64;
     lg->h_step = bf_xrealloc(lg->h_step, cap * sizeof(int64_t));
     lg->h_count = bf_xrealloc(lg->h_count, cap * sizeof(int64_t));
     lg->h_class_count = bf_xrealloc(lg->h_class_count, cap * C * sizeof(int64_t));
@@ -28,6 +27,8 @@ static void grow_heads(bf_runlog *lg) {
     lg->h_class_usage = bf_xrealloc(lg->h_class_usage, cap * C * LH * sizeof(float));
     lg->cap_h = cap;
 }
+
+static void grow_heads(bf_runlog *lg) { resize_heads(lg, lg->cap_h ? 2 * lg->cap_h : 64); }
 
 void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s) {
     size_t C = (size_t)lg->n_classes, LH = (size_t)lg->n_layers * (size_t)lg->n_heads;
@@ -49,8 +50,8 @@ void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s) 
     }
 }
 
-static void grow(bf_runlog *lg) {
-    size_t cap = lg->cap ? 2 * lg->cap : 256, L = (size_t)lg->n_layers;
+static void resize(bf_runlog *lg, size_t cap) {
+    size_t L = (size_t)lg->n_layers;
     lg->step = bf_xrealloc(lg->step, cap * sizeof *lg->step);
     lg->loss = bf_xrealloc(lg->loss, cap * sizeof(float));
     lg->lr = bf_xrealloc(lg->lr, cap * sizeof(float));
@@ -59,7 +60,15 @@ static void grow(bf_runlog *lg) {
     lg->samples_per_s = bf_xrealloc(lg->samples_per_s, cap * sizeof(float));
     lg->grad_norm = bf_xrealloc(lg->grad_norm, cap * sizeof(float));
     lg->comm_fraction = bf_xrealloc(lg->comm_fraction, cap * sizeof(float));
+    lg->skipped = bf_xrealloc(lg->skipped, cap * sizeof(int64_t));
     lg->cap = cap;
+}
+
+static void grow(bf_runlog *lg) { resize(lg, lg->cap ? 2 * lg->cap : 256); }
+
+void bf_runlog_reserve(bf_runlog *lg, size_t rows, size_t head_rows) {
+    if (rows > lg->cap) resize(lg, rows);
+    if (head_rows > lg->cap_h) resize_heads(lg, head_rows);
 }
 
 void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float eps, const float *mean_budget,
@@ -74,6 +83,7 @@ void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float e
     lg->samples_per_s[i] = samples_per_s;
     lg->grad_norm[i] = grad_norm;
     lg->comm_fraction[i] = comm_fraction;
+    lg->skipped[i] = lg->skipped_now;
 }
 
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
@@ -92,6 +102,11 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
              bf_h5_write(f, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, &s, lg->comm_fraction, err)
                  ? -1
                  : 0;
+    /* The skip counter is cumulative: written once the run has skipped an update, so the log of a healthy
+     * run keeps exactly the FILES.md layout. */
+    if (rc == 0 && lg->n && lg->skipped[lg->n - 1] > 0 &&
+        bf_h5_write(f, "/metrics/skipped", H5T_NATIVE_INT64, 1, &s, lg->skipped, err))
+        rc = -1;
     unsigned long long R = lg->nh, C = (unsigned long long)lg->n_classes, L = (unsigned long long)lg->n_layers,
                        H = (unsigned long long)lg->n_heads;
     unsigned long long rc_dims[2] = {R, C}, rlh[3] = {R, L, H}, rclh[4] = {R, C, L, H};
@@ -140,6 +155,7 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
     size_t S = SIZE_MAX, R = SIZE_MAX;
     const size_t w_sl[2] = {0, L}, w_rc[2] = {0, C}, w_rlh[3] = {0, L, H}, w_rclh[4] = {0, C, L, H}, w_1[1] = {0};
     int64_t *step = NULL, *h_step = NULL, *h_count = NULL, *h_cc = NULL;
+    int64_t *sk = NULL;
     float *loss = NULL, *lr = NULL, *eps = NULL, *mb = NULL, *sps = NULL, *gn = NULL, *cf = NULL;
     float *hu = NULL, *hb = NULL, *hcu = NULL;
     int rc = read_part(f, lg->path, "/metrics/step", H5T_NATIVE_INT64, 1, w_1, &S, 0, (void **)&step, err) ||
@@ -149,7 +165,8 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
              read_part(f, lg->path, "/metrics/mean_budget", H5T_NATIVE_FLOAT, 2, w_sl, &S, 0, (void **)&mb, err) ||
              read_part(f, lg->path, "/metrics/samples_per_s", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&sps, err) ||
              read_part(f, lg->path, "/metrics/grad_norm", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&gn, err) ||
-             read_part(f, lg->path, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&cf, err)
+             read_part(f, lg->path, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&cf, err) ||
+             read_part(f, lg->path, "/metrics/skipped", H5T_NATIVE_INT64, 1, w_1, &S, 1, (void **)&sk, err)
                  ? -1
                  : 0;
     if (rc == 0 && bf_h5_exists(f, "/heads/step"))
@@ -163,10 +180,14 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
                  : 0;
     H5Fclose(f);
     if (rc == 0) {
+        int64_t skipped_now = lg->skipped_now;
         for (size_t i = 0; i < S; i++)
-            if (step[i] <= max_step)
+            if (step[i] <= max_step) {
+                lg->skipped_now = sk ? sk[i] : 0;
                 bf_runlog_append(lg, step[i], loss[i], lr[i], eps[i], mb + i * L, sps ? sps[i] : 0.0f,
                                  gn ? gn[i] : 0.0f, cf ? cf[i] : 0.0f);
+            }
+        lg->skipped_now = skipped_now;
         for (size_t i = 0; h_step && i < R; i++) {
             if (h_step[i] > max_step) continue;
             if (lg->nh == lg->cap_h) grow_heads(lg);
@@ -187,6 +208,7 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
     free(sps);
     free(gn);
     free(cf);
+    free(sk);
     free(h_step);
     free(h_count);
     free(h_cc);
@@ -205,6 +227,7 @@ void bf_runlog_free(bf_runlog *lg) {
     free(lg->samples_per_s);
     free(lg->grad_norm);
     free(lg->comm_fraction);
+    free(lg->skipped);
     free(lg->h_step);
     free(lg->h_count);
     free(lg->h_class_count);

@@ -9,9 +9,11 @@
 void bf_sampler_init(bf_sampler *s, size_t n, uint64_t seed) {
     s->n = n;
     s->seed = seed;
+    /* Both permutation slots are allocated here, so drawing batches never allocates (the training step
+     * after the first allocates nothing). */
     for (int i = 0; i < 2; i++) {
         s->epoch_cached[i] = -1;
-        s->perm[i] = NULL;
+        s->perm[i] = bf_xmalloc((n ? n : 1) * sizeof *s->perm[i]);
     }
 }
 
@@ -38,7 +40,6 @@ static void shuffle(int64_t *restrict perm, size_t n, uint64_t seed, int64_t epo
 static const int64_t *epoch_perm(bf_sampler *s, int64_t epoch) {
     int slot = (int)(epoch & 1);
     if (s->epoch_cached[slot] != epoch) {
-        if (!s->perm[slot]) s->perm[slot] = bf_xmalloc(s->n * sizeof *s->perm[slot]);
         shuffle(s->perm[slot], s->n, s->seed, epoch);
         s->epoch_cached[slot] = epoch;
     }

@@ -2,12 +2,15 @@
 #include "budgetformer/train.h"
 
 #include <cblas.h>
+#include <errno.h>
 #include <libgen.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/dataset.h"
@@ -22,8 +25,133 @@
 #include "budgetformer/sampler.h"
 #include "budgetformer/schedule.h"
 
-/* Consecutive non-finite steps after which the run stops (the last good checkpoint stays intact). */
-#define MAX_NONFINITE_IN_A_ROW 10
+/* ---- stop on request: SIGTERM, SIGUSR1, SIGINT ------------------------------------------------------ */
+
+/* The handler only records the signal; the loop reads the flag at the next step boundary, where every rank
+ * agrees on it through the step's loss reduction (docs/FAILURES.md). */
+static volatile sig_atomic_t g_stop_signal = 0;  /* the first stop signal received; 0 = none */
+static volatile sig_atomic_t g_stop_count = 0;   /* stop signals received (capped) */
+static int g_announce = 0;                        /* this rank prints the handler's notes (rank 0) */
+
+static void say(const char *msg, size_t len) {
+    ssize_t r = write(STDERR_FILENO, msg, len); /* async-signal-safe, unlike stdio */
+    (void)r;
+}
+#define SAY(lit) say(lit, sizeof lit - 1)
+
+static void on_stop_signal(int sig) {
+    int saved_errno = errno;
+    if (g_stop_count < 1000) g_stop_count++;
+    if (g_stop_signal == 0) {
+        g_stop_signal = sig;
+        if (g_announce)
+            SAY("budgetformer: stop requested by a signal: finishing the current update, then a checkpoint and "
+                "exit status 75\n");
+    } else if (g_announce) {
+        SAY("budgetformer: another stop signal: already stopping; it is ignored and the checkpoint being written "
+            "is completed (SIGKILL ends at once; the previous checkpoint stays valid)\n");
+    }
+    errno = saved_errno;
+}
+
+int bf_train_install_signal_handlers(int announce) {
+    g_announce = announce;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART; /* file writes and MPI's polling carry on; the save is never cut short */
+    const int sigs[] = {SIGTERM, SIGUSR1, SIGINT};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaddset(&sa.sa_mask, sigs[i]);
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+        if (sigaction(sigs[i], &sa, NULL) != 0) return -1;
+    return 0;
+}
+
+int bf_train_stop_signal(void) { return (int)g_stop_signal; }
+
+static const char *signal_name(int sig) {
+    switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGUSR1: return "SIGUSR1";
+    case SIGINT: return "SIGINT";
+    default: return "a signal";
+    }
+}
+
+/* ---- fault injection for tests: BF_FAULT, read once at the start (docs/FAILURES.md) ---------------- */
+
+typedef struct {
+    long nan_step, nan_count;   /* the highest rank's loss and gradient are NaN at updates nan_step.. (+count) */
+    bf_ckpt_fault save_fault;   /* armed for one save ... */
+    long save_step;             /* ... the save of this step; -1: the first save of this process */
+    int save_delay_ms;          /* BF_CKPT_DELAY */
+    long alloc_step;            /* one stray allocation inside this update (BF_CHECK_ALLOC catches it) */
+} fault_plan;
+
+static int parse_count(const char *item, const char *text, long lo, long *out, bf_err *err) {
+    char *end;
+    errno = 0;
+    long v = text && *text ? strtol(text, &end, 10) : 0;
+    if (!text || !*text || *end || errno || v < lo)
+        return bf_fail(err, "BF_FAULT: '%s': expected an integer of at least %ld, got '%s'", item, lo, text ? text : "");
+    *out = v;
+    return 0;
+}
+
+/* Comma-separated items: nan_at_step:N[:COUNT], crash_in_save:PHASE[:STEP], enospc_in_save[:STEP],
+ * delay_in_save:MS[:STEP], alloc_in_step:N. */
+static int parse_faults(const char *spec, fault_plan *fp, bf_err *err) {
+    static const char *const phases[] = {"before_data", "mid_data", "before_rename", "after_rename"};
+    static const bf_ckpt_fault phase_fault[] = {BF_CKPT_CRASH_BEFORE_DATA, BF_CKPT_CRASH_MID_DATA,
+                                                BF_CKPT_CRASH_BEFORE_RENAME, BF_CKPT_CRASH_AFTER_RENAME};
+    memset(fp, 0, sizeof *fp);
+    fp->save_step = -1;
+    if (!spec || !*spec) return 0;
+    char buf[256];
+    if (strlen(spec) >= sizeof buf) return bf_fail(err, "BF_FAULT is too long");
+    snprintf(buf, sizeof buf, "%s", spec);
+    char *save_items = NULL;
+    for (char *item = strtok_r(buf, ",", &save_items); item; item = strtok_r(NULL, ",", &save_items)) {
+        char whole[256];
+        snprintf(whole, sizeof whole, "%s", item);
+        char *part = NULL, *name = strtok_r(item, ":", &part), *a1 = strtok_r(NULL, ":", &part),
+             *a2 = strtok_r(NULL, ":", &part), *extra = strtok_r(NULL, ":", &part);
+        int rc = 0;
+        if (extra) rc = bf_fail(err, "BF_FAULT: '%s': too many ':' fields", whole);
+        else if (!strcmp(name, "nan_at_step")) {
+            fp->nan_count = 1;
+            rc = parse_count(whole, a1, 1, &fp->nan_step, err) || (a2 && parse_count(whole, a2, 1, &fp->nan_count, err));
+        } else if (!strcmp(name, "crash_in_save")) {
+            size_t i = 0;
+            while (i < 4 && (!a1 || strcmp(a1, phases[i]))) i++;
+            if (i == 4)
+                rc = bf_fail(err, "BF_FAULT: '%s': the phase must be before_data, mid_data, before_rename or "
+                                  "after_rename", whole);
+            else {
+                fp->save_fault = phase_fault[i];
+                rc = a2 && parse_count(whole, a2, 1, &fp->save_step, err);
+            }
+        } else if (!strcmp(name, "enospc_in_save")) {
+            fp->save_fault = BF_CKPT_ENOSPC;
+            rc = (a2 ? bf_fail(err, "BF_FAULT: '%s': expected enospc_in_save[:STEP]", whole) : 0) ||
+                 (a1 && parse_count(whole, a1, 1, &fp->save_step, err));
+        } else if (!strcmp(name, "delay_in_save")) {
+            long ms = 0;
+            fp->save_fault = BF_CKPT_DELAY;
+            rc = parse_count(whole, a1, 0, &ms, err) || (a2 && parse_count(whole, a2, 1, &fp->save_step, err));
+            fp->save_delay_ms = (int)(ms > 600000 ? 600000 : ms);
+        } else if (!strcmp(name, "alloc_in_step")) {
+            rc = a2 ? bf_fail(err, "BF_FAULT: '%s': expected alloc_in_step:N", whole)
+                    : parse_count(whole, a1, 1, &fp->alloc_step, err);
+        } else {
+            rc = bf_fail(err, "BF_FAULT: unknown fault '%s' (known: nan_at_step:N[:COUNT], crash_in_save:PHASE[:STEP], "
+                              "enospc_in_save[:STEP], delay_in_save:MS[:STEP], alloc_in_step:N)", whole);
+        }
+        if (rc) return -1;
+    }
+    return 0;
+}
 
 typedef struct {
     const bf_config *cfg;
@@ -54,6 +182,11 @@ typedef struct {
     long last_saved;      /* step of the last checkpoint saved by this run (-1: none) */
     long skipped_total;   /* updates skipped for non-finite numbers, since step 1 */
     long nonfinite_run;   /* consecutive ones up to the current step */
+    long newest_ckpt;     /* step of the newest checkpoint known valid (resumed from or written); -1: none */
+    int saves;            /* checkpoint saves attempted by this process */
+    int64_t *heads_keep;  /* [heads.block_len] the counts kept across an early /heads record */
+    int check_alloc;      /* BF_CHECK_ALLOC=1: the training step must not allocate after the first */
+    fault_plan fault;     /* BF_FAULT */
 } trainer;
 
 /* FNV-1a over the bytes of the weights: equal checksums on every rank mean bitwise-equal replicas. */
@@ -200,6 +333,7 @@ static int build_model(trainer *t, bf_err *err) {
     bf_sampler_init(&t->sampler, t->train.n, c->seed);
     bf_coordinator_init(&t->coord, c);
     bf_headstats_init(&t->heads, mc.n_classes, mc.n_layers, mc.n_heads);
+    t->heads_keep = bf_xcalloc(t->heads.block_len, sizeof(int64_t));
     create_grad_sync(t);
     return 0;
 }
@@ -296,6 +430,8 @@ static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_
                          .vocab = (const char *const *)t->train.vocab, .vocab_size = t->train.vocab_size,
                          .label_names = (const char *const *)t->train.label_names,
                          .n_classes = (size_t)t->train.n_classes};
+    if (t->fault.save_fault && (t->fault.save_step < 0 ? t->saves == 1 : t->fault.save_step == step))
+        bf_checkpoint_arm_fault(t->fault.save_fault, t->fault.save_delay_ms);
     if (bf_checkpoint_save(path, &t->model, &meta, err)) return -1;
     bf_info("saved checkpoint %s", path);
     /* Keep the newest checkpoint.keep valid files; only after the new one is committed. */
@@ -309,14 +445,39 @@ static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_
  * a second call for the same step does nothing. Returns the status agreed by all ranks. */
 static int save_checkpoint(trainer *t, long step, bf_err *err) {
     if (step == t->last_saved) return 0;
+    t->saves++;
     int64_t *hs = bf_xmalloc(t->heads.block_len * sizeof(int64_t));
     memcpy(hs, t->heads.block, t->heads.block_len * sizeof(int64_t));
     bf_dist_allreduce_sum_i64(t->dist, hs, t->heads.block_len);
     int rc = t->rank == 0 ? write_checkpoint(t, step, hs, err) : 0;
     free(hs);
     rc = agree(t, rc, err);
-    if (rc == 0) t->last_saved = step;
+    if (rc == 0) t->last_saved = t->newest_ckpt = step;
     return rc;
+}
+
+/* "the newest checkpoint, step-XXXXXXXX.h5, is intact" or that there is none, for messages. */
+static void describe_newest(const trainer *t, char *buf, size_t len) {
+    if (t->newest_ckpt < 0) snprintf(buf, len, "no checkpoint of this run exists yet");
+    else snprintf(buf, len, "the newest checkpoint, %s/checkpoints/step-%08ld.h5, is intact", t->cfg->run_dir,
+                  t->newest_ckpt);
+}
+
+/* A periodic save or log write failed (every rank has rc -1): checkpoint.on_error decides. Returns 0 to go
+ * on, -1 to stop (err then says why). */
+static int after_write_failure(trainer *t, const char *what, bf_err *err) {
+    char newest[BF_PATH_LEN + 96];
+    describe_newest(t, newest, sizeof newest);
+    if (t->cfg->checkpoint_on_error == BF_ON_ERROR_CONTINUE) {
+        if (t->rank == 0)
+            bf_warn("%s failed: %s; training goes on (checkpoint.on_error = continue) and %s", what, err->msg, newest);
+        err->msg[0] = '\0';
+        return 0;
+    }
+    char msg[BF_ERR_LEN];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return bf_fail(err, "%s failed: %s; stopping (checkpoint.on_error = stop); %s: free space or fix the cause, then "
+                        "continue with --resume auto", what, msg, newest);
 }
 
 static void format_eta(char *buf, size_t len, double seconds) {
@@ -356,19 +517,54 @@ static float coordinated_eps(trainer *t, long step) {
     return eps;
 }
 
+/* The stop on request (SIGTERM, SIGUSR1, SIGINT), agreed by every rank after update `step`: the checkpoint of
+ * that update (log.h5 first), then BF_EXIT_PREEMPTED. Further signals meanwhile are only counted. */
+static int stop_on_request(trainer *t, long step, bf_err *err) {
+    int root = t->rank == 0;
+    if (root)
+        bf_info("stopping after update %ld on %s: writing its checkpoint", step,
+                g_stop_signal ? signal_name(g_stop_signal) : "a signal to another rank");
+    if (save_checkpoint(t, step, err)) {
+        char newest[BF_PATH_LEN + 96], msg[BF_ERR_LEN];
+        describe_newest(t, newest, sizeof newest);
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        return bf_fail(err, "stop on request: the checkpoint of update %ld could not be written (%s); %s", step, msg,
+                       newest);
+    }
+    if (root)
+        bf_info("stopped on request after update %ld: %s/checkpoints/step-%08ld.h5 is written; exit status %d: run the "
+                "same command with --resume auto to continue", step, t->cfg->run_dir, step, BF_EXIT_PREEMPTED);
+    return BF_EXIT_PREEMPTED;
+}
+
+/* BF_CHECK_ALLOC=1: the allocations made through bf_xmalloc & co. during update `step` (after the first of
+ * this process; saves, evaluation and log writes are not part of it) must be none. Every rank learns the
+ * outcome (one extra reduction per step, only in this mode). */
+static int check_step_allocations(trainer *t, long step, size_t before, bf_err *err) {
+    size_t made = bf_alloc_count() - before;
+    int rc = 0;
+    if (made)
+        rc = bf_fail(err, "BF_CHECK_ALLOC: update %ld allocated %zu time%s through bf_xmalloc & co. (rank %d); the "
+                          "training step must allocate nothing after the first: preallocate in build_model",
+                     step, made, made > 1 ? "s" : "", t->rank);
+    return agree(t, rc, err);
+}
+
 static int run_loop(trainer *t, bf_err *err) {
     const bf_config *c = t->cfg;
     bf_model *m = &t->model;
     int L = m->cfg.n_layers, H = m->cfg.n_heads, root = t->rank == 0;
     long last = c->stop_at > 0 && c->stop_at < c->steps ? c->stop_at : c->steps;
     step_stats st = {.budget_sum = bf_xcalloc((size_t)L, sizeof(double))};
-    double *red = bf_xcalloc((size_t)L + 2, sizeof(double)); /* ce sum, input count, budget sums */
+    /* One reduction per update: ce sum, input count, budget sums [L], stop requests (ranks that got a signal). */
+    double *red = bf_xcalloc((size_t)L + 3, sizeof(double));
     float *mean_budget = bf_xcalloc((size_t)L, sizeof(float));
     double t_start = bf_wall_seconds(), t_mark = t_start, comm_mark = 0.0;
     long first = t->start_step + 1, mark_step = t->start_step;
     double loss_acc = 0.0, heads_acc = 0.0;
     long acc_steps = 0;
-    int rc = 0;
+    int rc = 0, stopped = 0;
+    long stop_step = 0;
     char span[96];
     if (t->start_step) snprintf(span, sizeof span, "steps %ld..%ld of %ld", first, last, c->steps);
     else snprintf(span, sizeof span, "%ld steps", c->steps);
@@ -378,18 +574,32 @@ static int run_loop(trainer *t, bf_err *err) {
                 t->world > 1 ? "s" : "", H, L,
                 m->cfg.full_heads ? " (full heads)" : m->cfg.fixed_budget ? " (fixed budget)" : "",
                 bf_grad_sync_buckets(t->sync));
+    /* Room for every record of this run, so appending in the step allocates nothing. */
+    if (root && first <= last)
+        bf_runlog_reserve(&t->log, t->log.n + (size_t)(last - t->start_step),
+                          t->log.nh + (size_t)((last - t->start_step) / c->heads_every) + 2);
     for (long step = first; step <= last; step++) {
+        size_t allocs_before = bf_alloc_count();
         double ts = bf_wall_seconds(), comm0 = t->dist->comm_seconds;
         float eps = coordinated_eps(t, step);
         float lr = bf_lr_at(step, c->steps, c->warmup, c->lr, c->lr_min);
         bf_model_zero_grad(m);
+        /* BF_FAULT=nan_at_step: a NaN gradient (accumulated into by backward, then summed over ranks) and loss
+         * on the highest rank only; the reductions carry it to every rank. */
+        int poison = t->fault.nan_step && step >= t->fault.nan_step &&
+                     step < t->fault.nan_step + t->fault.nan_count && t->rank == t->world - 1;
+        if (poison) m->grads[m->tensors[m->n_tensors - 1].offset] = NAN;
         forward_backward(t, step - 1, eps, &st);
+        if (poison) st.ce_sum = NAN;
+        if (t->fault.alloc_step == step) free(bf_xmalloc(16)); /* BF_FAULT=alloc_in_step: BF_CHECK_ALLOC must see it */
         bf_grad_sync_wait(t->sync); /* gradients now summed over ranks: the global-batch mean */
         red[0] = st.ce_sum;
         red[1] = st.count;
         for (int l = 0; l < L; l++) red[2 + l] = st.budget_sum[l];
-        bf_dist_allreduce_sum_f64(t->dist, red, (size_t)L + 2);
+        red[L + 2] = g_stop_signal ? 1.0 : 0.0; /* read once here: every rank decides on the same sum */
+        bf_dist_allreduce_sum_f64(t->dist, red, (size_t)L + 3);
         double loss = red[0] / (double)c->batch_size;
+        stopped = red[L + 2] > 0.0;
         /* Every rank holds the same summed gradient, so every rank computes the same norm and makes the
          * same skip decision below without another message. */
         double norm = global_grad_norm(m);
@@ -400,51 +610,67 @@ static int run_loop(trainer *t, bf_err *err) {
         }
         BF_CHECK((long)red[1] == c->batch_size, "step %ld covered %.0f inputs, not the global batch %d", step,
                  red[1], c->batch_size);
-        if (!isfinite(loss) || !isfinite(norm)) {
+        int skip = !isfinite(loss) || !isfinite(norm);
+        if (skip) {
             t->skipped_total++;
+            t->nonfinite_run++;
             if (root)
-                bf_warn("step %ld: non-finite loss or gradient norm; the update is skipped (%ld in a row)", step,
-                        t->nonfinite_run + 1);
-            if (++t->nonfinite_run >= MAX_NONFINITE_IN_A_ROW) {
-                rc = bf_fail(err, "%ld non-finite steps in a row: stopping; lower train.lr or set train.grad_clip; "
-                                  "earlier checkpoints are intact", t->nonfinite_run);
+                bf_warn("step %ld: non-finite loss or gradient norm; the update is skipped (%ld in a row, %ld in all)",
+                        step, t->nonfinite_run, t->skipped_total);
+            if (t->nonfinite_run >= c->max_nonfinite) {
+                /* Nothing of the diverged state is saved: the newest checkpoint stays the last good one. The
+                 * log is written up to the last good update. */
+                char newest[BF_PATH_LEN + 96];
+                describe_newest(t, newest, sizeof newest);
+                if (root) {
+                    bf_err ignore;
+                    if (bf_runlog_flush(&t->log, &ignore)) bf_warn("%s", ignore.msg);
+                }
+                rc = bf_fail(err, "stopping at step %ld: %ld updates in a row had a non-finite loss or gradient norm "
+                                  "(train.max_nonfinite = %ld; %ld skipped in all); nothing was saved after them: %s; "
+                                  "lower train.lr or set train.grad_clip, then continue with --resume auto",
+                             step, t->nonfinite_run, c->max_nonfinite, t->skipped_total, newest);
                 break;
             }
-            continue;
+        } else {
+            t->nonfinite_run = 0;
+            if (root) bf_coordinator_observe(&t->coord, step, loss);
+            optimizer_step(t, step, lr, bf_clip_scale(norm, c->grad_clip));
+            if (t->trace)
+                fprintf(t->trace, "%ld %.9g %.9g %016llx\n", step, (double)eps, loss,
+                        (unsigned long long)weights_checksum(m));
+            double dt = bf_wall_seconds() - ts, comm = t->dist->comm_seconds - comm0;
+            if (root) {
+                t->log.skipped_now = t->skipped_total;
+                bf_runlog_append(&t->log, step, (float)loss, lr, eps, mean_budget, (float)(c->batch_size / dt),
+                                 (float)norm, (float)(comm / dt));
+            }
+            loss_acc += loss;
+            heads_acc += heads;
+            acc_steps++;
         }
-        t->nonfinite_run = 0;
-        if (root) bf_coordinator_observe(&t->coord, step, loss);
-        optimizer_step(t, step, lr, bf_clip_scale(norm, c->grad_clip));
-        if (t->trace)
-            fprintf(t->trace, "%ld %.9g %.9g %016llx\n", step, (double)eps, loss,
-                    (unsigned long long)weights_checksum(m));
-        double dt = bf_wall_seconds() - ts, comm = t->dist->comm_seconds - comm0;
-        if (root)
-            bf_runlog_append(&t->log, step, (float)loss, lr, eps, mean_budget, (float)(c->batch_size / dt),
-                             (float)norm, (float)(comm / dt));
-        loss_acc += loss;
-        heads_acc += heads;
-        acc_steps++;
-        if (step % c->heads_every == 0 || step == last) {
+        if (!skip && (step % c->heads_every == 0 || step == last)) {
             /* A stop before train.steps ends the interval early only in the log: the counts go on into the
              * checkpoint, so a resumed run's records are those of an uninterrupted run (the resume drops
              * this early record again). */
             int early = step % c->heads_every != 0 && step < c->steps;
-            int64_t *keep = NULL;
-            if (early) {
-                keep = bf_xmalloc(t->heads.block_len * sizeof(int64_t));
-                memcpy(keep, t->heads.block, t->heads.block_len * sizeof(int64_t));
-            }
+            if (early) memcpy(t->heads_keep, t->heads.block, t->heads.block_len * sizeof(int64_t));
             /* One exact integer reduction: the record counts every input of the interval once. */
             bf_dist_allreduce_sum_i64(t->dist, t->heads.block, t->heads.block_len);
             if (root) bf_runlog_append_heads(&t->log, step, &t->heads);
-            if (keep) {
-                memcpy(t->heads.block, keep, t->heads.block_len * sizeof(int64_t));
-                free(keep);
-            } else {
-                bf_headstats_reset(&t->heads);
-            }
+            if (early) memcpy(t->heads.block, t->heads_keep, t->heads.block_len * sizeof(int64_t));
+            else bf_headstats_reset(&t->heads);
         }
+        /* The step ends here: what follows (log writes, evaluation, checkpoints) may allocate. */
+        if (t->check_alloc && step > first && check_step_allocations(t, step, allocs_before, err)) {
+            rc = -1;
+            break;
+        }
+        if (stopped) { /* a stop request: the checkpoint of this step is written below */
+            stop_step = step;
+            break;
+        }
+        if (skip) continue;
         int eval_now = t->have_valid && c->eval_every > 0 && step % c->eval_every == 0;
         if (step % c->log_every == 0 || step == last || eval_now) {
             double now = bf_wall_seconds();
@@ -462,14 +688,15 @@ static int run_loop(trainer *t, bf_err *err) {
             mark_step = step;
             loss_acc = heads_acc = 0.0;
             acc_steps = 0;
-            if (agree(t, root ? bf_runlog_flush(&t->log, err) : 0, err)) {
+            if (agree(t, root ? bf_runlog_flush(&t->log, err) : 0, err) &&
+                after_write_failure(t, "writing log.h5", err)) {
                 rc = -1;
                 break;
             }
         }
         if (eval_now) evaluate_set(t, &t->valid, "valid", NULL);
         if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step != last &&
-            save_checkpoint(t, step, err)) {
+            save_checkpoint(t, step, err) && after_write_failure(t, "the periodic checkpoint", err)) {
             rc = -1;
             break;
         }
@@ -478,6 +705,7 @@ static int run_loop(trainer *t, bf_err *err) {
     free(red);
     free(mean_budget);
     if (rc) return -1;
+    if (stopped) return stop_on_request(t, stop_step, err);
     if (first > last) {
         /* Resumed at or beyond the end: the checkpoint already holds the final state. */
         if (root)
@@ -501,6 +729,16 @@ static int run_loop(trainer *t, bf_err *err) {
         if (root) bf_info("stopped after step %ld as train.stop_at asks (train.steps = %ld)", last, c->steps);
         return 0;
     }
+    /* A stop request during the last update's save: the final checkpoint is written, the evaluation is left
+     * to the resumed run (which has nothing to train and evaluates). */
+    double req[1] = {g_stop_signal ? 1.0 : 0.0};
+    bf_dist_allreduce_max_f64(t->dist, req, 1);
+    if (req[0] > 0.0) {
+        if (root)
+            bf_info("stop requested by %s after the last update: its checkpoint is written; the final evaluation is "
+                    "skipped (--resume auto runs it); exit status %d", signal_name(g_stop_signal), BF_EXIT_PREEMPTED);
+        return BF_EXIT_PREEMPTED;
+    }
     if (t->have_valid) evaluate_set(t, &t->valid, "valid", NULL);
     if (t->have_test) evaluate_set(t, &t->test, "test", NULL);
     return 0;
@@ -514,7 +752,8 @@ static int run_loop(trainer *t, bf_err *err) {
  * with a warning that the continuation differs from an uninterrupted run. */
 static const char *const kFreeOnResume[] = {
     "train.steps", "train.stop_at", "train.log_every", "train.eval_every", "train.micro_batch", "data.train",
-    "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb"};
+    "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb",
+    "train.max_nonfinite", "checkpoint.on_error"};
 
 /* "section.key" -> value lines of a configuration written by bf_config_write_file. */
 typedef struct {
@@ -838,6 +1077,7 @@ static void trainer_free(trainer *t) {
     free(t->gumbel);
     free(t->k_random);
     free(t->micro_starts);
+    free(t->heads_keep);
     free(t->config_text);
     bf_grad_sync_free(t->sync);
     bf_runlog_free(&t->log);
@@ -854,8 +1094,13 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
     t.rank = dist->rank;
     t.world = dist->world;
     t.opts = opts ? opts : &kNew;
-    t.last_saved = -1;
+    t.last_saved = t.newest_ckpt = -1;
     err->msg[0] = '\0';
+    const char *check = getenv("BF_CHECK_ALLOC");
+    t.check_alloc = check && *check && strcmp(check, "0") != 0;
+    if (parse_faults(getenv("BF_FAULT"), &t.fault, err)) return agree(&t, -1, err);
+    if (t.rank == 0 && getenv("BF_FAULT") && *getenv("BF_FAULT"))
+        bf_warn("BF_FAULT=%s: fault injection for tests is on", getenv("BF_FAULT"));
     if (cfg->batch_size < t.world) {
         bf_fail(err, "train.batch_size = %d is smaller than the %d ranks: every rank needs at least one input",
                 cfg->batch_size, t.world);
@@ -872,8 +1117,13 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
         rc = agree(&t, t.rank == 0 ? resume_log(&t, err) : 0, err);
     }
     if (rc == 0) {
+        if (t.resumed) t.newest_ckpt = t.start_step;
         open_trace(&t);
+        if (t.check_alloc && t.rank == 0)
+            bf_info("BF_CHECK_ALLOC: checking that no update after the first allocates");
         rc = run_loop(&t, err);
+        if (t.check_alloc && rc != -1 && t.rank == 0)
+            bf_info("BF_CHECK_ALLOC: no update after the first allocated (bf_alloc_count unchanged)");
     }
     trainer_free(&t);
     return rc;

@@ -13,7 +13,7 @@
  * flat in the parameter table's order); attributes of /state (step, seed, data position, world size, the
  * resolved configuration as INI text, ...); attributes of /coordinator (every field of bf_coordinator);
  * /headstats/block (head-usage counts since the last /heads record, summed over ranks); attributes of
- * /provenance (versions).
+ * /provenance (versions, including the MPI library's).
  *
  * Integrity: a whole-file SHA-256 digest (OpenSSL libcrypto) in a hidden sidecar ".<file>.sha256" beside it,
  * in sha256sum's format. A checkpoint is read into memory, its digest checked, and only then handed to HDF5 (from that
@@ -60,6 +60,19 @@ typedef struct {
 /* Saves atomically with a digest (see above). Returns 0 or -1 with err set; nothing is left under the
  * final names on failure. */
 int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err);
+
+/* Fault injection for tests (BF_FAULT, docs/FAILURES.md): arms one fault for the next bf_checkpoint_save of
+ * this process only. The crashes send SIGKILL to the process itself at that point of the save. */
+typedef enum {
+    BF_CKPT_FAULT_NONE = 0,
+    BF_CKPT_CRASH_BEFORE_DATA,   /* temporary file created, no byte written */
+    BF_CKPT_CRASH_MID_DATA,      /* half of the bytes written to the temporary file, not synced */
+    BF_CKPT_CRASH_BEFORE_RENAME, /* temporary file complete and synced, digest file in place; not renamed */
+    BF_CKPT_CRASH_AFTER_RENAME,  /* checkpoint renamed into place, directory synced; rotation not run */
+    BF_CKPT_ENOSPC,              /* the data write fails with ENOSPC after half of the bytes */
+    BF_CKPT_DELAY,               /* the data write pauses delay_ms half way (tests signal a save in progress) */
+} bf_ckpt_fault;
+void bf_checkpoint_arm_fault(bf_ckpt_fault fault, int delay_ms);
 
 /* ---- reading ----------------------------------------------------------------------------------- */
 

@@ -26,6 +26,9 @@ typedef enum {
     BF_EXPLORE_ADAPTIVE = 3, /* the coordinator decides from the loss (schedule.h) */
 } bf_explore_shape;
 
+/* checkpoint.on_error: what a failed periodic checkpoint (or log.h5) write does. */
+enum { BF_ON_ERROR_STOP = 0, BF_ON_ERROR_CONTINUE = 1 };
+
 typedef struct {
     /* [data] */
     char data_train[BF_PATH_LEN]; /* prepared train.h5 (required) */
@@ -45,6 +48,7 @@ typedef struct {
     float lr_min;     /* final learning rate of the cosine decay */
     float weight_decay, beta1, beta2, adam_eps;
     float grad_clip;  /* global-norm clip; 0 = off */
+    long max_nonfinite; /* non-finite updates in a row (each skipped) after which the run stops */
     float budget_cost;/* lambda */
     uint64_t seed;
     long log_every;   /* progress line and /metrics every this many steps */
@@ -62,6 +66,7 @@ typedef struct {
     /* [checkpoint] */
     long checkpoint_every; /* 0 = only at the end */
     int checkpoint_keep;
+    int checkpoint_on_error; /* BF_ON_ERROR_STOP or BF_ON_ERROR_CONTINUE: a failed periodic save */
     /* [heads] */
     long heads_every;      /* head statistics record every this many steps */
     /* [dist] */

@@ -9,7 +9,12 @@
  *   bf_dist_finalize(&d);
  *
  * Every MPI failure is reported with the call, the rank and MPI's message, and aborts the job (MPI_Abort),
- * so one failing rank never leaves the others waiting in a collective. The model and kernels never see MPI. */
+ * so one failing rank never leaves the others waiting in a collective. The model and kernels never see MPI.
+ *
+ * A rank that dies (SIGKILL, a crash) ends the job: MPI_COMM_WORLD has MPI_ERRORS_RETURN, so a collective
+ * that notices the loss returns an error, which is reported and turned into MPI_Abort; and Open MPI's
+ * mpirun (like srun --kill-on-bad-exit=1) kills the remaining ranks as soon as one exits abnormally,
+ * usually before they notice (docs/FAILURES.md). */
 #ifndef BUDGETFORMER_DIST_H
 #define BUDGETFORMER_DIST_H
 
@@ -26,6 +31,9 @@ int bf_dist_init(bf_dist *d, int *argc, char ***argv);
 void bf_dist_finalize(bf_dist *d);
 /* Ends every rank of the job with status (after printing the reason on this rank). */
 void bf_dist_abort(const bf_dist *d, int status);
+/* The MPI library's own version text (MPI_Get_library_version, on one line) while MPI is initialised,
+ * else "MPI not initialised" (a run without a launcher). Static storage; for checkpoint provenance. */
+const char *bf_dist_library_version(void);
 
 void bf_dist_barrier(bf_dist *d);
 void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n);

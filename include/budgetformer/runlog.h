@@ -23,6 +23,9 @@ typedef struct {
     float *samples_per_s;  /* throughput over the step */
     float *grad_norm;      /* global gradient norm before clipping */
     float *comm_fraction;  /* fraction of the step's wall time spent waiting on communication */
+    int64_t *skipped;      /* updates skipped for non-finite numbers since step 1, up to this one (cumulative);
+                              /metrics/skipped, written once it is non-zero */
+    int64_t skipped_now;   /* the count bf_runlog_append records with the next row (the trainer keeps it) */
     /* /heads records (R of them) */
     int n_classes, n_heads;
     size_t nh, cap_h;
@@ -36,6 +39,9 @@ typedef struct {
 void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers, int n_heads);
 void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float eps, const float *mean_budget,
                       float samples_per_s, float grad_norm, float comm_fraction);
+/* Makes room for `rows` /metrics and `head_rows` /heads records in all, so appending up to them allocates
+ * nothing (the training step allocates nothing after the first). */
+void bf_runlog_reserve(bf_runlog *lg, size_t rows, size_t head_rows);
 /* Appends a /heads record covering the interval that ended at `step` (counts summed over all ranks). */
 void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s);
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err);

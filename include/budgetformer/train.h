@@ -16,10 +16,26 @@ typedef struct {
     const char *resume;
 } bf_train_options;
 
-/* Runs a whole training as configured, as one rank of `dist` (world size 1 without MPI). Returns 0, or -1
- * with err set; every rank returns the same status. opts may be NULL (a new run). */
+/* Exit status of `budgetformer train` after a stop on request: a checkpoint of the last update is written;
+ * the same command with --resume auto continues (EX_TEMPFAIL: "preempted, requeue me"). docs/FAILURES.md. */
+#define BF_EXIT_PREEMPTED 75
+
+/* Runs a whole training as configured, as one rank of `dist` (world size 1 without MPI). Returns 0 when done,
+ * BF_EXIT_PREEMPTED when stopped on request with the checkpoint written, or -1 with err set; every rank
+ * returns the same status. opts may be NULL (a new run).
+ * Test hooks read once at the start (docs/FAILURES.md): BF_FAULT (fault injection), BF_CHECK_ALLOC=1 (the
+ * run fails if an update after the first allocates through bf_xmalloc & co.), BF_TRACE (per-rank trace). */
 int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_options *opts, bf_err *err);
 /* The same with opts = NULL. */
 int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err);
+
+/* Installs handlers (sigaction) of SIGTERM, SIGUSR1 and SIGINT that only record the signal: the training loop
+ * reads the record at the next update boundary, where all ranks agree on it within the update's loss
+ * reduction, writes one checkpoint and returns BF_EXIT_PREEMPTED. Later signals are counted and ignored; the
+ * save is not interrupted. `announce`: this process prints a note when a signal arrives (rank 0).
+ * Returns 0 or -1 (errno set). */
+int bf_train_install_signal_handlers(int announce);
+/* The first stop signal received (0 = none). */
+int bf_train_stop_signal(void);
 
 #endif
