@@ -103,6 +103,7 @@ static double time_train(bf_model *m, bf_dist *d, const bf_batch *b, const bench
     for (int i = 0; i < m->n_tensors; i++) {
         rg[i].offset = m->tensors[m->n_tensors - 1 - i].offset;
         rg[i].count = m->tensors[m->n_tensors - 1 - i].numel;
+        rg[i].new_bucket = m->n_tensors - 1 - i == 1; /* embeddings apart, as the trainer does */
     }
     bf_grad_sync *gs = bf_grad_sync_create(d, m->grads, rg, m->n_tensors, 1024 * 1024);
     bf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};

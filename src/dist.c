@@ -162,7 +162,7 @@ bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range 
         /* Extend while the next range is adjacent in memory (so the bucket stays one contiguous buffer)
          * and the bucket stays within the size. Ranges come in backward order: each one sits just below
          * the previous in the block. */
-        while (i < n_ranges && size + ranges[i].count <= cap &&
+        while (i < n_ranges && !ranges[i].new_bucket && size + ranges[i].count <= cap &&
                (ranges[i].offset + ranges[i].count == b->lo || ranges[i].offset == b->hi)) {
             if (ranges[i].offset + ranges[i].count == b->lo) b->lo = ranges[i].offset;
             else b->hi = ranges[i].offset + ranges[i].count;

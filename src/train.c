@@ -300,6 +300,9 @@ static void create_grad_sync(trainer *t) {
         const bf_tensor_info *ti = &m->tensors[m->n_tensors - 1 - i];
         r[i].offset = ti->offset;
         r[i].count = ti->numel;
+        /* The embeddings (table entries 0 and 1) are final only when backward ends: a bucket of their
+         * own lets the layers' buckets go out while backward still runs. */
+        r[i].new_bucket = m->n_tensors - 1 - i == 1;
     }
     t->sync = bf_grad_sync_create(t->dist, m->grads, r, m->n_tensors, (size_t)t->cfg->bucket_kb * 1024);
     free(r);

@@ -51,6 +51,8 @@ void bf_dist_gather_bytes(bf_dist *d, const void *send, size_t count, size_t siz
  * ready. */
 typedef struct {
     size_t offset, count; /* floats */
+    int new_bucket;       /* 1: this range starts a new bucket (it is ready late, e.g. the embeddings, and
+                             must not hold back the ranges before it) */
 } bf_grad_range;
 
 typedef struct bf_grad_sync bf_grad_sync;
