@@ -26,7 +26,7 @@ static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) 
     char *end;
     long x = strtol(v, &end, 10);
     if (*v == '\0' || *end || x < lo || x > hi) {
-        fprintf(stderr, "budgetformer bench: %s expects an integer in %d..%d, got '%s'\n", flag, lo, hi, v);
+        fprintf(stderr, "budgetformer bench: error: %s expects an integer in %d..%d, got '%s'\n", flag, lo, hi, v);
         return -1;
     }
     *out = (int)x;
@@ -166,7 +166,7 @@ int bf_cmd_bench(int argc, char **argv) {
         for (size_t f = 0; f < sizeof flags / sizeof *flags; f++)
             if (!strcmp(argv[i], flags[f].flag)) {
                 if (i + 1 >= argc) {
-                    fprintf(stderr, "budgetformer bench: %s needs a value\n", argv[i]);
+                    fprintf(stderr, "budgetformer bench: error: %s needs a value\n", argv[i]);
                     return 2;
                 }
                 if (parse_int(argv[i], argv[i + 1], flags[f].lo, flags[f].hi, flags[f].v)) return 2;
@@ -178,7 +178,7 @@ int bf_cmd_bench(int argc, char **argv) {
             if (!strcmp(v, "train")) o.only = 1;
             else if (!strcmp(v, "infer")) o.only = 2;
             else {
-                fprintf(stderr, "budgetformer bench: --only expects train or infer, got '%s'\n", v);
+                fprintf(stderr, "budgetformer bench: error: --only expects train or infer, got '%s'\n", v);
                 return 2;
             }
             found = 1;
@@ -190,12 +190,12 @@ int bf_cmd_bench(int argc, char **argv) {
                        "                          [--only train|infer]\n");
                 return 0;
             }
-            fprintf(stderr, "budgetformer bench: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "budgetformer bench: error: unknown option '%s'\n", argv[i]);
             return 2;
         }
     }
     if (o.d_model % o.heads || o.budget > o.heads || o.budget < 2) {
-        fprintf(stderr, "budgetformer bench: --d-model must be a multiple of --heads and 2 <= --budget <= --heads - 1\n");
+        fprintf(stderr, "budgetformer bench: error: --d-model must be a multiple of --heads and 2 <= --budget <= --heads - 1\n");
         return 2;
     }
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);

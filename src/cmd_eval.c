@@ -78,7 +78,7 @@ int bf_cmd_eval(int argc, char **argv) {
         int has_value = i + 1 < argc;
         if (!strcmp(a, "--checkpoint") || !strcmp(a, "--data") || !strcmp(a, "--records") || !strcmp(a, "--batch")) {
             if (!has_value) {
-                fprintf(stderr, "budgetformer eval: %s needs a value\n", a);
+                fprintf(stderr, "budgetformer eval: error: %s needs a value\n", a);
                 return 2;
             }
             const char *v = argv[++i];
@@ -89,7 +89,7 @@ int bf_cmd_eval(int argc, char **argv) {
                 char *end;
                 long b = strtol(v, &end, 10);
                 if (*end || b < 1 || b > 65536) {
-                    fprintf(stderr, "budgetformer eval: --batch expects an integer in 1..65536, got '%s'\n", v);
+                    fprintf(stderr, "budgetformer eval: error: --batch expects an integer in 1..65536, got '%s'\n", v);
                     return 2;
                 }
                 batch = (int)b;
@@ -100,13 +100,13 @@ int bf_cmd_eval(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else {
-            fprintf(stderr, "budgetformer eval: unknown option '%s'\n", a);
+            fprintf(stderr, "budgetformer eval: error: unknown option '%s'\n", a);
             usage(stderr);
             return 2;
         }
     }
     if (!ckpt || !data) {
-        fprintf(stderr, "budgetformer eval: --checkpoint and --data are required\n");
+        fprintf(stderr, "budgetformer eval: error: --checkpoint and --data are required\n");
         usage(stderr);
         return 2;
     }

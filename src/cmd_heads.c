@@ -56,7 +56,7 @@ static void usage(FILE *f) {
 }
 
 static int usage_error(const char *msg, const char *arg) {
-    fprintf(stderr, "budgetformer heads: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
+    fprintf(stderr, "budgetformer heads: error: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
     usage(stderr);
     return 2;
 }
@@ -877,7 +877,7 @@ int bf_cmd_heads(int argc, char **argv) {
     bf_err err = {{0}};
     hid_t f = bf_h5_open_read(o.file, &err);
     if (f < 0) {
-        fprintf(stderr, "budgetformer heads: %s\n", err.msg);
+        fprintf(stderr, "budgetformer heads: error: %s\n", err.msg);
         return 1;
     }
     int has_records = bf_h5_exists(f, "/records"), has_metrics = bf_h5_exists(f, "/metrics"),
@@ -894,7 +894,7 @@ int bf_cmd_heads(int argc, char **argv) {
     H5Fclose(f);
     if (rc) {
         fflush(stdout);
-        fprintf(stderr, "budgetformer heads: %s\n", err.msg);
+        fprintf(stderr, "budgetformer heads: error: %s\n", err.msg);
         return 1;
     }
     return 0;

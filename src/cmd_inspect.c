@@ -304,18 +304,18 @@ int bf_cmd_inspect(int argc, char **argv) {
             usage(stdout);
             return 0;
         } else if (argv[i][0] == '-' && argv[i][1]) {
-            fprintf(stderr, "budgetformer inspect: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "budgetformer inspect: error: unknown option '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         } else if (path) {
-            fprintf(stderr, "budgetformer inspect: one FILE only ('%s' and '%s')\n", path, argv[i]);
+            fprintf(stderr, "budgetformer inspect: error: one FILE only ('%s' and '%s')\n", path, argv[i]);
             return 2;
         } else {
             path = argv[i];
         }
     }
     if (!path) {
-        fprintf(stderr, "budgetformer inspect: FILE is required\n");
+        fprintf(stderr, "budgetformer inspect: error: FILE is required\n");
         usage(stderr);
         return 2;
     }
@@ -343,17 +343,17 @@ int bf_cmd_inspect(int argc, char **argv) {
             }
         }
         if (r.cf.digest == BF_DIGEST_CORRUPT && !force)
-            fprintf(stderr, "budgetformer inspect: %s\n  not parsed: --force parses it anyway\n", err.msg);
+            fprintf(stderr, "budgetformer inspect: error: %s\n  not parsed: --force parses it anyway\n", err.msg);
         else if (r.cf.digest == BF_DIGEST_CORRUPT)
-            fprintf(stderr, "budgetformer inspect: %s: corrupt (SHA-256 mismatch) and %s\n", path, err.msg);
+            fprintf(stderr, "budgetformer inspect: error: %s: corrupt (SHA-256 mismatch) and %s\n", path, err.msg);
         else
-            fprintf(stderr, "budgetformer inspect: %s\n", err.msg);
+            fprintf(stderr, "budgetformer inspect: error: %s\n", err.msg);
         bf_checkpoint_close(&r.cf);
         return 1;
     }
     examine(&r);
     if (!r.have_model) {
-        fprintf(stderr, "budgetformer inspect: %s\n", r.problem);
+        fprintf(stderr, "budgetformer inspect: error: %s\n", r.problem);
         bf_checkpoint_close(&r.cf);
         return 1;
     }
@@ -361,11 +361,11 @@ int bf_cmd_inspect(int argc, char **argv) {
     else print_text(&r);
     int rc = 0;
     if (r.cf.digest == BF_DIGEST_CORRUPT) {
-        fprintf(stderr, "budgetformer inspect: %s: corrupt: the SHA-256 does not match its digest file\n", path);
+        fprintf(stderr, "budgetformer inspect: error: %s: corrupt: the SHA-256 does not match its digest file\n", path);
         rc = 1;
     }
     if (r.problem[0]) {
-        fprintf(stderr, "budgetformer inspect: %s\n", r.problem);
+        fprintf(stderr, "budgetformer inspect: error: %s\n", r.problem);
         rc = 1;
     } else if (r.format_version < BF_CHECKPOINT_FORMAT && !json) {
         printf("note          format %lld holds the model only: it can be evaluated, not resumed\n", r.format_version);

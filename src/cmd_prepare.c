@@ -50,7 +50,7 @@ static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)
 static int usage_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "budgetformer: error: prepare: ");
+    fprintf(stderr, "budgetformer prepare: error: ");
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\nrun 'budgetformer prepare --help' for the options\n");
     va_end(ap);
@@ -398,7 +398,7 @@ int bf_cmd_prepare(int argc, char **argv) {
     bf_h5_init();
     bf_err err = {{0}};
     if (run(&o, &err) < 0) {
-        fprintf(stderr, "budgetformer: error: %s\n", err.msg);
+        fprintf(stderr, "budgetformer prepare: error: %s\n", err.msg);
         return 1;
     }
     return 0;

@@ -35,19 +35,19 @@ int bf_cmd_train(int argc, char **argv) {
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config")) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "budgetformer train: --config needs a FILE\n");
+                fprintf(stderr, "budgetformer train: error: --config needs a FILE\n");
                 return 2;
             }
             config_path = argv[++i];
         } else if (!strcmp(argv[i], "--set")) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "budgetformer train: --set needs section.key=value\n");
+                fprintf(stderr, "budgetformer train: error: --set needs section.key=value\n");
                 return 2;
             }
             i++;
         } else if (!strcmp(argv[i], "--resume")) {
             if (i + 1 >= argc || !argv[i + 1][0]) {
-                fprintf(stderr, "budgetformer train: --resume needs 'auto' or a checkpoint FILE\n");
+                fprintf(stderr, "budgetformer train: error: --resume needs 'auto' or a checkpoint FILE\n");
                 return 2;
             }
             opts.resume = argv[++i];
@@ -60,27 +60,27 @@ int bf_cmd_train(int argc, char **argv) {
             bf_config_print_help(stdout);
             return 0;
         } else {
-            fprintf(stderr, "budgetformer train: unknown option '%s'\n", argv[i]);
+            fprintf(stderr, "budgetformer train: error: unknown option '%s'\n", argv[i]);
             usage(stderr);
             return 2;
         }
     }
     if (!config_path) {
-        fprintf(stderr, "budgetformer train: --config FILE is required\n");
+        fprintf(stderr, "budgetformer train: error: --config FILE is required\n");
         usage(stderr);
         return 2;
     }
     if (bf_config_load(&cfg, config_path, &err)) {
-        fprintf(stderr, "budgetformer train: %s\n", err.msg);
+        fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
         return 2;
     }
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--set") && bf_config_set(&cfg, argv[++i], &err)) {
-            fprintf(stderr, "budgetformer train: %s\n", err.msg);
+            fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
             return 2;
         }
     if (bf_config_validate(&cfg, &err)) {
-        fprintf(stderr, "budgetformer train: %s\n", err.msg);
+        fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
         return 2;
     }
     bf_h5_init();

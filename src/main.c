@@ -37,7 +37,7 @@ int main(int argc, char **argv) {
         printf("budgetformer %s\n", BF_VERSION);
         return 0;
     }
-    fprintf(stderr, "budgetformer: unknown command '%s'\n", cmd);
+    fprintf(stderr, "budgetformer: error: unknown command '%s'\n", cmd);
     usage(stderr);
     return 2;
 }
