@@ -406,14 +406,14 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
                                  H == 32 ? 0xFFFFFFFFu : ((1u << H) - 1u));
             gate_heads(la->og + r0 * D, la->o + r0 * D, la->rt.gate + (size_t)b * H, len, D, H);
         }
-        /* xm = x + og · W_out + b_out */
-        bf_matmul_forward(la->xm, la->og, p->w_out, p->b_out, rows, D, D);
-        for (size_t i = 0; i < rows * D; i++) la->xm[i] += la->x[i];
+        /* xm = x + b_out + og · W_out (the sgemm accumulates onto the residual) */
+        bf_add_rows_bias(la->xm, la->x, p->b_out, rows, D);
+        bf_matmul_accumulate(la->xm, la->og, p->w_out, rows, D, D);
         bf_layernorm_forward(la->u2, la->mean2, la->rstd2, la->xm, p->ln2_g, p->ln2_b, rows, D);
         bf_matmul_forward(la->h1, la->u2, p->w1, p->b1, rows, D, F);
         bf_gelu_forward(la->a1, la->h1, rows * F);
-        bf_matmul_forward(xnext, la->a1, p->w2, p->b2, rows, F, D);
-        for (size_t i = 0; i < rows * D; i++) xnext[i] += la->xm[i];
+        bf_add_rows_bias(xnext, la->xm, p->b2, rows, D); /* x_next = xm + b2 + a1 W2 */
+        bf_matmul_accumulate(xnext, la->a1, p->w2, rows, F, D);
         for (int b = 0; b < n; b++) {
             m->budget[(size_t)b * L + l] = la->rt.k[b];
             m->head_mask[(size_t)b * L + l] = la->rt.mask_bits[b];

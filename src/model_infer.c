@@ -15,7 +15,7 @@
 
 struct bf_infer {
     size_t rows_max;
-    float *x, *xm, *u, *h1, *a1;  /* [R,D] x3, [R,F] x2 */
+    float *x, *xm, *u, *h1;       /* [R,D] x3, [R,F] */
     float *ug, *qkv, *o, *y;      /* group blocks: [R,D], [R,3D], [R,D], [R,D] */
     float *wg, *bg, *wog;         /* gathered weights: [D,3D], [3D], [D,D] */
     float *att;                   /* [H*T*T] one input's scores */
@@ -37,7 +37,6 @@ static bf_infer *infer_alloc(const bf_model *m) {
     s->xm = bf_xcalloc(R * D, sizeof(float));
     s->u = bf_xcalloc(R * D, sizeof(float));
     s->h1 = bf_xcalloc(R * F, sizeof(float));
-    s->a1 = bf_xcalloc(R * F, sizeof(float));
     s->ug = bf_xcalloc(R * D, sizeof(float));
     s->qkv = bf_xcalloc(R * 3 * D, sizeof(float));
     s->o = bf_xcalloc(R * D, sizeof(float));
@@ -60,7 +59,7 @@ static bf_infer *infer_alloc(const bf_model *m) {
 void bf_model_infer_free(bf_model *m) {
     bf_infer *s = m->infer;
     if (!s) return;
-    float *bufs[] = {s->x, s->xm, s->u, s->h1, s->a1, s->ug, s->qkv, s->o, s->y, s->wg, s->bg, s->wog,
+    float *bufs[] = {s->x, s->xm, s->u, s->h1, s->ug, s->qkv, s->o, s->y, s->wg, s->bg, s->wog,
                      s->att, s->mean, s->rstd, s->pooled, s->probs, s->router_block};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(s->row_off);
@@ -146,15 +145,22 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
         att_peak = a > att_peak ? a : att_peak;
         r0 += n;
     }
-    bf_matmul_forward(s->y, s->o, wo, p->b_out, rows, kw, D);
-    /* xm = x + y, scattered back to the inputs' rows */
-    r0 = 0;
-    for (int gi = g0; gi < g1; gi++) {
-        int b = s->order[gi];
-        size_t n = (size_t)lengths[b], off = s->row_off[b] * D;
-        const float *y = s->y + r0 * D;
-        for (size_t i = 0; i < n * D; i++) s->xm[off + i] = s->x[off + i] + y[i];
-        r0 += n;
+    if (g1 - g0 == 1) {
+        /* One input: its rows are contiguous, so xm = x + b_out, then the sgemm adds o W_out in place. */
+        size_t off = s->row_off[s->order[g0]] * D;
+        bf_add_rows_bias(s->xm + off, s->x + off, p->b_out, rows, D);
+        bf_matmul_accumulate(s->xm + off, s->o, wo, rows, kw, D);
+    } else {
+        bf_matmul_forward(s->y, s->o, wo, p->b_out, rows, kw, D);
+        /* xm = x + y, scattered back to the inputs' rows */
+        r0 = 0;
+        for (int gi = g0; gi < g1; gi++) {
+            int b = s->order[gi];
+            size_t n = (size_t)lengths[b], off = s->row_off[b] * D;
+            const float *y = s->y + r0 * D;
+            for (size_t i = 0; i < n * D; i++) s->xm[off + i] = s->x[off + i] + y[i];
+            r0 += n;
+        }
     }
     /* What the layer holds for attention: q, k, v of the selected heads for every row of the batch, plus
      * the largest score matrix (one input at a time). */
@@ -206,10 +212,11 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
         double all = (double)rows * 3.0 * (double)D * sizeof(float) + (double)H * (double)(max_len * max_len) * sizeof(float);
         layer_bytes_all = all > layer_bytes_all ? all : layer_bytes_all;
         bf_layernorm_forward(s->u, s->mean, s->rstd, s->xm, p->ln2_g, p->ln2_b, rows, D);
-        bf_matmul_forward(s->h1, s->u, p->w1, p->b1, rows, D, F);
-        bf_gelu_forward(s->a1, s->h1, rows * F);
-        bf_matmul_forward(s->x, s->a1, p->w2, p->b2, rows, F, D);
-        for (size_t i = 0; i < rows * D; i++) s->x[i] += s->xm[i];
+        /* FFN with fused element-wise passes: gelu(h + b1) in place, then x = xm + b2 + a W2 (sgemm adds). */
+        bf_matmul_forward(s->h1, s->u, p->w1, NULL, rows, D, F);
+        bf_bias_gelu_inplace(s->h1, p->b1, rows, F);
+        bf_add_rows_bias(s->x, s->xm, p->b2, rows, D);
+        bf_matmul_accumulate(s->x, s->h1, p->w2, rows, F, D);
         for (int b = 0; b < n; b++) {
             m->budget[(size_t)b * L + l] = s->rt.k[b];
             m->head_mask[(size_t)b * L + l] = s->rt.mask_bits[b];

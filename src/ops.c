@@ -60,6 +60,19 @@ void bf_matmul_forward(float *restrict out, const float *restrict inp, const flo
                 beta, out, (int)O);
 }
 
+void bf_matmul_accumulate(float *restrict out, const float *restrict inp, const float *restrict w, size_t R, size_t K,
+                          size_t O) {
+    OPS_CHECK(out && inp && w && K > 0 && O > 0);
+    if (R == 0) return;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)R, (int)O, (int)K, 1.0f, inp, (int)K, w, (int)O, 1.0f,
+                out, (int)O);
+}
+
+void bf_add_rows_bias(float *restrict out, const float *restrict a, const float *restrict b, size_t R, size_t O) {
+    for (size_t r = 0; r < R; r++)
+        for (size_t o = 0; o < O; o++) out[r * O + o] = a[r * O + o] + b[o];
+}
+
 void bf_matmul_backward(float *restrict dinp, float *restrict dw, float *restrict db, const float *restrict dout,
                         const float *restrict inp, const float *restrict w, size_t R, size_t K, size_t O) {
     OPS_CHECK(dout && K > 0 && O > 0);
@@ -140,6 +153,22 @@ void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n) {
         for (size_t i = 0; i < m; i++) u[i] = GELU_C * (a[i] + 0.044715f * a[i] * a[i] * a[i]);
         vtanh(t, u, m);
         for (size_t i = 0; i < m; i++) out[i0 + i] = 0.5f * a[i] * (1.0f + t[i]);
+    }
+}
+
+void bf_bias_gelu_inplace(float *restrict x, const float *restrict b, size_t R, size_t F) {
+    float u[CHUNK], t[CHUNK], a[CHUNK];
+    for (size_t r = 0; r < R; r++) {
+        float *row = x + r * F;
+        for (size_t i0 = 0; i0 < F; i0 += CHUNK) {
+            size_t m = F - i0 < CHUNK ? F - i0 : CHUNK;
+            for (size_t i = 0; i < m; i++) {
+                a[i] = row[i0 + i] + b[i0 + i];
+                u[i] = GELU_C * (a[i] + 0.044715f * a[i] * a[i] * a[i]);
+            }
+            vtanh(t, u, m);
+            for (size_t i = 0; i < m; i++) row[i0 + i] = 0.5f * a[i] * (1.0f + t[i]);
+        }
     }
 }
 

@@ -11,6 +11,14 @@
 /* out[R,O] = inp[R,K] · w[K,O] + b[O] (b may be NULL). */
 void bf_matmul_forward(float *restrict out, const float *restrict inp, const float *restrict w,
                        const float *restrict b, size_t R, size_t K, size_t O);
+/* out[R,O] += inp[R,K] · w[K,O] (accumulates: a residual connection without a separate pass). */
+void bf_matmul_accumulate(float *restrict out, const float *restrict inp, const float *restrict w, size_t R, size_t K,
+                          size_t O);
+/* out[r] = a[r] + b for each of R rows of width O (residual plus bias, one pass). */
+void bf_add_rows_bias(float *restrict out, const float *restrict a, const float *restrict b, size_t R, size_t O);
+/* x[r] = gelu(x[r] + b) in place for R rows of width F (inference: the pre-activation is not kept). */
+void bf_bias_gelu_inplace(float *restrict x, const float *restrict b, size_t R, size_t F);
+
 /* dinp += dout · w^T; dw += inp^T · dout; db += column sums of dout. dinp, dw, db may be NULL (skipped). */
 void bf_matmul_backward(float *restrict dinp, float *restrict dw, float *restrict db, const float *restrict dout,
                         const float *restrict inp, const float *restrict w, size_t R, size_t K, size_t O);
