@@ -18,8 +18,9 @@ import sys
 import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import EXE, SRC, read_trace  # noqa: E402
+
 WORK = os.path.join(os.environ["BF_WORK"], "checkpoint_resume")
 FAILURES = []
 
@@ -46,14 +47,6 @@ def train(rundir, ranks, trace, *sets, resume=None):
         cmd += ["--resume", resume]
     env = dict(os.environ, BF_TRACE=trace)
     return run(cmd, env)
-
-
-def trace(prefix, ranks):
-    out = []
-    for r in range(ranks):
-        with open(f"{prefix}.rank{r}") as f:
-            out.append(f.read().splitlines())
-    return out
 
 
 def datasets(path, groups):
@@ -83,8 +76,8 @@ def same_world(ranks, lineage_sets):
     p = train(stopped, ranks, f"{WORK}/t-second{ranks}", *lineage_sets, resume="auto")
     check("resuming from" in p.stderr and "step-00000020.h5" in p.stderr,
           f"{ranks} rank(s): --resume auto continues from step-00000020.h5")
-    a = trace(f"{WORK}/t-straight{ranks}", ranks)
-    b1, b2 = trace(f"{WORK}/t-first{ranks}", ranks), trace(f"{WORK}/t-second{ranks}", ranks)
+    a = read_trace(f"{WORK}/t-straight{ranks}", ranks)
+    b1, b2 = read_trace(f"{WORK}/t-first{ranks}", ranks), read_trace(f"{WORK}/t-second{ranks}", ranks)
     for r in range(ranks):
         check(len(a[r]) == 40 and a[r] == b1[r] + b2[r],
               f"{ranks} rank(s), rank {r}: BF_TRACE (eps, loss, weights checksum) of 20 + 20 steps equals 40 straight")
@@ -119,7 +112,7 @@ def cross_world(src_ranks, dst_ranks, lineage_sets):
     rel = np.abs(la[20:] - lb[20:]) / np.abs(la[20:])
     check(rel.max() <= 1e-4, f"{src_ranks} -> {dst_ranks}: steps 21..40 loss within 1e-4 relative of the "
                              f"uninterrupted {src_ranks}-rank run (max {rel.max():.2e})")
-    t = trace(f"{WORK}/t-cross{src_ranks}{dst_ranks}", dst_ranks)
+    t = read_trace(f"{WORK}/t-cross{src_ranks}{dst_ranks}", dst_ranks)
     check(all(len(x) == 20 and x[0].split()[0] == "21" for x in t) and all(x == t[0] for x in t),
           f"{src_ranks} -> {dst_ranks}: every rank made updates 21..40 with equal weights")
 

@@ -13,74 +13,16 @@ Checks, each named in the output:
                    device", exit status 1; every step-*.h5 there is valid, no temporary file is left, and a copy
                    of the run directory continues with --resume auto from the newest one
 """
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
-WORK_ROOT = os.environ.get("BF_WORK", tempfile.gettempdir())
-CONFIG = os.path.join(SRC, "configs", "tiny.ini")
-TIMEOUT = 240
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import (EXE, check, checkpoint_files, finish, prepare, run, train_args, valid_steps,  # noqa: E402
+                    work_dir)
 
-os.makedirs(WORK_ROOT, exist_ok=True)
-WORK = tempfile.mkdtemp(prefix="faults_disk-", dir=WORK_ROOT)
-failures = []
-
-
-def check(name, ok, detail=""):
-    show = detail and (not ok or len(detail) < 160)  # long details (stderr) only for a failure
-    print(("ok   " if ok else "FAIL ") + name + (": " + detail if show else ""), flush=True)
-    if not ok:
-        failures.append(name)
-    return ok
-
-
-def run(cmd, env=None, expect=0):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
-    if (expect is not None and p.returncode != expect) or "runtime error:" in p.stderr or "Sanitizer" in p.stderr:
-        sys.exit("command exited %d (expected %s): %s\n%s\n%s" % (p.returncode, expect, " ".join(cmd), p.stdout,
-                                                                  p.stderr))
-    return p
-
-
-def prepare():
-    data = os.path.join(WORK, "data")
-    tiny = os.path.join(SRC, "tests", "data", "tiny")
-    run([EXE, "prepare", "--train", os.path.join(tiny, "train.csv"), "--test", os.path.join(tiny, "test.csv"),
-         "--out", data, "--max-len", "24"])
-    return data
-
-
-def train_args(data, run_dir, *sets):
-    args = ["train", "--config", CONFIG]
-    for s in ("data.train=%s/train.h5" % data, "data.test=%s/test.h5" % data, "run.dir=" + run_dir) + sets:
-        args += ["--set", s]
-    return args
-
-
-def files(run_dir):
-    d = os.path.join(run_dir, "checkpoints")
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
-
-
-def valid_steps(run_dir):
-    """(steps of the valid step-*.h5 files, names of the others)."""
-    steps, bad = [], []
-    for n in files(run_dir):
-        if n.startswith("step-"):
-            p = subprocess.run([EXE, "inspect", "--json", os.path.join(run_dir, "checkpoints", n)],
-                               capture_output=True, text=True, timeout=TIMEOUT)
-            if p.returncode == 0 and json.loads(p.stdout)["checksum"]["status"] == "valid":
-                steps.append(int(n[5:13]))
-            else:
-                bad.append(n)
-    return steps, bad
-
-
+WORK = work_dir("faults_disk")
 SETS = ("train.steps=30", "checkpoint.every=10", "checkpoint.keep=5")
 
 
@@ -93,8 +35,8 @@ def part_enospc_stop(data):
           "checkpoint.on_error = stop" in err and "step-00000010.h5, is intact" in err, err.strip()[-600:])
     steps, bad = valid_steps(run_dir)
     check("enospc_stop: step-00000010.h5 is valid and nothing of the failed save is left",
-          steps == [10] and not bad and files(run_dir) == [".step-00000010.h5.sha256", "step-00000010.h5"],
-          str(files(run_dir)))
+          steps == [10] and not bad and checkpoint_files(run_dir) == [".step-00000010.h5.sha256", "step-00000010.h5"],
+          str(checkpoint_files(run_dir)))
     p = run([EXE] + train_args(data, run_dir, *SETS) + ["--resume", "auto"])
     check("enospc_stop: --resume auto continues from step 10 to the end",
           "resuming from %s/checkpoints/step-00000010.h5" % run_dir in p.stderr and valid_steps(run_dir)[0][-1] == 30)
@@ -109,7 +51,7 @@ def part_enospc_continue(data):
           "checkpoint.on_error = continue" in p.stderr and "trained 30 steps" in p.stderr, p.stderr.strip()[-600:])
     steps, bad = valid_steps(run_dir)
     check("enospc_continue: checkpoints 10 and 30 are valid, 20 was not written", steps == [10, 30] and not bad,
-          str(files(run_dir)))
+          str(checkpoint_files(run_dir)))
 
 
 def part_tmpfs(data):
@@ -132,8 +74,8 @@ def part_tmpfs(data):
               "No space left on device" in p.stderr or "disk full" in p.stderr, p.stderr.strip()[-600:])
         steps, bad = valid_steps(run_dir)
         check("tmpfs_full: every step-*.h5 on the full disk is valid, no temporary file is left",
-              steps and not bad and not [n for n in files(run_dir) if n.endswith(".tmp")],
-              "valid %s, others %s, files %s" % (steps, bad, files(run_dir)))
+              steps and not bad and not [n for n in checkpoint_files(run_dir) if n.endswith(".tmp")],
+              "valid %s, others %s, files %s" % (steps, bad, checkpoint_files(run_dir)))
         copy = os.path.join(WORK, "tmpfs-copy")
         shutil.copytree(run_dir, copy)
     finally:
@@ -146,15 +88,11 @@ def part_tmpfs(data):
 
 
 def main():
-    data = prepare()
+    data = prepare(WORK)
     part_enospc_stop(data)
     part_enospc_continue(data)
     part_tmpfs(data)
-    if failures:
-        print("%d check(s) failed: %s (work files kept in %s)" % (len(failures), ", ".join(failures), WORK))
-        sys.exit(1)
-    shutil.rmtree(WORK, ignore_errors=True)
-    print("all checks passed")
+    finish(WORK)
 
 
 if __name__ == "__main__":

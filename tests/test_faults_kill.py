@@ -13,83 +13,25 @@ Checks, each named in the output:
                  bitwise that of an uninterrupted run; the leftovers of the killed save are gone afterwards
   crash_2ranks   the same crash (mid_data) on rank 0 of a 2-rank job ends the job within 60 s; resume works
 """
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
-import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
-WORK_ROOT = os.environ.get("BF_WORK", tempfile.gettempdir())
-CONFIG = os.path.join(SRC, "configs", "tiny.ini")
-TIMEOUT = 240
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import (EXE, MPIRUN2, TIMEOUT, check, checkpoint_files, checkpoint_names, finish, log_loss,  # noqa: E402
+                    prepare, run, sanitizer_clean, train_args, valid_steps, work_dir)
+
 BOUND = 60  # seconds within which a job with a dead rank must have ended
-
-os.makedirs(WORK_ROOT, exist_ok=True)
-WORK = tempfile.mkdtemp(prefix="faults_kill-", dir=WORK_ROOT)
-failures = []
-
-
-def check(name, ok, detail=""):
-    show = detail and (not ok or len(detail) < 160)  # long details (stderr) only for a failure
-    print(("ok   " if ok else "FAIL ") + name + (": " + detail if show else ""), flush=True)
-    if not ok:
-        failures.append(name)
-    return ok
-
-
-def sanitizer_clean(text):
-    return "runtime error:" not in text and "Sanitizer" not in text
-
-
-def run(cmd, env=None, expect=0):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
-    if (expect is not None and p.returncode != expect) or not sanitizer_clean(p.stderr):
-        sys.exit("command exited %d (expected %s): %s\n%s\n%s" % (p.returncode, expect, " ".join(cmd), p.stdout,
-                                                                  p.stderr))
-    return p
-
-
-def prepare():
-    data = os.path.join(WORK, "data")
-    tiny = os.path.join(SRC, "tests", "data", "tiny")
-    run([EXE, "prepare", "--train", os.path.join(tiny, "train.csv"), "--test", os.path.join(tiny, "test.csv"),
-         "--out", data, "--max-len", "24"])
-    return data
-
-
-def train_args(data, run_dir, *sets):
-    args = ["train", "--config", CONFIG]
-    for s in ("data.train=%s/train.h5" % data, "data.test=%s/test.h5" % data, "run.dir=" + run_dir) + sets:
-        args += ["--set", s]
-    return args
-
-
-MPIRUN2 = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none"]
-
-
-def checkpoint_files(run_dir):
-    d = os.path.join(run_dir, "checkpoints")
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+WORK = work_dir("faults_kill")
 
 
 def all_valid(run_dir):
     """(every step-*.h5 valid, their steps, details)."""
-    steps, bad = [], []
-    for n in checkpoint_files(run_dir):
-        if not n.startswith("step-"):
-            continue
-        p = subprocess.run([EXE, "inspect", "--json", os.path.join(run_dir, "checkpoints", n)], capture_output=True,
-                           text=True, timeout=TIMEOUT)
-        ok = p.returncode == 0 and json.loads(p.stdout)["checksum"]["status"] == "valid"
-        (steps if ok else bad).append(int(n[5:13]) if ok else n + ": " + p.stderr.strip())
+    steps, bad = valid_steps(run_dir, why=True)
     return not bad and bool(steps), steps, "; ".join(bad)
 
 
@@ -119,11 +61,6 @@ def rank_pid(mpirun_pid, rank):
     return None
 
 
-def log_loss(run_dir):
-    with h5py.File(os.path.join(run_dir, "log.h5"), "r") as f:
-        return f["metrics/step"][()], f["metrics/loss"][()]
-
-
 def part_rank_sigkill(data):
     run_dir = os.path.join(WORK, "killed")
     log = open(os.path.join(WORK, "killed.out"), "w+")
@@ -131,8 +68,7 @@ def part_rank_sigkill(data):
                                                      "checkpoint.keep=100", "train.log_every=50"),
                          stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + TIMEOUT
-    while time.time() < deadline and p.poll() is None and len([n for n in checkpoint_files(run_dir)
-                                                               if n.startswith("step-")]) < 3:
+    while time.time() < deadline and p.poll() is None and len(checkpoint_names(run_dir)) < 3:
         time.sleep(0.05)
     victim = rank_pid(p.pid, 1)
     if p.poll() is not None or victim is None:
@@ -194,7 +130,7 @@ def part_crash(data, phase, reference, mpi=False):
 
 
 def main():
-    data = prepare()
+    data = prepare(WORK)
     part_rank_sigkill(data)
     reference = os.path.join(WORK, "reference")
     run([EXE] + train_args(data, reference, "train.steps=30", "checkpoint.every=10"))
@@ -203,11 +139,7 @@ def main():
     reference2 = os.path.join(WORK, "reference2")
     run(MPIRUN2 + [EXE] + train_args(data, reference2, "train.steps=30", "checkpoint.every=10"))
     part_crash(data, "mid_data", reference2, mpi=True)
-    if failures:
-        print("%d check(s) failed: %s (work files kept in %s)" % (len(failures), ", ".join(failures), WORK))
-        sys.exit(1)
-    shutil.rmtree(WORK, ignore_errors=True)
-    print("all checks passed")
+    finish(WORK)
 
 
 if __name__ == "__main__":

@@ -14,66 +14,17 @@ Checks, each named in the output:
                 without the fault continues from it to the end
   bad_spec      a malformed BF_FAULT is refused with a message (exit status 1)
 """
-import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
-WORK_ROOT = os.environ.get("BF_WORK", tempfile.gettempdir())
-CONFIG = os.path.join(SRC, "configs", "tiny.ini")
-TIMEOUT = 240
-MPIRUN2 = ["mpirun", "-np", "2", "--oversubscribe", "--bind-to", "none"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import (EXE, MPIRUN2, check, checkpoint_names, finish, inspect, prepare, read_trace,  # noqa: E402
+                    run, train_args, work_dir)
 
-os.makedirs(WORK_ROOT, exist_ok=True)
-WORK = tempfile.mkdtemp(prefix="faults_nan-", dir=WORK_ROOT)
-failures = []
-
-
-def check(name, ok, detail=""):
-    show = detail and (not ok or len(detail) < 160)
-    print(("ok   " if ok else "FAIL ") + name + (": " + detail if show else ""), flush=True)
-    if not ok:
-        failures.append(name)
-    return ok
-
-
-def run(cmd, env=None, expect=0):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
-    if (expect is not None and p.returncode != expect) or "runtime error:" in p.stderr or "Sanitizer" in p.stderr:
-        sys.exit("command exited %d (expected %s): %s\n%s\n%s" % (p.returncode, expect, " ".join(cmd), p.stdout,
-                                                                  p.stderr))
-    return p
-
-
-def prepare():
-    data = os.path.join(WORK, "data")
-    tiny = os.path.join(SRC, "tests", "data", "tiny")
-    run([EXE, "prepare", "--train", os.path.join(tiny, "train.csv"), "--test", os.path.join(tiny, "test.csv"),
-         "--out", data, "--max-len", "24"])
-    return data
-
-
-def train_args(data, run_dir, *sets):
-    args = ["train", "--config", CONFIG]
-    for s in ("data.train=%s/train.h5" % data, "data.test=%s/test.h5" % data, "run.dir=" + run_dir) + sets:
-        args += ["--set", s]
-    return args
-
-
-def inspect(path):
-    p = subprocess.run([EXE, "inspect", "--json", path], capture_output=True, text=True, timeout=TIMEOUT)
-    return json.loads(p.stdout) if p.returncode == 0 else None
-
-
-def ckpt_names(run_dir):
-    return sorted(n for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.startswith("step-"))
+WORK = work_dir("faults_nan")
 
 
 def part_once(data):
@@ -83,10 +34,7 @@ def part_once(data):
             dict(os.environ, BF_FAULT="nan_at_step:5", BF_TRACE=trace))
     check("nan_once: a warning names update 5 and the run finishes (exit 0)",
           "step 5: non-finite loss or gradient norm; the update is skipped" in p.stderr and "test: accuracy" in p.stderr)
-    lines = []
-    for r in range(2):
-        with open("%s.rank%d" % (trace, r)) as f:
-            lines.append(f.read().splitlines())
+    lines = read_trace(trace, 2)
     steps = [int(l.split()[0]) for l in lines[0]]
     check("nan_once: update 5 is skipped on both ranks, whose weights stay bitwise equal",
           lines[0] == lines[1] and steps == [s for s in range(1, 41) if s != 5])
@@ -95,7 +43,7 @@ def part_once(data):
     check("nan_once: log.h5 has no row for update 5 and /metrics/skipped counts it from update 6 on",
           skipped is not None and list(mstep) == steps and
           np.array_equal(skipped, (mstep > 5).astype(np.int64)), "skipped %s" % (skipped[:8],))
-    j = inspect(os.path.join(run_dir, "checkpoints", "step-00000040.h5"))
+    j = inspect(os.path.join(run_dir, "checkpoints", "step-00000040.h5"))[1]
     check("nan_once: the final checkpoint says skipped_steps 1", j is not None and j["skipped_steps"] == 1)
 
 
@@ -115,15 +63,15 @@ def part_in_a_row(data):
     check("nan_in_a_row: exit status 1 with the message",
           "stopping at step 27: 3 updates in a row had a non-finite loss or gradient norm (train.max_nonfinite = 3"
           in err and "step-00000020.h5, is intact" in err, err.strip()[-500:])
-    names = ckpt_names(run_dir)
-    j = inspect(os.path.join(run_dir, "checkpoints", "step-00000020.h5"))
+    names = checkpoint_names(run_dir)
+    j = inspect(os.path.join(run_dir, "checkpoints", "step-00000020.h5"))[1]
     check("nan_in_a_row: step-00000020.h5 is the newest checkpoint, valid, from before the NaN",
           names == ["step-00000010.h5", "step-00000020.h5"] and j is not None and
           j["checksum"]["status"] == "valid" and j["step"] == 20 and j["skipped_steps"] == 0, str(names))
     p = run([EXE] + train_args(data, run_dir, *sets) + ["--resume", "auto"])
     check("nan_in_a_row: --resume auto without the fault continues from step 20 to the end",
           "resuming from %s/checkpoints/step-00000020.h5" % run_dir in p.stderr and
-          ckpt_names(run_dir)[-1] == "step-00000040.h5")
+          checkpoint_names(run_dir)[-1] == "step-00000040.h5")
 
 
 def part_bad_spec(data):
@@ -133,16 +81,12 @@ def part_bad_spec(data):
 
 
 def main():
-    data = prepare()
+    data = prepare(WORK)
     part_once(data)
     part_short(data)
     part_in_a_row(data)
     part_bad_spec(data)
-    if failures:
-        print("%d check(s) failed: %s (work files kept in %s)" % (len(failures), ", ".join(failures), WORK))
-        sys.exit(1)
-    shutil.rmtree(WORK, ignore_errors=True)
-    print("all checks passed")
+    finish(WORK)
 
 
 if __name__ == "__main__":

@@ -13,70 +13,23 @@ Checks, each named in the output:
   one_rank_sigint  1 rank without a launcher: SIGINT gives exit status 75 and a valid checkpoint; --resume auto
                    continues to the end with exit status 0
 """
-import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
-WORK_ROOT = os.environ.get("BF_WORK", tempfile.gettempdir())
-CONFIG = os.path.join(SRC, "configs", "tiny.ini")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import (EXE, SRC, TIMEOUT, check, checkpoint_names, finish, inspect, log_loss,  # noqa: E402
+                    mpirun, prepare, read_trace, run, sanitizer_clean, train_args, work_dir)
+
 WRAPPER = os.path.join(SRC, "launch", "bf-mpirun.sh")
-TIMEOUT = 240  # seconds per process: a hang must fail the test, not stall ctest
 EX_PREEMPTED = 75
-
-os.makedirs(WORK_ROOT, exist_ok=True)
-WORK = tempfile.mkdtemp(prefix="faults_signal-", dir=WORK_ROOT)
-failures = []
-
-
-def check(name, ok, detail=""):
-    show = detail and (not ok or len(detail) < 160)  # long details (stderr) only for a failure
-    print(("ok   " if ok else "FAIL ") + name + (": " + detail if show else ""), flush=True)
-    if not ok:
-        failures.append(name)
-    return ok
-
-
-def sanitizer_clean(text):
-    return "runtime error:" not in text and "Sanitizer" not in text
-
-
-def run(cmd, env=None, expect=0):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
-    if p.returncode != expect or not sanitizer_clean(p.stderr):
-        sys.exit("command exited %d (expected %d): %s\n%s\n%s" % (p.returncode, expect, " ".join(cmd), p.stdout,
-                                                                  p.stderr))
-    return p
-
-
-def prepare():
-    data = os.path.join(WORK, "data")
-    tiny = os.path.join(SRC, "tests", "data", "tiny")
-    run([EXE, "prepare", "--train", os.path.join(tiny, "train.csv"), "--test", os.path.join(tiny, "test.csv"),
-         "--out", data, "--max-len", "24"])
-    return data
-
-
-def train_args(data, run_dir, *sets):
-    args = ["train", "--config", CONFIG]
-    for s in ("data.train=%s/train.h5" % data, "data.test=%s/test.h5" % data, "run.dir=" + run_dir) + sets:
-        args += ["--set", s]
-    return args
-
-
-def mpirun(n):
-    return ["mpirun", "-np", str(n), "--oversubscribe", "--bind-to", "none"]
+WORK = work_dir("faults_signal")
 
 
 class Watched:
@@ -129,29 +82,6 @@ def progress_step(line):
     return None
 
 
-def inspect(path):
-    p = subprocess.run([EXE, "inspect", "--json", path], capture_output=True, text=True, timeout=TIMEOUT)
-    return p.returncode, (json.loads(p.stdout) if p.returncode == 0 else None), p.stderr
-
-
-def checkpoints(run_dir):
-    d = os.path.join(run_dir, "checkpoints")
-    return sorted(n for n in os.listdir(d) if n.startswith("step-"))
-
-
-def read_trace(prefix, ranks):
-    out = []
-    for r in range(ranks):
-        with open("%s.rank%d" % (prefix, r)) as f:
-            out.append(f.read().splitlines())
-    return out
-
-
-def loss_of(run_dir):
-    with h5py.File(os.path.join(run_dir, "log.h5"), "r") as f:
-        return f["metrics/step"][()], f["metrics/loss"][()]
-
-
 def part_wrapper(data):
     steps = "train.steps=4000"
     stopped = os.path.join(WORK, "stopped")
@@ -170,7 +100,7 @@ def part_wrapper(data):
         w.p.send_signal(signal.SIGTERM)  # while the save is held open by delay_in_save
     ignored = w.wait_for(lambda l: "another stop signal" in l, timeout=60)
     rc, out = w.finish()
-    names = checkpoints(stopped)
+    names = checkpoint_names(stopped)
     stop_step = int(saving.split("after update")[1].split()[0]) if saving else -1
     check("wrapper_sigterm: exit status 75 after SIGTERM to the wrapper", rc == EX_PREEMPTED,
           "exit %s after %.1f s" % (rc, time.time() - t0))
@@ -210,8 +140,8 @@ def part_resume(data, stopped, stop_step):
               "%d lines, stopped at %d" % (len(first[r]), stop_step))
         check("resume_exact: rank %d trace after the resume is bitwise the uninterrupted run's (40 updates)" % r,
               resumed[r] == full[r][stop_step:] and len(resumed[r]) == 40)
-    sa, la = loss_of(straight)
-    sb, lb = loss_of(stopped)
+    sa, la = log_loss(straight)
+    sb, lb = log_loss(stopped)
     check("resume_exact: log.h5 /metrics/loss bitwise equal over all %d updates" % len(sa),
           np.array_equal(sa, sb) and np.array_equal(la.view(np.uint32), lb.view(np.uint32)),
           "steps %d vs %d" % (len(sa), len(sb)))
@@ -226,7 +156,7 @@ def part_one_rank(data):
         return
     w.p.send_signal(signal.SIGINT)
     rc, out = w.finish()
-    names = checkpoints(run_dir)
+    names = checkpoint_names(run_dir)
     check("one_rank_sigint: exit status 75 and one checkpoint", rc == EX_PREEMPTED and len(names) == 1,
           "exit %s, %s" % (rc, names))
     if len(names) != 1:
@@ -243,16 +173,12 @@ def part_one_rank(data):
 
 
 def main():
-    data = prepare()
+    data = prepare(WORK)
     got = part_wrapper(data)
     if got:
         part_resume(data, *got)
     part_one_rank(data)
-    if failures:
-        print("%d check(s) failed: %s (work files kept in %s)" % (len(failures), ", ".join(failures), WORK))
-        sys.exit(1)
-    shutil.rmtree(WORK, ignore_errors=True)
-    print("all checks passed")
+    finish(WORK)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,10 @@ import sys
 import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import EXE, check_quiet as check, report  # noqa: E402
+
 WORK = os.path.join(os.environ["BF_WORK"], "test_heads_cli")
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
 
 
 def close(a, b, tol=1e-6):
@@ -275,10 +270,7 @@ def main():
           "n_heads attribute")
     test_errors(WORK)
     test_empty_log(WORK)
-    if FAILURES:
-        print("%d check(s) failed" % len(FAILURES))
-        sys.exit(1)
-    print("all checks passed")
+    report()
 
 
 if __name__ == "__main__":

@@ -17,21 +17,15 @@ import sys
 import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import EXE, SRC, check_quiet as check, failures  # noqa: E402
+
 DATA = os.environ["BF_TEST_DATA"]
 WORK = os.path.join(os.environ["BF_WORK"], "test_heads_stats")
 EVERY, STEPS, BATCH, SEED = 7, 30, 16, 1
-FAILURES = []
 
 M64 = (1 << 64) - 1
 STREAM_SHUFFLE = 4
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
 
 
 def mix64(x):
@@ -152,8 +146,8 @@ def main():
     for key in ("/heads/step", "/heads/count", "/heads/class_count"):
         check(np.array_equal(logs[1][key], logs[2][key]), "1-rank and 2-rank %s are identical" % key)
 
-    if FAILURES:
-        print("%d check(s) failed" % len(FAILURES))
+    if failures:
+        print("%d check(s) failed" % len(failures))
         sys.exit(1)
     print("all checks passed: %d records, class counts %s" % (len(expected_steps), logs[2]["/heads/class_count"].tolist()))
 

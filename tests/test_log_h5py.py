@@ -15,18 +15,12 @@ import time
 import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import EXE, SRC, check_quiet as check, report  # noqa: E402
+
 DATA = os.environ["BF_TEST_DATA"]
 WORK = os.path.join(os.environ["BF_WORK"], "test_log_h5py")
 L, H, C, N_TEST, BATCH = 2, 4, 3, 160, 16  # configs/tiny.ini and tests/data/tiny
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
 
 
 def train_cmd(data_dir, run_dir, *sets):
@@ -193,10 +187,7 @@ def main():
     part_layout(data_dir)
     part_concurrent(data_dir, int(os.environ.get("BF_LOG_TEST_STEPS", "1500")))
     part_killed(data_dir)
-    if FAILURES:
-        print("%d check(s) failed" % len(FAILURES))
-        sys.exit(1)
-    print("all checks passed")
+    report()
 
 
 if __name__ == "__main__":

@@ -31,17 +31,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import h5py
 import numpy as np
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import CONFIG, EXE, SRC, launcher as mpi_prefix, work_dir  # noqa: E402
+
 DATA = os.environ.get("BF_TEST_DATA", os.path.join(SRC, "tests", "data"))
-WORK_ROOT = os.environ.get("BF_WORK", tempfile.gettempdir())
-CONFIG = os.path.join(SRC, "configs", "tiny.ini")
 WRAPPER = os.path.join(SRC, "launch", "bf-mpirun.sh")
 RUN_TIMEOUT = 180  # seconds per process; a hang in a collective must fail the test, not stall ctest
 COMPARE_STEPS = 30
@@ -51,8 +49,7 @@ STEPS = 60
 BASE = ["train.steps=%d" % STEPS, "train.batch_size=16", "train.micro_batch=0", "train.warmup=5",
         "dist.bucket_kb=1024", "explore.eps_start=1", "explore.eps_end=0", "explore.steps=40"]
 
-os.makedirs(WORK_ROOT, exist_ok=True)
-WORK = tempfile.mkdtemp(prefix="mpi_training-", dir=WORK_ROOT)
+WORK = work_dir("mpi_training")
 failures = []
 
 
@@ -61,12 +58,6 @@ def check(name, ok, detail=""):
     if not ok:
         failures.append(name + (": " + detail if detail else ""))
     return ok
-
-
-def mpi_prefix(world):
-    if world == 1:
-        return []
-    return ["mpirun", "-np", str(world), "--oversubscribe", "--bind-to", "none"]
 
 
 def run(cmd, env_extra=None, expect_rc=0):

@@ -13,64 +13,30 @@ Checks, each named in the output:
               message naming update 7: the check can fail
 """
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
-WORK_ROOT = os.environ.get("BF_WORK", tempfile.gettempdir())
-CONFIG = os.path.join(SRC, "configs", "tiny.ini")
-TIMEOUT = 240
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import EXE, check, finish, launcher, prepare, run, train_args, work_dir  # noqa: E402
+
 CONFIRM = "BF_CHECK_ALLOC: no update after the first allocated"
-
-os.makedirs(WORK_ROOT, exist_ok=True)
-WORK = tempfile.mkdtemp(prefix="no_alloc-", dir=WORK_ROOT)
-failures = []
-
-
-def check(name, ok, detail=""):
-    show = detail and (not ok or len(detail) < 160)
-    print(("ok   " if ok else "FAIL ") + name + (": " + detail if show else ""), flush=True)
-    if not ok:
-        failures.append(name)
-    return ok
-
-
-def run(cmd, env=None):
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT)
-    if "runtime error:" in p.stderr or "Sanitizer" in p.stderr:
-        sys.exit("sanitizer report from %s:\n%s" % (" ".join(cmd), p.stderr))
-    return p
-
-
-def launcher(ranks):
-    return [] if ranks == 1 else ["mpirun", "-np", str(ranks), "--oversubscribe", "--bind-to", "none"]
+WORK = work_dir("no_alloc")
 
 
 def train(data, run_dir, ranks, *extra, fault=None, resume=None):
-    cmd = launcher(ranks) + [EXE, "train", "--config", CONFIG]
-    sets = ["data.train=%s/train.h5" % data, "data.test=%s/test.h5" % data, "data.valid=%s/test.h5" % data,
-            "run.dir=" + run_dir, "train.steps=80", "train.micro_batch=3", "heads.every=7", "train.eval_every=10",
-            "checkpoint.every=10", "train.log_every=5", "explore.steps=60"] + list(extra)
-    for s in sets:
-        cmd += ["--set", s]
+    """The run under BF_CHECK_ALLOC=1; any exit status (the caller checks it), but never a sanitizer report."""
+    cmd = launcher(ranks) + [EXE] + train_args(
+        data, run_dir, "data.valid=%s/test.h5" % data, "train.steps=80", "train.micro_batch=3", "heads.every=7",
+        "train.eval_every=10", "checkpoint.every=10", "train.log_every=5", "explore.steps=60", *extra)
     if resume:
         cmd += ["--resume", resume]
     env = dict(os.environ, BF_CHECK_ALLOC="1")
     if fault:
         env["BF_FAULT"] = fault
-    return run(cmd, env)
+    return run(cmd, env, expect=None)
 
 
 def main():
-    data = os.path.join(WORK, "data")
-    tiny = os.path.join(SRC, "tests", "data", "tiny")
-    p = run([EXE, "prepare", "--train", os.path.join(tiny, "train.csv"), "--test", os.path.join(tiny, "test.csv"),
-             "--out", data, "--max-len", "24"])
-    if p.returncode:
-        sys.exit(p.stderr)
+    data = prepare(WORK)
     for ranks in (1, 2):
         p = train(data, os.path.join(WORK, "r%d" % ranks), ranks)
         check("ranks_%d: no update after the first allocates (exit 0)" % ranks, p.returncode == 0 and CONFIRM in p.stderr,
@@ -85,11 +51,7 @@ def main():
     check("caught: a stray allocation in update 7 fails the run, naming the update",
           p.returncode == 1 and "BF_CHECK_ALLOC: update 7 allocated 1 time" in p.stderr,
           "exit %d: %s" % (p.returncode, p.stderr.strip()[-600:]))
-    if failures:
-        print("%d check(s) failed: %s (work files kept in %s)" % (len(failures), ", ".join(failures), WORK))
-        sys.exit(1)
-    shutil.rmtree(WORK, ignore_errors=True)
-    print("all checks passed")
+    finish(WORK)
 
 
 if __name__ == "__main__":

@@ -6,20 +6,14 @@ import shutil
 import subprocess
 import sys
 
-EXE = os.environ["BF_EXE"]
-SRC = os.environ["BF_SOURCE_DIR"]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import EXE, SRC, check_quiet as check, report  # noqa: E402
+
 DATA = os.environ["BF_TEST_DATA"]
 PY = os.environ.get("BF_PYTHON", "/usr/bin/python3")
 WORK = os.path.join(os.environ["BF_WORK"], "test_plot_heads")
 SCRIPT = os.path.join(SRC, "tools", "plot_heads.py")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-FAILURES = []
-
-
-def check(cond, what):
-    if not cond:
-        FAILURES.append(what)
-        print("FAIL:", what)
 
 
 def run(cmd):
@@ -75,10 +69,7 @@ def main():
     check(p.returncode == 1 and records in p.stderr, "a records file as LOG.h5: exit 1 naming it (%d, %s)"
           % (p.returncode, p.stderr.strip()))
 
-    if FAILURES:
-        print("%d check(s) failed" % len(FAILURES))
-        sys.exit(1)
-    print("all checks passed")
+    report()
 
 
 if __name__ == "__main__":
