@@ -91,21 +91,56 @@ void bf_matmul_backward(float *restrict dinp, float *restrict dw, float *restric
     }
 }
 
+/* Sums and maxima in 8 independent lanes: a float reduction written as one running sum is a dependency
+ * chain the compiler may not reorder (no -ffast-math here), so it would stay scalar; eight lanes vectorise.
+ * The order is fixed, so results stay bitwise reproducible. */
+#define LANES 8
+
+static float sum_lanes(const float *restrict x, size_t n) {
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t j = 0; j < LANES; j++) acc[j] += x[i + j];
+    float s = 0.0f;
+    for (; i < n; i++) s += x[i];
+    for (size_t j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
+
+static float sum_sq_dev_lanes(const float *restrict x, float m, size_t n) {
+    float acc[LANES] = {0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t j = 0; j < LANES; j++) {
+            float d = x[i + j] - m;
+            acc[j] += d * d;
+        }
+    float s = 0.0f;
+    for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
+    for (size_t j = 0; j < LANES; j++) s += acc[j];
+    return s;
+}
+
+static float max_lanes(const float *restrict x, size_t n) {
+    float acc[LANES];
+    for (size_t j = 0; j < LANES; j++) acc[j] = x[0];
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (size_t j = 0; j < LANES; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+    float mx = x[0];
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    for (size_t j = 0; j < LANES; j++) mx = acc[j] > mx ? acc[j] : mx;
+    return mx;
+}
+
 void bf_layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd, const float *restrict inp,
                           const float *restrict gamma, const float *restrict beta, size_t R, size_t D) {
     OPS_CHECK(out && mean && rstd && inp && gamma && beta && D > 0);
     for (size_t r = 0; r < R; r++) {
         const float *x = inp + r * D;
         float *y = out + r * D;
-        float m = 0.0f;
-        for (size_t i = 0; i < D; i++) m += x[i];
-        m /= (float)D;
-        float v = 0.0f;
-        for (size_t i = 0; i < D; i++) {
-            float d = x[i] - m;
-            v += d * d;
-        }
-        v /= (float)D;
+        float m = sum_lanes(x, D) / (float)D;
+        float v = sum_sq_dev_lanes(x, m, D) / (float)D;
         float s = 1.0f / sqrtf(v + 1e-5f);
         for (size_t i = 0; i < D; i++) y[i] = (x[i] - m) * s * gamma[i] + beta[i];
         mean[r] = m;
@@ -189,15 +224,14 @@ void bf_gelu_backward(float *restrict dinp, const float *restrict inp, const flo
 
 void bf_softmax_forward(float *out, const float *inp, size_t n) {
     OPS_CHECK(n > 0);
-    float mx = inp[0];
-    for (size_t i = 1; i < n; i++) mx = inp[i] > mx ? inp[i] : mx;
+    float mx = max_lanes(inp, n);
     float buf[CHUNK];
     float sum = 0.0f;
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
         size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
         for (size_t i = 0; i < m; i++) buf[i] = inp[i0 + i] - mx;
         vexp(out + i0, buf, m);
-        for (size_t i = 0; i < m; i++) sum += out[i0 + i];
+        sum += sum_lanes(out + i0, m);
     }
     float inv = 1.0f / sum;
     for (size_t i = 0; i < n; i++) out[i] *= inv;
@@ -295,14 +329,13 @@ void bf_attention_forward_infer(float *restrict o, float *restrict scratch, cons
                     0.0f, a, (int)n);
         for (size_t t = 0; t < n; t++) {
             float *p = a + t * n;
-            float mx = p[0];
-            for (size_t j = 1; j < n; j++) mx = p[j] > mx ? p[j] : mx;
+            float mx = max_lanes(p, n);
             float sum = 0.0f;
             for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
                 size_t m = n - j0 < CHUNK ? n - j0 : CHUNK;
                 for (size_t j = 0; j < m; j++) row[j] = p[j0 + j] - mx;
                 vexp(p + j0, row, m);
-                for (size_t j = 0; j < m; j++) sum += p[j0 + j];
+                sum += sum_lanes(p + j0, m);
             }
             inv[t] = 1.0f / sum;
         }
