@@ -18,7 +18,7 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
+echo "machine: $(getconf _NPROCESSORS_ONLN) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 echo "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset} (same for both sides); one thread each; $rounds rounds"
 for r in $(seq 1 "$rounds"); do
   "$exe" bench --repeats 10 "$@" > "$out/c.$r.json"
