@@ -19,7 +19,7 @@ if [ "${1:-}" != "--fast" ]; then
   cmake --build build-asan -j "$jobs"
   # Open MPI and OpenBLAS keep allocations alive until exit by design: leak checking would only report theirs.
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs"
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE end-to-end
 
   echo "== Short fuzzing runs (libFuzzer, ASan + UBSan)"
   bash launch/run-fuzz.sh "${BF_FUZZ_SECONDS:-30}"
