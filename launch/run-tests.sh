@@ -11,7 +11,7 @@ export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CO
 echo "== Release build and tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DBF_WERROR=ON > /dev/null
 cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs" 2>&1 | tee build/ctest-release.log
 
 if [ "${1:-}" != "--fast" ]; then
   echo "== AddressSanitizer + UBSan build and tests"
@@ -19,12 +19,13 @@ if [ "${1:-}" != "--fast" ]; then
   cmake --build build-asan -j "$jobs"
   # Open MPI and OpenBLAS keep allocations alive until exit by design: leak checking would only report theirs.
   ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:allocator_may_return_null=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE end-to-end
+    ctest --test-dir build-asan --output-on-failure -j "$jobs" -LE end-to-end 2>&1 | tee build-asan/ctest-asan.log
 
   echo "== Short fuzzing runs (libFuzzer, ASan + UBSan)"
   bash launch/run-fuzz.sh "${BF_FUZZ_SECONDS:-30}"
 
-  # The Release suite's summary again, last, so the run ends on the test runner's closing line.
-  echo "== Summary (Release build)"
-  ctest --test-dir build -j "$jobs" 2>&1 | tail -n 3
+  # Both suites' summaries again, last, so the run ends on the test runner's closing line.
+  echo "== Summary"
+  grep -h "tests passed" build-asan/ctest-asan.log
+  grep -h "tests passed" build/ctest-release.log
 fi
