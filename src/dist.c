@@ -86,6 +86,7 @@ static void allreduce(bf_dist *d, void *buf, size_t n, MPI_Datatype type, MPI_Op
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
+void bf_dist_allreduce_sum_f32(bf_dist *d, float *buf, size_t n) { allreduce(d, buf, n, MPI_FLOAT, MPI_SUM); }
 void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n) { allreduce(d, buf, n, MPI_DOUBLE, MPI_SUM); }
 void bf_dist_allreduce_sum_i64(bf_dist *d, int64_t *buf, size_t n) { allreduce(d, buf, n, MPI_INT64_T, MPI_SUM); }
 void bf_dist_allreduce_max_f64(bf_dist *d, double *buf, size_t n) { allreduce(d, buf, n, MPI_DOUBLE, MPI_MAX); }

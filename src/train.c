@@ -167,6 +167,11 @@ typedef struct {
     int micro;            /* inputs per forward pass */
     /* step buffers */
     int64_t *index, *epoch;      /* [B] the rank's inputs of the step */
+    /* Sparse allreduce of the token-embedding gradient: only the rows the global batch touched. */
+    int64_t *all_index, *all_epoch; /* [B] every input of the global batch */
+    uint8_t *row_seen;           /* [V] */
+    int32_t *rows;               /* [min(V, B T)] touched rows, in first-seen order */
+    float *row_buf;              /* [min(V, B T), D] */
     int32_t *tokens, *lengths, *labels; /* [micro*T], [micro], [micro] */
     float *gumbel;               /* [micro*L*H] */
     int32_t *k_random;           /* [micro*L] */
@@ -289,14 +294,42 @@ static int agree(trainer *t, int rc, bf_err *err) {
 
 static void on_grad_ready(void *ctx, int tensor) {
     trainer *t = ctx;
-    /* ranges were registered in backward order: tensor n-1 first */
-    bf_grad_sync_ready(t->sync, t->model.n_tensors - 1 - tensor);
+    /* ranges were registered in backward order: tensor n-1 first; tok_emb (tensor 0) is not among them */
+    if (tensor > 0) bf_grad_sync_ready(t->sync, t->model.n_tensors - 1 - tensor);
+}
+
+/* The token-embedding gradient is zero outside the rows of the tokens in the global batch, on every rank.
+ * Every rank can list those rows itself (the sampler is a pure function of seed and step), so only they
+ * are summed: a few hundred rows instead of the whole [V, D] table. */
+static void allreduce_token_embedding(trainer *t, long step_no) {
+    if (t->world == 1) return;
+    bf_model *m = &t->model;
+    size_t T = (size_t)m->cfg.max_len, D = (size_t)m->cfg.d_model;
+    int n = bf_sampler_shard(&t->sampler, step_no, t->cfg->batch_size, 0, 1, t->all_index, t->all_epoch);
+    size_t nrows = 0;
+    for (int i = 0; i < n; i++) {
+        size_t src = (size_t)t->all_index[i];
+        const int32_t *tok = t->train.tokens + src * T;
+        for (int k = 0; k < t->train.lengths[src]; k++)
+            if (!t->row_seen[tok[k]]) {
+                t->row_seen[tok[k]] = 1;
+                t->rows[nrows++] = tok[k];
+            }
+    }
+    float *g = m->g.tok_emb;
+    for (size_t r = 0; r < nrows; r++) memcpy(t->row_buf + r * D, g + (size_t)t->rows[r] * D, D * sizeof(float));
+    bf_dist_allreduce_sum_f32(t->dist, t->row_buf, nrows * D);
+    for (size_t r = 0; r < nrows; r++) {
+        memcpy(g + (size_t)t->rows[r] * D, t->row_buf + r * D, D * sizeof(float));
+        t->row_seen[t->rows[r]] = 0;
+    }
 }
 
 static void create_grad_sync(trainer *t) {
     bf_model *m = &t->model;
     bf_grad_range *r = bf_xcalloc((size_t)m->n_tensors, sizeof *r);
-    for (int i = 0; i < m->n_tensors; i++) {
+    /* Every tensor but tok_emb (the last in backward order): that one goes by allreduce_token_embedding. */
+    for (int i = 0; i < m->n_tensors - 1; i++) {
         const bf_tensor_info *ti = &m->tensors[m->n_tensors - 1 - i];
         r[i].offset = ti->offset;
         r[i].count = ti->numel;
@@ -304,7 +337,14 @@ static void create_grad_sync(trainer *t) {
          * own lets the layers' buckets go out while backward still runs. */
         r[i].new_bucket = m->n_tensors - 1 - i == 1;
     }
-    t->sync = bf_grad_sync_create(t->dist, m->grads, r, m->n_tensors, (size_t)t->cfg->bucket_kb * 1024);
+    t->sync = bf_grad_sync_create(t->dist, m->grads, r, m->n_tensors - 1, (size_t)t->cfg->bucket_kb * 1024);
+    size_t V = (size_t)m->cfg.vocab_size, B = (size_t)t->cfg->batch_size, T = (size_t)m->cfg.max_len;
+    size_t maxrows = V < B * T ? V : B * T;
+    t->all_index = bf_xcalloc(B, sizeof(int64_t));
+    t->all_epoch = bf_xcalloc(B, sizeof(int64_t));
+    t->row_seen = bf_xcalloc(V, 1);
+    t->rows = bf_xcalloc(maxrows, sizeof(int32_t));
+    t->row_buf = bf_xcalloc(maxrows * (size_t)m->cfg.d_model, sizeof(float));
     free(r);
 }
 
@@ -596,6 +636,7 @@ static int run_loop(trainer *t, bf_err *err) {
         if (poison) st.ce_sum = NAN;
         if (t->fault.alloc_step == step) free(bf_xmalloc(16)); /* BF_FAULT=alloc_in_step: BF_CHECK_ALLOC must see it */
         bf_grad_sync_wait(t->sync); /* gradients now summed over ranks: the global-batch mean */
+        allreduce_token_embedding(t, step - 1);
         red[0] = st.ce_sum;
         red[1] = st.count;
         for (int l = 0; l < L; l++) red[2 + l] = st.budget_sum[l];
@@ -1073,6 +1114,11 @@ static void trainer_free(trainer *t) {
     free(t->adam_m);
     free(t->adam_v);
     free(t->index);
+    free(t->all_index);
+    free(t->all_epoch);
+    free(t->row_seen);
+    free(t->rows);
+    free(t->row_buf);
     free(t->epoch);
     free(t->tokens);
     free(t->lengths);

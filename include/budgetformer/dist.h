@@ -37,6 +37,7 @@ const char *bf_dist_library_version(void);
 
 void bf_dist_barrier(bf_dist *d);
 void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n);
+void bf_dist_allreduce_sum_f32(bf_dist *d, float *buf, size_t n);
 void bf_dist_allreduce_sum_i64(bf_dist *d, int64_t *buf, size_t n);
 void bf_dist_allreduce_max_f64(bf_dist *d, double *buf, size_t n);
 void bf_dist_bcast_f32(bf_dist *d, float *buf, size_t n, int root);
