@@ -178,42 +178,43 @@ void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 
 /* Element-wise kernels work in chunks of CHUNK that stay in L1, so the vectorised tanh runs over short
- * arrays. */
+ * arrays. gelu_tanh_chunk gives t = tanh(sqrt(2/pi) (a + 0.044715 a^3)) for m <= CHUNK values: the part
+ * forward, fused forward and backward share. */
+static void gelu_tanh_chunk(float *restrict t, const float *restrict a, size_t m) {
+    float u[CHUNK];
+    for (size_t i = 0; i < m; i++) u[i] = GELU_C * (a[i] + 0.044715f * a[i] * a[i] * a[i]);
+    vtanh(t, u, m);
+}
 
 void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n) {
-    float u[CHUNK], t[CHUNK];
+    float t[CHUNK];
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
         size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
         const float *a = inp + i0;
-        for (size_t i = 0; i < m; i++) u[i] = GELU_C * (a[i] + 0.044715f * a[i] * a[i] * a[i]);
-        vtanh(t, u, m);
+        gelu_tanh_chunk(t, a, m);
         for (size_t i = 0; i < m; i++) out[i0 + i] = 0.5f * a[i] * (1.0f + t[i]);
     }
 }
 
 void bf_bias_gelu_inplace(float *restrict x, const float *restrict b, size_t R, size_t F) {
-    float u[CHUNK], t[CHUNK], a[CHUNK];
+    float t[CHUNK], a[CHUNK];
     for (size_t r = 0; r < R; r++) {
         float *row = x + r * F;
         for (size_t i0 = 0; i0 < F; i0 += CHUNK) {
             size_t m = F - i0 < CHUNK ? F - i0 : CHUNK;
-            for (size_t i = 0; i < m; i++) {
-                a[i] = row[i0 + i] + b[i0 + i];
-                u[i] = GELU_C * (a[i] + 0.044715f * a[i] * a[i] * a[i]);
-            }
-            vtanh(t, u, m);
+            for (size_t i = 0; i < m; i++) a[i] = row[i0 + i] + b[i0 + i];
+            gelu_tanh_chunk(t, a, m);
             for (size_t i = 0; i < m; i++) row[i0 + i] = 0.5f * a[i] * (1.0f + t[i]);
         }
     }
 }
 
 void bf_gelu_backward(float *restrict dinp, const float *restrict inp, const float *restrict dout, size_t n) {
-    float u[CHUNK], t[CHUNK];
+    float t[CHUNK];
     for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
         size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
         const float *a = inp + i0;
-        for (size_t i = 0; i < m; i++) u[i] = GELU_C * (a[i] + 0.044715f * a[i] * a[i] * a[i]);
-        vtanh(t, u, m);
+        gelu_tanh_chunk(t, a, m);
         for (size_t i = 0; i < m; i++) {
             float du = GELU_C * (1.0f + 3.0f * 0.044715f * a[i] * a[i]);
             float grad = 0.5f * (1.0f + t[i]) + 0.5f * a[i] * (1.0f - t[i] * t[i]) * du;
