@@ -21,7 +21,9 @@
 #   --report-only     train nothing: regenerate the document from what DIR already holds
 #
 # Variants (every one is configs/<dataset>.ini plus --set overrides):
-#   budgetformer   as shipped: learned budget, exploration annealed on the fixed (cosine) schedule
+#   budgetformer   learned budget, exploration annealed on the fixed (cosine) schedule; train.budget_cost
+#                  chosen on the valid split among the shipped value, 0.02 and 0.01 (seed 1; the chosen
+#                  cost is used by every learned-budget variant: budgetformer, adaptive, noexplore)
 #   adaptive       explore.shape=adaptive: the rank-0 coordinator ends exploration when the loss stops falling;
 #                  window/threshold/anneal_steps chosen on the valid split among a few candidates (seed 1)
 #   full           model.full_heads=1: every head, gate 1 (the baseline)
@@ -197,6 +199,14 @@ base_overrides() { # base_overrides DATASET: --set arguments every run of the da
   fi
 }
 
+# The learned-budget variants use the budget cost chosen on the valid split (tune_cost); the others have no
+# learned budget, so the cost does not apply to them (MODEL.md).
+cost_overrides() { # cost_overrides DATASET VARIANT
+  case $2 in
+    budgetformer|adaptive|noexplore) cat "$out/$1/tune-cost/chosen.overrides" ;;
+  esac
+}
+
 variant_overrides() { # variant_overrides DATASET VARIANT
   case $2 in
     budgetformer) ;;
@@ -207,6 +217,12 @@ variant_overrides() { # variant_overrides DATASET VARIANT
     noexplore) printf '%s\n' "explore.eps_start=0" "explore.eps_end=0" ;;
     adaptive) cat "$out/$1/tune/chosen.overrides" ;;
   esac
+}
+
+# Budget-cost candidates (train.budget_cost): the shipped value, then smaller ones that let the budget grow.
+cost_candidates() {
+  local shipped; shipped=$(ini_get "configs/$1.ini" train budget_cost)
+  if [ "$quick" = 1 ]; then printf '%s\n' "$shipped" 0.01; else printf '%s\n' "$shipped" 0.02 0.01; fi | awk '!seen[$0 + 0]++'
 }
 
 # Adaptive candidates, relative to the exploration length E (explore.steps, which the coordinator also
@@ -287,12 +303,37 @@ run_job() {
   } > "$job/job.json"
 }
 
+# Budget cost: train BudgetFormer (cosine schedule) with each candidate cost, seed 1, evaluate on valid only,
+# keep the best valid accuracy among those that use at most half the heads (results_table.py choose-cost).
+tune_cost() {
+  local ds=$1
+  [ -f "$out/$ds/tune-cost/chosen.overrides" ] && return 0
+  local -a base
+  mapfile -t base < <(base_overrides "$ds")
+  local c rc
+  while read -r c; do
+    rc=0
+    run_job "$out/$ds/tune-cost/c$c/seed1" "$ds" "budgetformer:cost=$c" 1 0 "${base[@]}" "train.budget_cost=$c" || rc=$?
+    [ "$rc" = 75 ] && return 75
+    [ "$rc" = 0 ] || return 1
+    [ "$stop_req" = 0 ] || return 75
+    printf '%s\n' "train.budget_cost=$c" > "$out/$ds/tune-cost/c$c/overrides"
+  done < <(cost_candidates "$ds")
+  local chosen
+  chosen=$("$py" "$root/tools/results_table.py" choose-cost --out "$out" --dataset "$ds")
+  cp "$out/$ds/tune-cost/$chosen/overrides" "$out/$ds/tune-cost/chosen.overrides.tmp"
+  echo "$chosen" > "$out/$ds/tune-cost/chosen"
+  mv "$out/$ds/tune-cost/chosen.overrides.tmp" "$out/$ds/tune-cost/chosen.overrides"
+  log "budget cost for $ds: chose ${chosen#c} on the valid split"
+}
+
 # Adaptive exploration: train each candidate with seed 1, evaluate on valid only, keep the best.
+# Runs with the chosen budget cost.
 tune_adaptive() {
   local ds=$1
   [ -f "$out/$ds/tune/chosen.overrides" ] && return 0
   local -a base
-  mapfile -t base < <(base_overrides "$ds")
+  mapfile -t base < <(base_overrides "$ds"; cat "$out/$ds/tune-cost/chosen.overrides")
   local name w t a rc
   while read -r name w t a; do
     rc=0
@@ -326,7 +367,15 @@ for ((seed = 1; seed <= nseeds && !stop; seed++)); do
     for variant in "${variants[@]}"; do
       job=$out/$ds/$variant/seed$seed
       rc=0
-      if [ "$variant" = adaptive ]; then
+      case $variant in
+        budgetformer|adaptive|noexplore)
+          tune_cost "$ds" || rc=$?
+          if [ "$rc" = 0 ] && [ "$variant" = budgetformer ] && [ "$seed" = 1 ] && [ ! -e "$job" ]; then
+            mkdir -p "$out/$ds/budgetformer"
+            ln -s "../tune-cost/$(cat "$out/$ds/tune-cost/chosen")/seed1" "$job"   # the tuned seed-1 run is this run
+          fi ;;
+      esac
+      if [ "$rc" = 0 ] && [ "$variant" = adaptive ]; then
         tune_adaptive "$ds" || rc=$?
         if [ "$rc" = 0 ] && [ "$seed" = 1 ] && [ ! -e "$job" ]; then
           mkdir -p "$out/$ds/adaptive"
@@ -334,7 +383,7 @@ for ((seed = 1; seed <= nseeds && !stop; seed++)); do
         fi
       fi
       if [ "$rc" = 0 ]; then
-        mapfile -t vo < <(variant_overrides "$ds" "$variant")
+        mapfile -t vo < <(cost_overrides "$ds" "$variant"; variant_overrides "$ds" "$variant")
         run_job "$job" "$ds" "$variant" "$seed" 1 "${base[@]}" "${vo[@]}" || rc=$?
       fi
       [ "$stop_req" = 0 ] || rc=75
