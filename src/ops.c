@@ -10,31 +10,55 @@
 
 #define OPS_CHECK(cond) BF_CHECK((cond), "kernel precondition failed: %s", #cond)
 
-/* exp over an array, vectorisable (libm's expf is a scalar call per element, and attention softmax and GELU
- * call it tens of millions of times per step). Cephes' expf: x = n ln2 + r with |r| <= ln2/2, a degree-6
- * polynomial for e^r, and 2^n built in the exponent bits. Relative error below 2e-7 over the clamped range;
- * inputs below -87.3 give 0 (as softmax of a masked score should), above 88.7 are clamped. Rounding to
- * nearest uses the 1.5 * 2^23 trick, so the loop has no calls and no branches. */
+/* exp of one float, written so that loops calling it vectorise (libm's expf is a scalar call per element, and
+ * attention softmax and GELU call it tens of millions of times per step). Cephes' expf: x = n ln2 + r with
+ * |r| <= ln2/2, a degree-6 polynomial for e^r, and 2^n built in the exponent bits. Relative error below 2e-7
+ * over the clamped range; inputs below -87.3 give 0 (as softmax of a masked score should), above 88.7 are
+ * clamped. Rounding to nearest uses the 1.5 * 2^23 trick, so there are no calls and no branches. */
+static inline float exp_one(float in) {
+    float x = in < -87.3f ? -87.3f : (in > 88.7f ? 88.7f : in);
+    float t = x * 1.44269504088896341f + 12582912.0f;
+    float fn = t - 12582912.0f;
+    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+    float y = 1.9875691500e-4f;
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)fn + 127) << 23};
+    return in < -87.3f ? 0.0f : y * scale.f;
+}
+
 static void vexp(float *restrict out, const float *restrict in, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        float x = in[i];
-        x = x < -87.3f ? -87.3f : (x > 88.7f ? 88.7f : x);
-        float t = x * 1.44269504088896341f + 12582912.0f;
-        float fn = t - 12582912.0f;
-        float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-        float y = 1.9875691500e-4f;
-        y = y * r + 1.3981999507e-3f;
-        y = y * r + 8.3334519073e-3f;
-        y = y * r + 4.1665795894e-2f;
-        y = y * r + 1.6666665459e-1f;
-        y = y * r + 5.0000001201e-1f;
-        y = y * r * r + r + 1.0f;
-        union {
-            int32_t i;
-            float f;
-        } scale = {.i = ((int32_t)fn + 127) << 23};
-        out[i] = in[i] < -87.3f ? 0.0f : y * scale.f;
+    for (size_t i = 0; i < n; i++) out[i] = exp_one(in[i]);
+}
+
+/* p[i] = exp(p[i] - mx) in place, returning the sum: the softmax numerator in one pass over the row, with 16
+ * partial sums so the vector loop carries no reduction (separate subtract, exp and sum passes cost about 1.5
+ * times as much on 128-wide attention rows). */
+#define EXP_SUM_LANES 16
+static float exp_shift_sum_inplace(float *restrict p, size_t n, float mx) {
+    float acc[EXP_SUM_LANES] = {0};
+    size_t i = 0;
+    for (; i + EXP_SUM_LANES <= n; i += EXP_SUM_LANES)
+        for (size_t j = 0; j < EXP_SUM_LANES; j++) {
+            float e = exp_one(p[i + j] - mx);
+            p[i + j] = e;
+            acc[j] += e;
+        }
+    float s = 0.0f;
+    for (; i < n; i++) {
+        float e = exp_one(p[i] - mx);
+        p[i] = e;
+        s += e;
     }
+    for (size_t j = 0; j < EXP_SUM_LANES; j++) s += acc[j];
+    return s;
 }
 
 /* tanh(a) = 1 - 2 / (exp(2a) + 1), through vexp; |a| large saturates correctly to +-1. n <= CHUNK. */
@@ -196,15 +220,16 @@ void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n) {
     }
 }
 
+/* Inference only (nothing needs tanh afterwards): 0.5 a (1 + tanh(u)) = a sigmoid(2u) = a e / (e + 1) with
+ * e = exp(2u), one exp and one division per value in a single pass with no temporaries. e / (e + 1) is formed
+ * first so that a clamped e (u > 44) gives 1, not inf / inf. */
 void bf_bias_gelu_inplace(float *restrict x, const float *restrict b, size_t R, size_t F) {
-    float t[CHUNK], a[CHUNK];
     for (size_t r = 0; r < R; r++) {
         float *row = x + r * F;
-        for (size_t i0 = 0; i0 < F; i0 += CHUNK) {
-            size_t m = F - i0 < CHUNK ? F - i0 : CHUNK;
-            for (size_t i = 0; i < m; i++) a[i] = row[i0 + i] + b[i0 + i];
-            gelu_tanh_chunk(t, a, m);
-            for (size_t i = 0; i < m; i++) row[i0 + i] = 0.5f * a[i] * (1.0f + t[i]);
+        for (size_t i = 0; i < F; i++) {
+            float a = row[i] + b[i];
+            float e = exp_one(2.0f * GELU_C * (a + 0.044715f * a * a * a));
+            row[i] = a * (e / (e + 1.0f));
         }
     }
 }
@@ -226,15 +251,8 @@ void bf_gelu_backward(float *restrict dinp, const float *restrict inp, const flo
 void bf_softmax_forward(float *out, const float *inp, size_t n) {
     OPS_CHECK(n > 0);
     float mx = max_lanes(inp, n);
-    float buf[CHUNK];
-    float sum = 0.0f;
-    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-        size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
-        for (size_t i = 0; i < m; i++) buf[i] = inp[i0 + i] - mx;
-        vexp(out + i0, buf, m);
-        sum += sum_lanes(out + i0, m);
-    }
-    float inv = 1.0f / sum;
+    if (out != inp) memmove(out, inp, n * sizeof(float));
+    float inv = 1.0f / exp_shift_sum_inplace(out, n, mx);
     for (size_t i = 0; i < n; i++) out[i] *= inv;
 }
 
@@ -323,23 +341,12 @@ void bf_attention_forward_infer(float *restrict o, float *restrict scratch, cons
     size_t dh = D / H, ld = 3 * D;
     float scale = 1.0f / sqrtf((float)dh);
     float *a = scratch, *inv = scratch + n * n;
-    float row[CHUNK];
     for (size_t h = 0; h < H; h++) {
         const float *q = qkv + h * dh, *k = qkv + D + h * dh, *v = qkv + 2 * D + h * dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)dh, scale, q, (int)ld, k, (int)ld,
                     0.0f, a, (int)n);
-        for (size_t t = 0; t < n; t++) {
-            float *p = a + t * n;
-            float mx = max_lanes(p, n);
-            float sum = 0.0f;
-            for (size_t j0 = 0; j0 < n; j0 += CHUNK) {
-                size_t m = n - j0 < CHUNK ? n - j0 : CHUNK;
-                for (size_t j = 0; j < m; j++) row[j] = p[j0 + j] - mx;
-                vexp(p + j0, row, m);
-                sum += sum_lanes(p + j0, m);
-            }
-            inv[t] = 1.0f / sum;
-        }
+        /* unnormalised probabilities; the 1/sum is applied to the n x dh output instead of the n x n scores */
+        for (size_t t = 0; t < n; t++) inv[t] = 1.0f / exp_shift_sum_inplace(a + t * n, n, max_lanes(a + t * n, n));
         float *oh = o + h * dh;
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)dh, (int)n, 1.0f, a, (int)n, v, (int)ld,
                     0.0f, oh, (int)D);

@@ -256,6 +256,23 @@ static void test_gelu(void **state) {
     }
     printf("  gelu forward vs definition: max |diff| %.3g\n", worst);
     assert_true(worst < 1e-6);
+    /* the inference kernel (bias + GELU in place, sigmoid form) against the same definition, over a wider
+     * range that reaches exp's clamps (|a| up to 60) */
+    enum { GR = 3, GF = 45 };
+    float gx[GR * GF], gb[GF];
+    for (size_t i = 0; i < GF; i++) gb[i] = 0.25f * (float)i - 5.0f;
+    for (size_t i = 0; i < GR * GF; i++) gx[i] = -60.0f + 120.0f * (float)i / (float)(GR * GF - 1);
+    float gin[GR * GF];
+    memcpy(gin, gx, sizeof gx);
+    bf_bias_gelu_inplace(gx, gb, GR, GF);
+    double gworst = 0.0;
+    for (size_t i = 0; i < GR * GF; i++) {
+        double a = (double)gin[i] + (double)gb[i % GF];
+        double y = 0.5 * a * (1.0 + tanh(sqrt(2.0 / 3.141592653589793) * (a + 0.044715 * a * a * a)));
+        gworst = fmax(gworst, fabs(y - gx[i]) / fmax(1.0, fabs(y)));
+    }
+    printf("  bias+gelu (inference) vs definition: max rel |diff| %.3g\n", gworst);
+    assert_true(gworst < 1e-6);
     fill_const(dinp, c.n, PREFILL);
     bf_gelu_backward(dinp, c.inp, c.R, c.n);
     assert_int_equal(fd_check("gelu dinp", c.inp, c.n, dinp, 1, gelu_loss, &c, 1e-2, 2e-2, 5e-4, 1000, &r), 0);
