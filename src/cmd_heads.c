@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budgetformer/jsonout.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/h5io.h"
 #include "budgetformer/util.h"
@@ -63,17 +64,7 @@ static int usage_error(const char *msg, const char *arg) {
 
 /* ---- output helpers ------------------------------------------------------------------------------ */
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') printf("\\%c", *p);
-        else if (*p == '\n') printf("\\n");
-        else if (*p == '\t') printf("\\t");
-        else if (*p < 0x20) printf("\\u%04x", *p);
-        else putchar(*p);
-    }
-    putchar('"');
-}
+static void json_str(const char *s) { bf_json_str(stdout, s); }
 
 static void json_num(double v) { printf("%.9g", v); }
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budgetformer/jsonout.h"
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/config.h"
@@ -28,26 +29,7 @@ static void usage(FILE *f) {
                "  and provenance; --force also parses a file whose checksum does not match\n");
 }
 
-static void json_str(const char *s) {
-    if (!s) {
-        fputs("null", stdout);
-        return;
-    }
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        switch (*p) {
-        case '"': fputs("\\\"", stdout); break;
-        case '\\': fputs("\\\\", stdout); break;
-        case '\n': fputs("\\n", stdout); break;
-        case '\r': fputs("\\r", stdout); break;
-        case '\t': fputs("\\t", stdout); break;
-        default:
-            if (*p < 0x20) printf("\\u%04x", *p);
-            else putchar(*p);
-        }
-    }
-    putchar('"');
-}
+static void json_str(const char *s) { bf_json_str(stdout, s); }
 
 /* The string attributes of /provenance, in name order. */
 typedef struct {

@@ -11,6 +11,7 @@ static void usage(FILE *f) {
             "  prepare  --train FILE --test FILE --out DIR [...]   text CSV/TSV -> dataset .h5 files\n"
             "  train    --config FILE [--set key=value ...]        train a model\n"
             "  eval     --checkpoint FILE --data FILE [--records FILE] [--json]\n"
+            "  predict  --checkpoint FILE [--input FILE|-] [--json]  classify text lines (head-skipping)\n"
             "  heads    FILE [--json]                              head usage from a log.h5 or records file\n"
             "  inspect  FILE                                       a checkpoint's step, configuration, shapes\n"
             "  bench    [--d-model 256 ...]                        time training and inference (JSON)\n"
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "heads")) return bf_cmd_heads(argc - 1, argv + 1);
     if (!strcmp(cmd, "inspect")) return bf_cmd_inspect(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return bf_cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "predict")) return bf_cmd_predict(argc - 1, argv + 1);
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
         return 0;

@@ -208,6 +208,27 @@ void bf_vocab_build(bf_vocab *v, const bf_wordtab *counts, size_t max_size, int6
     free(keep);
 }
 
+int bf_vocab_from_words(bf_vocab *v, char *const *words, size_t n, bf_err *err) {
+    memset(v, 0, sizeof *v);
+    if (n < 2 || strcmp(words[BF_PAD_ID], BF_PAD_STR) || strcmp(words[BF_UNK_ID], BF_UNK_STR))
+        return bf_fail(err, "the vocabulary must start with \"%s\", \"%s\" (got %zu words%s)", BF_PAD_STR,
+                       BF_UNK_STR, n, n >= 2 ? " starting otherwise" : "");
+    v->size = n;
+    v->words = bf_xmalloc(n * sizeof *v->words);
+    bf_wordtab_init(&v->lookup);
+    for (size_t i = 0; i < n; i++) {
+        v->words[i] = bf_xstrdup(words[i]);
+        if (i < 2) continue;
+        bf_wordtab_entry *e = bf_wordtab_add(&v->lookup, words[i], strlen(words[i]), 0);
+        if (e->id >= 0) {
+            bf_vocab_free(v);
+            return bf_fail(err, "the vocabulary lists \"%s\" twice (ids %d and %zu)", words[i], e->id, i);
+        }
+        e->id = (int32_t)i;
+    }
+    return 0;
+}
+
 int32_t bf_vocab_id(const bf_vocab *v, const char *word, size_t len) {
     const bf_wordtab_entry *e = bf_wordtab_find(&v->lookup, word, len);
     return e ? e->id : BF_UNK_ID;

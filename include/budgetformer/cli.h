@@ -9,5 +9,6 @@ int bf_cmd_eval(int argc, char **argv);
 int bf_cmd_heads(int argc, char **argv);
 int bf_cmd_inspect(int argc, char **argv);
 int bf_cmd_bench(int argc, char **argv);
+int bf_cmd_predict(int argc, char **argv);
 
 #endif

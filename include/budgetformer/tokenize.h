@@ -72,6 +72,9 @@ typedef struct {
 /* Keeps the words of counts with count >= min_count, the max_size - 2 most frequent of them.
  * max_size >= 2. */
 void bf_vocab_build(bf_vocab *v, const bf_wordtab *counts, size_t max_size, int64_t min_count);
+/* The vocabulary stored in a dataset or checkpoint (/vocab, words in id order). Returns -1 with err set when
+ * it does not start with "<pad>", "<unk>" or lists a word twice. */
+int bf_vocab_from_words(bf_vocab *v, char *const *words, size_t n, bf_err *err);
 int32_t bf_vocab_id(const bf_vocab *v, const char *word, size_t len);
 void bf_vocab_free(bf_vocab *v);
 

@@ -1,0 +1,281 @@
+/* cmd_predict: `budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--batch N]`.
+ *
+ * Classifies raw text, one input per line, with the head-skipping inference path (bf_model_infer). Lines are
+ * tokenised exactly as `prepare` tokenises a dataset row (docs/DATA.md) with the checkpoint's vocabulary
+ * (unknown words -> <unk>, longer inputs cut to max_len, a line without tokens becomes one <unk>), read and
+ * classified in batches of N, and answered in input order, one output line per input line, so the output can
+ * be pasted next to the input. A line that is not valid UTF-8 gets an error naming the file, line and byte,
+ * on stderr and in its output line; the others are still classified, and the exit status is then 1. */
+#include <cblas.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#include "budgetformer/checkpoint.h"
+#include "budgetformer/cli.h"
+#include "budgetformer/h5io.h"
+#include "budgetformer/jsonout.h"
+#include "budgetformer/model.h"
+#include "budgetformer/tokenize.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--batch N]\n"
+               "  classifies each line of FILE (default: standard input) and prints, per line, the label, its\n"
+               "  probability and the heads used in each layer (text: LABEL<TAB>PROBABILITY<TAB>HEADS with HEADS\n"
+               "  like 'L0=1,3 L1=0'; --json: one JSON object per line). --batch: lines per forward pass (64)\n");
+}
+
+typedef struct {
+    long long line;   /* 1-based line of the input */
+    int bad;          /* not valid UTF-8 */
+    size_t bad_at;    /* offset of the first bad byte */
+    int empty;        /* no tokens: classified as one <unk>, as prepare does */
+} line_info;
+
+typedef struct {
+    const bf_model *m;
+    char **labels;
+    const char *input_name;
+    int json;
+    float *probs; /* [C] */
+} printer;
+
+static void print_heads_text(const bf_model *m, int b) {
+    size_t L = (size_t)m->cfg.n_layers, H = (size_t)m->cfg.n_heads;
+    for (size_t l = 0; l < L; l++) {
+        uint32_t mask = m->head_mask[(size_t)b * L + l];
+        printf("%sL%zu=", l ? " " : "", l);
+        int first = 1;
+        for (size_t h = 0; h < H; h++)
+            if (mask >> h & 1u) {
+                printf("%s%zu", first ? "" : ",", h);
+                first = 0;
+            }
+    }
+}
+
+static void print_heads_json(const bf_model *m, int b) {
+    size_t L = (size_t)m->cfg.n_layers, H = (size_t)m->cfg.n_heads;
+    printf("\"budget\": [");
+    for (size_t l = 0; l < L; l++) printf("%s%d", l ? ", " : "", m->budget[(size_t)b * L + l]);
+    printf("], \"heads\": [");
+    for (size_t l = 0; l < L; l++) {
+        uint32_t mask = m->head_mask[(size_t)b * L + l];
+        printf("%s[", l ? ", " : "");
+        int first = 1;
+        for (size_t h = 0; h < H; h++)
+            if (mask >> h & 1u) {
+                printf("%s%zu", first ? "" : ", ", h);
+                first = 0;
+            }
+        printf("]");
+    }
+    printf("]");
+}
+
+/* The answer for input b of the last forward pass (line li). */
+static void print_prediction(printer *p, const line_info *li, int b) {
+    const bf_model *m = p->m;
+    size_t C = (size_t)m->cfg.n_classes;
+    const float *z = m->logits + (size_t)b * C;
+    size_t best = 0;
+    for (size_t c = 1; c < C; c++)
+        if (z[c] > z[best]) best = c;
+    double sum = 0.0; /* softmax in double: the probability printed is that of the logits, to print precision */
+    for (size_t c = 0; c < C; c++) sum += exp((double)z[c] - (double)z[best]);
+    double prob = 1.0 / sum;
+    if (p->json) {
+        printf("{\"line\": %lld, \"label\": ", li->line);
+        bf_json_str(stdout, p->labels[best]);
+        printf(", \"class\": %zu, \"probability\": %.6f, ", best, prob);
+        print_heads_json(m, b);
+        if (li->empty) printf(", \"warning\": \"no tokens: classified as one <unk>\"");
+        printf("}\n");
+    } else {
+        printf("%s\t%.6f\t", p->labels[best], prob);
+        print_heads_text(m, b);
+        printf("\n");
+    }
+}
+
+static void print_bad_line(printer *p, const line_info *li) {
+    fprintf(stderr, "budgetformer predict: error: %s:%lld: not valid UTF-8 (byte %zu of the line); no prediction\n",
+            p->input_name, li->line, li->bad_at + 1);
+    if (p->json)
+        printf("{\"line\": %lld, \"error\": \"not valid UTF-8 (byte %zu of the line)\"}\n", li->line, li->bad_at + 1);
+    else
+        printf("!error\t\tnot valid UTF-8 (byte %zu of the line)\n", li->bad_at + 1);
+}
+
+/* Tokenises text[0..n) into row (max_len T ids, zero-padded); returns the length (>= 1). */
+static int32_t encode_line(int32_t *row, size_t T, const char *text, size_t n, const bf_vocab *v, bf_token_list *tl,
+                           int *empty) {
+    memset(row, 0, T * sizeof *row);
+    size_t nt = bf_tokenize(text, n, tl);
+    *empty = nt == 0;
+    if (nt == 0) {
+        row[0] = BF_UNK_ID;
+        return 1;
+    }
+    if (nt > T) nt = T;
+    for (size_t t = 0; t < nt; t++) row[t] = bf_vocab_id(v, bf_token_str(tl, t), tl->len[t]);
+    return (int32_t)nt;
+}
+
+/* Runs the model on the n_ok good lines packed in tokens/lengths and prints every line of the block in order. */
+static void flush_block(printer *p, bf_model *m, const line_info *info, int n_lines, const int32_t *tokens,
+                        const int32_t *lengths, int n_ok) {
+    if (n_ok > 0) {
+        bf_batch batch = {.n = n_ok, .tokens = tokens, .lengths = lengths, .labels = NULL};
+        bf_model_infer(m, &batch, NULL);
+    }
+    int b = 0;
+    for (int i = 0; i < n_lines; i++) {
+        if (info[i].bad) print_bad_line(p, &info[i]);
+        else print_prediction(p, &info[i], b++);
+    }
+    fflush(stdout);
+}
+
+static int parse_args(int argc, char **argv, const char **ckpt, const char **input, int *json, int *batch) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--input") || !strcmp(a, "--batch")) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "budgetformer predict: error: %s needs a value\n", a);
+                return 2;
+            }
+            const char *v = argv[++i];
+            if (!strcmp(a, "--checkpoint")) *ckpt = v;
+            else if (!strcmp(a, "--input")) *input = v;
+            else {
+                char *end;
+                long b = strtol(v, &end, 10);
+                if (*v == '\0' || *end || b < 1 || b > 65536) {
+                    fprintf(stderr, "budgetformer predict: error: --batch expects an integer in 1..65536, got '%s'\n", v);
+                    return 2;
+                }
+                *batch = (int)b;
+            }
+        } else if (!strcmp(a, "--json")) {
+            *json = 1;
+        } else if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(stdout);
+            return -1;
+        } else {
+            fprintf(stderr, "budgetformer predict: error: unknown option '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!*ckpt) {
+        fprintf(stderr, "budgetformer predict: error: --checkpoint is required\n");
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+int bf_cmd_predict(int argc, char **argv) {
+    const char *ckpt = NULL, *input = "-";
+    int json = 0, batch = 64;
+    int prc = parse_args(argc, argv, &ckpt, &input, &json, &batch);
+    if (prc) return prc < 0 ? 0 : prc;
+    int from_stdin = !strcmp(input, "-");
+    const char *input_name = from_stdin ? "<stdin>" : input;
+
+    bf_h5_init();
+    if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
+    bf_err err = {{0}};
+    bf_model_config mc;
+    if (bf_checkpoint_read_config(ckpt, &mc, &err)) {
+        fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
+        return 1;
+    }
+    bf_model m;
+    bf_model_init(&m, &mc, batch);
+    char **vocab_words = NULL, **labels = NULL;
+    size_t nv = 0, nl = 0;
+    bf_vocab vocab;
+    memset(&vocab, 0, sizeof vocab);
+    FILE *in = NULL;
+    int rc = 0;
+    if (bf_checkpoint_load_model(ckpt, &m, &vocab_words, &nv, &labels, &nl, &err)) {
+        fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
+        rc = 1;
+    } else if (nl != (size_t)mc.n_classes) {
+        fprintf(stderr, "budgetformer predict: error: %s: /label_names has %zu names but the model has %d classes\n",
+                ckpt, nl, mc.n_classes);
+        rc = 1;
+    } else if (bf_vocab_from_words(&vocab, vocab_words, nv, &err)) {
+        fprintf(stderr, "budgetformer predict: error: %s: /vocab: %s\n", ckpt, err.msg);
+        rc = 1;
+    } else if (!(in = from_stdin ? stdin : fopen(input, "rb"))) {
+        fprintf(stderr, "budgetformer predict: error: cannot open %s: %s\n", input, strerror(errno));
+        rc = 1;
+    }
+    if (rc) goto done;
+
+    size_t T = (size_t)mc.max_len;
+    int32_t *tokens = bf_xcalloc((size_t)batch * T, sizeof *tokens);
+    int32_t *lengths = bf_xcalloc((size_t)batch, sizeof *lengths);
+    line_info *info = bf_xcalloc((size_t)batch, sizeof *info);
+    printer pr = {.m = &m, .labels = labels, .input_name = input_name, .json = json};
+    bf_token_list tl = {0};
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t got;
+    long long lineno = 0, n_bad = 0, n_empty = 0;
+    int n_lines = 0, n_ok = 0;
+    while ((got = getline(&line, &cap, in)) >= 0) {
+        size_t n = (size_t)got;
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) n--;
+        line_info *li = &info[n_lines++];
+        *li = (line_info){.line = ++lineno};
+        if (!bf_utf8_valid(line, n, &li->bad_at)) {
+            li->bad = 1;
+            n_bad++;
+        } else {
+            lengths[n_ok] = encode_line(tokens + (size_t)n_ok * T, T, line, n, &vocab, &tl, &li->empty);
+            n_empty += li->empty;
+            n_ok++;
+        }
+        if (n_lines == batch) {
+            flush_block(&pr, &m, info, n_lines, tokens, lengths, n_ok);
+            n_lines = n_ok = 0;
+        }
+    }
+    if (ferror(in)) {
+        fprintf(stderr, "budgetformer predict: error: reading %s after line %lld: %s\n", input_name, lineno,
+                strerror(errno));
+        rc = 1;
+    }
+    if (n_lines > 0) flush_block(&pr, &m, info, n_lines, tokens, lengths, n_ok);
+    if (n_empty)
+        fprintf(stderr, "budgetformer predict: warning: %lld line%s had no tokens; each was classified as one %s\n",
+                n_empty, n_empty == 1 ? "" : "s", BF_UNK_STR);
+    if (n_bad) {
+        fprintf(stderr, "budgetformer predict: error: %lld of %lld lines of %s were not valid UTF-8 (no prediction)\n",
+                n_bad, lineno, input_name);
+        rc = 1;
+    }
+    if (fflush(stdout) || ferror(stdout)) {
+        fprintf(stderr, "budgetformer predict: error: writing the predictions: %s\n", strerror(errno));
+        rc = 1;
+    }
+    free(line);
+    bf_token_list_free(&tl);
+    free(tokens);
+    free(lengths);
+    free(info);
+done:
+    if (in && !from_stdin) fclose(in);
+    bf_vocab_free(&vocab);
+    bf_h5_free_strings(vocab_words, nv);
+    bf_h5_free_strings(labels, nl);
+    bf_model_free(&m);
+    return rc;
+}
