@@ -733,6 +733,19 @@ int bf_checkpoint_load_model(const char *path, bf_model *m, char ***vocab, size_
     return rc;
 }
 
+int bf_checkpoint_open_model(const char *path, int max_batch, bf_model *m, char ***vocab, size_t *vocab_size,
+                             char ***label_names, size_t *n_classes, bf_err *err) {
+    memset(m, 0, sizeof *m);
+    *vocab = *label_names = NULL;
+    *vocab_size = *n_classes = 0;
+    bf_model_config cfg;
+    if (bf_checkpoint_read_config(path, &cfg, err)) return -1;
+    bf_model_init(m, &cfg, max_batch);
+    if (bf_checkpoint_load_model(path, m, vocab, vocab_size, label_names, n_classes, err) == 0) return 0;
+    bf_model_free(m);
+    return -1;
+}
+
 /* ---- directories ------------------------------------------------------------------------------- */
 
 /* step-XXXXXXXX.h5 exactly (8 decimal digits), optionally followed by `suffix`; returns the step or -1. */

@@ -113,24 +113,18 @@ int bf_cmd_eval(int argc, char **argv) {
     bf_h5_init();
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
     bf_err err = {{0}};
-    bf_model_config mc;
     bf_dataset d;
     memset(&d, 0, sizeof d);
-    if (bf_checkpoint_read_config(ckpt, &mc, &err) || bf_dataset_load(&d, data, &err)) {
-        fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
-        return 1;
-    }
     bf_model m;
-    bf_model_init(&m, &mc, batch);
     char **vocab = NULL, **labels = NULL;
     size_t nv = 0, nl = 0;
     int rc = 0;
-    if (bf_checkpoint_load_model(ckpt, &m, &vocab, &nv, &labels, &nl, &err)) {
+    if (bf_checkpoint_open_model(ckpt, batch, &m, &vocab, &nv, &labels, &nl, &err) || bf_dataset_load(&d, data, &err)) {
         fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
         rc = 1;
-    } else if (d.max_len != mc.max_len) {
+    } else if (d.max_len != m.cfg.max_len) {
         fprintf(stderr, "budgetformer eval: error: %s has max_len %d but the checkpoint %s was trained with max_len %d\n",
-                data, d.max_len, ckpt, mc.max_len);
+                data, d.max_len, ckpt, m.cfg.max_len);
         rc = 1;
     } else if (!same_strings(vocab, nv, d.vocab, d.vocab_size)) {
         fprintf(stderr, "budgetformer eval: error: %s was prepared with another vocabulary (%zu words) than the "
@@ -148,16 +142,17 @@ int bf_cmd_eval(int argc, char **argv) {
      * rank 0 in dataset order. Every rank loaded the same files, so they agree on rc. */
     if (rc == 0) {
         bf_eval_counts e;
-        bf_eval_counts_init(&e, &mc);
+        bf_eval_counts_init(&e, &m.cfg);
         bf_eval_records rec;
-        if (records) bf_eval_records_alloc(&rec, d.n, mc.n_classes, mc.n_layers);
+        if (records) bf_eval_records_alloc(&rec, d.n, m.cfg.n_classes, m.cfg.n_layers);
         size_t lo, hi;
         bf_eval_shard(d.n, dist.rank, dist.world, &lo, &hi);
         bf_evaluate(&m, &d, lo, hi, &e, records ? &rec : NULL);
         bf_eval_counts_reduce(&dist, &e);
         if (records) {
-            bf_eval_records_gather(&dist, &rec, d.n, mc.n_classes, mc.n_layers);
-            if (dist.rank == 0 && bf_eval_records_write(records, &rec, d.n, mc.n_classes, mc.n_layers, mc.n_heads, &err)) {
+            bf_eval_records_gather(&dist, &rec, d.n, m.cfg.n_classes, m.cfg.n_layers);
+            if (dist.rank == 0 &&
+                bf_eval_records_write(records, &rec, d.n, m.cfg.n_classes, m.cfg.n_layers, m.cfg.n_heads, &err)) {
                 fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
                 rc = 1;
             }

@@ -190,25 +190,20 @@ int bf_cmd_predict(int argc, char **argv) {
     bf_h5_init();
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
     bf_err err = {{0}};
-    bf_model_config mc;
-    if (bf_checkpoint_read_config(ckpt, &mc, &err)) {
-        fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
-        return 1;
-    }
     bf_model m;
-    bf_model_init(&m, &mc, batch);
     char **vocab_words = NULL, **labels = NULL;
     size_t nv = 0, nl = 0;
     bf_vocab vocab;
     memset(&vocab, 0, sizeof vocab);
     FILE *in = NULL;
     int rc = 0;
-    if (bf_checkpoint_load_model(ckpt, &m, &vocab_words, &nv, &labels, &nl, &err)) {
+    const bf_model_config *mc = &m.cfg;
+    if (bf_checkpoint_open_model(ckpt, batch, &m, &vocab_words, &nv, &labels, &nl, &err)) {
         fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
         rc = 1;
-    } else if (nl != (size_t)mc.n_classes) {
+    } else if (nl != (size_t)mc->n_classes) {
         fprintf(stderr, "budgetformer predict: error: %s: /label_names has %zu names but the model has %d classes\n",
-                ckpt, nl, mc.n_classes);
+                ckpt, nl, mc->n_classes);
         rc = 1;
     } else if (bf_vocab_from_words(&vocab, vocab_words, nv, &err)) {
         fprintf(stderr, "budgetformer predict: error: %s: /vocab: %s\n", ckpt, err.msg);
@@ -219,7 +214,7 @@ int bf_cmd_predict(int argc, char **argv) {
     }
     if (rc) goto done;
 
-    size_t T = (size_t)mc.max_len;
+    size_t T = (size_t)mc->max_len;
     int32_t *tokens = bf_xcalloc((size_t)batch * T, sizeof *tokens);
     int32_t *lengths = bf_xcalloc((size_t)batch, sizeof *lengths);
     line_info *info = bf_xcalloc((size_t)batch, sizeof *info);

@@ -1,5 +1,6 @@
 /* model: the BudgetFormer network (see model.h and MODEL.md). */
 #include "budgetformer/model.h"
+#include "budgetformer/model_parts.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -361,10 +362,31 @@ static void gate_heads(float *restrict og, const float *restrict o, const float 
         }
 }
 
-static bf_router_mode router_mode(const bf_model_config *c) {
-    if (c->full_heads) return BF_ROUTER_FULL;
-    if (c->fixed_budget) return BF_ROUTER_FIXED;
-    return BF_ROUTER_LEARNED;
+bf_router_params_mode bf_model_router_mode(const bf_model_config *c) {
+    bf_router_mode mode = c->full_heads ? BF_ROUTER_FULL : c->fixed_budget ? BF_ROUTER_FIXED : BF_ROUTER_LEARNED;
+    return (bf_router_params_mode){.mode = mode, .fixed_budget = c->fixed_budget, .n_heads = c->n_heads};
+}
+
+void bf_model_record_routes(bf_model *m, const bf_router_state *rt, size_t l, int n) {
+    size_t L = (size_t)m->cfg.n_layers;
+    for (int b = 0; b < n; b++) {
+        m->budget[(size_t)b * L + l] = rt->k[b];
+        m->head_mask[(size_t)b * L + l] = rt->mask_bits[b];
+        m->khat[(size_t)b * L + l] = rt->khat[b];
+    }
+}
+
+double bf_model_head_forward(bf_model *m, const bf_batch *batch, const float *x, float *z, float *mean, float *rstd,
+                             float *pooled, float *probs, size_t rows) {
+    size_t n = (size_t)batch->n, D = (size_t)m->cfg.d_model, C = (size_t)m->cfg.n_classes;
+    bf_layernorm_forward(z, mean, rstd, x, m->p.lnf_g, m->p.lnf_b, rows, D);
+    bf_masked_mean_forward(pooled, z, batch->lengths, n, D);
+    bf_matmul_forward(m->logits, pooled, m->p.cls_w, m->p.cls_b, n, D, C);
+    bf_cross_entropy_forward(batch->labels ? m->ce : NULL, probs, m->logits, batch->labels, n, C);
+    double ce_sum = 0.0;
+    if (batch->labels)
+        for (size_t b = 0; b < n; b++) ce_sum += m->ce[b];
+    return ce_sum;
 }
 
 double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex) {
@@ -373,7 +395,7 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
     int n = batch->n;
     BF_CHECK(n >= 1 && n <= m->max_batch, "batch of %d inputs, model sized for 1..%d", n, m->max_batch);
     size_t T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)c->d_ff;
-    size_t C = (size_t)c->n_classes, L = (size_t)c->n_layers;
+    size_t L = (size_t)c->n_layers;
     /* Packed row offsets and attention offsets. */
     size_t rows = 0, att = 0;
     for (int b = 0; b < n; b++) {
@@ -387,7 +409,7 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
     a->row_off[n] = rows;
     a->n = n;
     a->rows = rows;
-    bf_router_params_mode mode = {.mode = router_mode(c), .fixed_budget = c->fixed_budget, .n_heads = c->n_heads};
+    bf_router_params_mode mode = bf_model_router_mode(c);
 
     bf_embedding_forward(a->layers[0].x, batch->tokens, batch->lengths, m->p.tok_emb, m->p.pos_emb, (size_t)n, T, D);
     for (size_t l = 0; l < L; l++) {
@@ -414,20 +436,9 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
         bf_gelu_forward(la->a1, la->h1, rows * F);
         bf_add_rows_bias(xnext, la->xm, p->b2, rows, D); /* x_next = xm + b2 + a1 W2 */
         bf_matmul_accumulate(xnext, la->a1, p->w2, rows, F, D);
-        for (int b = 0; b < n; b++) {
-            m->budget[(size_t)b * L + l] = la->rt.k[b];
-            m->head_mask[(size_t)b * L + l] = la->rt.mask_bits[b];
-            m->khat[(size_t)b * L + l] = la->rt.khat[b];
-        }
+        bf_model_record_routes(m, &la->rt, l, n);
     }
-    bf_layernorm_forward(a->zf, a->meanf, a->rstdf, a->xf, m->p.lnf_g, m->p.lnf_b, rows, D);
-    bf_masked_mean_forward(a->pooled, a->zf, batch->lengths, (size_t)n, D);
-    bf_matmul_forward(m->logits, a->pooled, m->p.cls_w, m->p.cls_b, (size_t)n, D, C);
-    bf_cross_entropy_forward(batch->labels ? m->ce : NULL, a->probs, m->logits, batch->labels, (size_t)n, C);
-    double ce_sum = 0.0;
-    if (batch->labels)
-        for (int b = 0; b < n; b++) ce_sum += m->ce[b];
-    return ce_sum;
+    return bf_model_head_forward(m, batch, a->xf, a->zf, a->meanf, a->rstdf, a->pooled, a->probs, rows);
 }
 
 double bf_model_budget_sum(const bf_model *m, int n) {
@@ -472,7 +483,7 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
     BF_CHECK(batch->labels != NULL, "backward needs labels");
     size_t T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)c->d_ff;
     size_t C = (size_t)c->n_classes, L = (size_t)c->n_layers, rows = a->rows;
-    bf_router_params_mode mode = {.mode = router_mode(c), .fixed_budget = c->fixed_budget, .n_heads = c->n_heads};
+    bf_router_params_mode mode = bf_model_router_mode(c);
     float tau = ex && ex->tau > 0.0f ? ex->tau : 1.0f;
 
     /* classifier and pooling */

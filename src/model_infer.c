@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "budgetformer/model.h"
+#include "budgetformer/model_parts.h"
 #include "budgetformer/ops.h"
 #include "budgetformer/router.h"
 #include "budgetformer/util.h"
@@ -184,7 +185,7 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
     if (!m->infer) m->infer = infer_alloc(m);
     bf_infer *s = m->infer;
     size_t T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)c->d_ff;
-    size_t C = (size_t)c->n_classes, L = (size_t)c->n_layers;
+    size_t L = (size_t)c->n_layers;
     size_t rows = 0, max_len = 0;
     for (int b = 0; b < n; b++) {
         size_t len = (size_t)batch->lengths[b];
@@ -194,9 +195,7 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
         max_len = len > max_len ? len : max_len;
     }
     s->row_off[n] = rows;
-    bf_router_params_mode mode = {.mode = c->full_heads ? BF_ROUTER_FULL : c->fixed_budget ? BF_ROUTER_FIXED
-                                                                                              : BF_ROUTER_LEARNED,
-                                  .fixed_budget = c->fixed_budget, .n_heads = c->n_heads};
+    bf_router_params_mode mode = bf_model_router_mode(c);
     bf_infer_stats st = {0};
     double layer_bytes_all = 0.0;
     bf_embedding_forward(s->x, batch->tokens, batch->lengths, m->p.tok_emb, m->p.pos_emb, (size_t)n, T, D);
@@ -231,22 +230,12 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
             bf_add_rows_bias(s->x + r0 * D, s->xm + r0 * D, p->b2, nr, D);
             bf_matmul_accumulate(s->x + r0 * D, s->h1, p->w2, nr, F, D);
         }
-        for (int b = 0; b < n; b++) {
-            m->budget[(size_t)b * L + l] = s->rt.k[b];
-            m->head_mask[(size_t)b * L + l] = s->rt.mask_bits[b];
-            m->khat[(size_t)b * L + l] = s->rt.khat[b];
-        }
+        bf_model_record_routes(m, &s->rt, l, n);
     }
-    bf_layernorm_forward(s->u, s->mean, s->rstd, s->x, m->p.lnf_g, m->p.lnf_b, rows, D);
-    bf_masked_mean_forward(s->pooled, s->u, batch->lengths, (size_t)n, D);
-    bf_matmul_forward(m->logits, s->pooled, m->p.cls_w, m->p.cls_b, (size_t)n, D, C);
-    bf_cross_entropy_forward(batch->labels ? m->ce : NULL, s->probs, m->logits, batch->labels, (size_t)n, C);
+    double ce_sum = bf_model_head_forward(m, batch, s->x, s->u, s->mean, s->rstd, s->pooled, s->probs, rows);
     if (stats) {
         stats->attn_bytes = st.attn_bytes;
         stats->attn_bytes_all_heads = layer_bytes_all;
     }
-    double ce_sum = 0.0;
-    if (batch->labels)
-        for (int b = 0; b < n; b++) ce_sum += m->ce[b];
     return ce_sum;
 }

@@ -31,28 +31,11 @@
 #include "budgetformer/model.h"
 #include "budgetformer/ops.h"
 #include "budgetformer/util.h"
+#include "testrng.h"
 
 #define PREFILL 0.25f /* gradient buffers start here: backward must add (+=), not overwrite */
 
 /* ------------------------------------------------------------------------------------- random numbers */
-
-typedef struct {
-    uint64_t s;
-} test_rng;
-
-static uint64_t rng_next(test_rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(test_rng *r) { return ((double)(rng_next(r) >> 11) + 0.5) / 9007199254740992.0; }
-
-static double rng_normal(test_rng *r) {
-    double u1 = rng_uniform(r), u2 = rng_uniform(r);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 static void fill_normal(float *x, size_t n, test_rng *r, double mean, double std) {
     for (size_t i = 0; i < n; i++) x[i] = (float)(mean + std * rng_normal(r));

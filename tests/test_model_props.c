@@ -22,6 +22,7 @@
 
 #include "budgetformer/model.h"
 #include "budgetformer/util.h"
+#include "testrng.h"
 
 #define V 20
 #define T 8
@@ -32,23 +33,6 @@
 #define C 3
 #define NMAX 16
 
-typedef struct {
-    uint64_t s;
-} test_rng;
-
-static uint64_t rng_next(test_rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static double rng_uniform(test_rng *r) { return ((double)(rng_next(r) >> 11) + 0.5) / 9007199254740992.0; }
-
-static double rng_normal(test_rng *r) {
-    double u1 = rng_uniform(r), u2 = rng_uniform(r);
-    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
-}
 
 static void model_make(bf_model *m, int full_heads, int fixed_budget, uint64_t seed) {
     bf_model_config cfg = {.vocab_size = V, .max_len = T, .d_model = D, .n_heads = H, .n_layers = L, .d_ff = F,

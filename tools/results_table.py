@@ -191,6 +191,17 @@ def cost_candidates(out, ds):
     return cands
 
 
+def tuning_of(out, ds, sub, candidates):
+    """{"candidates": the evaluated candidates under DIR/ds/sub, "chosen": the name in its 'chosen' file or ""}."""
+    chosen = ""
+    try:
+        with open(os.path.join(out, ds, sub, "chosen")) as f:
+            chosen = f.read().strip()
+    except OSError:
+        pass
+    return {"candidates": candidates(out, ds), "chosen": chosen}
+
+
 def pick_cost(cands):
     ok = [c for c in cands if c["n_heads"] and c["valid_heads"] <= c["n_heads"] / 2.0 + 1e-9]
     if not ok:
@@ -606,16 +617,9 @@ def cmd_report(a):
     w("")
     w("| dataset | budget cost | valid accuracy | valid macro-F1 | valid heads per layer | chosen |")
     w("|---|---|---|---|---|---|")
-    cost_tuning = {}
+    cost_tuning = {ds: tuning_of(out, ds, "tune-cost", cost_candidates) for ds in datasets}
     for ds in datasets:
-        cands = cost_candidates(out, ds)
-        chosen = ""
-        try:
-            with open(os.path.join(out, ds, "tune-cost", "chosen")) as f:
-                chosen = f.read().strip()
-        except OSError:
-            pass
-        cost_tuning[ds] = {"candidates": cands, "chosen": chosen}
+        cands, chosen = cost_tuning[ds]["candidates"], cost_tuning[ds]["chosen"]
         for c in cands:
             w("| %s | %g | %s | %s | %.2f of %s | %s |" % (ds, c["budget_cost"], pct(c["valid_accuracy"]),
                                                      pct(c["valid_macro_f1"]), c["valid_heads"], c["n_heads"],
@@ -633,16 +637,9 @@ def cmd_report(a):
     w("")
     w("| dataset | window | threshold | anneal steps | valid accuracy | valid heads per layer | chosen |")
     w("|---|---|---|---|---|---|---|")
-    tuning = {}
+    tuning = {ds: tuning_of(out, ds, "tune", tune_candidates) for ds in datasets}
     for ds in datasets:
-        cands = tune_candidates(out, ds)
-        chosen = ""
-        try:
-            with open(os.path.join(out, ds, "tune", "chosen")) as f:
-                chosen = f.read().strip()
-        except OSError:
-            pass
-        tuning[ds] = {"candidates": cands, "chosen": chosen}
+        cands, chosen = tuning[ds]["candidates"], tuning[ds]["chosen"]
         for c in cands:
             w("| %s | %s | %s | %s | %s | %.2f | %s |" % (ds, c["window"], c["threshold"], c["anneal_steps"],
                                                           pct(c["valid_accuracy"]), c["valid_heads"],

@@ -149,6 +149,10 @@ int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *
 int bf_checkpoint_read_config(const char *path, bf_model_config *cfg, bf_err *err);
 int bf_checkpoint_load_model(const char *path, bf_model *m, char ***vocab, size_t *vocab_size, char ***label_names,
                              size_t *n_classes, bf_err *err);
+/* Both in one: a model of the file's configuration for batches of up to max_batch inputs, with its weights,
+ * vocabulary and class names (for eval, predict). On failure m is left empty (bf_model_free is harmless). */
+int bf_checkpoint_open_model(const char *path, int max_batch, bf_model *m, char ***vocab, size_t *vocab_size,
+                             char ***label_names, size_t *n_classes, bf_err *err);
 
 /* ---- a directory of checkpoints ------------------------------------------------------------------ */
 
