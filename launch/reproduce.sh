@@ -17,12 +17,15 @@
 #   --datasets LIST   comma- or blank-separated subset of: wordnet-pos wordnet-lex spam
 #   --variants LIST   subset of: budgetformer adaptive full fixed1 fixed2 fixed4 noexplore
 #   --ranks N         MPI ranks per training run (default 2)
+#   --costs LIST      the budget costs tried besides the shipped one (default 0.03 0.02 0.01; 0.01 with --quick).
+#                     Running again with more candidates trains only the new ones; when the choice changes,
+#                     the learned-budget runs of the old choice are moved to DIR/<dataset>/stale-*/
 #   --no-doc          do not write docs/RESULTS.md in a full run (the document then goes to DIR/RESULTS.md)
 #   --report-only     train nothing: regenerate the document from what DIR already holds
 #
 # Variants (every one is configs/<dataset>.ini plus --set overrides):
 #   budgetformer   learned budget, exploration annealed on the fixed (cosine) schedule; train.budget_cost
-#                  chosen on the valid split among the shipped value, 0.02 and 0.01 (seed 1; the chosen
+#                  chosen on the valid split among the shipped value, 0.03, 0.02 and 0.01 (seed 1; the chosen
 #                  cost is used by every learned-budget variant: budgetformer, adaptive, noexplore)
 #   adaptive       explore.shape=adaptive: the rank-0 coordinator ends exploration when the loss stops falling;
 #                  window/threshold/anneal_steps chosen on the valid split among a few candidates (seed 1)
@@ -59,7 +62,7 @@ cd "$root"
 usage() { sed -n 's/^#   \{0,1\}//; 4,5p' "$here/reproduce.sh" >&2; echo "see the header of launch/reproduce.sh for every option" >&2; }
 die() { echo "reproduce: $*" >&2; exit 2; }
 
-quick=0 out= nseeds= datasets_arg= variants_arg= ranks=2 doc=1 report_only=0
+quick=0 out= nseeds= datasets_arg= variants_arg= costs_arg= ranks=2 doc=1 report_only=0
 orig_args=("$@")
 while [ $# -gt 0 ]; do
   case $1 in
@@ -70,6 +73,7 @@ while [ $# -gt 0 ]; do
     --datasets) datasets_arg=${2:?--datasets needs a list}; shift 2 ;;
     --variants) variants_arg=${2:?--variants needs a list}; shift 2 ;;
     --ranks) ranks=${2:?--ranks needs a number}; shift 2 ;;
+    --costs) costs_arg=${2:?--costs needs a list}; shift 2 ;;
     --no-doc) doc=0; shift ;;
     --report-only) report_only=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -89,6 +93,7 @@ for v in "${variants[@]}"; do in_list "$v" "${all_variants[@]}" || die "unknown 
 [ -n "$nseeds" ] || { if [ "$quick" = 1 ]; then nseeds=1; else nseeds=3; fi; }
 [[ $nseeds =~ ^[1-9][0-9]*$ ]] || die "--seeds expects a positive integer, got '$nseeds'"
 [[ $ranks =~ ^[1-9][0-9]*$ ]] || die "--ranks expects a positive integer, got '$ranks'"
+for c in ${costs_arg//,/ }; do [[ $c =~ ^[0-9]*\.?[0-9]+$ ]] || die "--costs expects non-negative numbers, got '$c'"; done
 [ -n "$out" ] || { if [ "$quick" = 1 ]; then out=runs/reproduce-quick; else out=runs/reproduce; fi; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -219,10 +224,15 @@ variant_overrides() { # variant_overrides DATASET VARIANT
   esac
 }
 
-# Budget-cost candidates (train.budget_cost): the shipped value, then smaller ones that let the budget grow.
+# Budget-cost candidates (train.budget_cost): the shipped value, then smaller ones that let the budget grow
+# (--costs LIST replaces the smaller ones).
 cost_candidates() {
   local shipped; shipped=$(ini_get "configs/$1.ini" train budget_cost)
-  if [ "$quick" = 1 ]; then printf '%s\n' "$shipped" 0.01; else printf '%s\n' "$shipped" 0.02 0.01; fi | awk '!seen[$0 + 0]++'
+  local -a more
+  if [ -n "$costs_arg" ]; then read -r -a more <<< "${costs_arg//,/ }"
+  elif [ "$quick" = 1 ]; then more=(0.01)
+  else more=(0.03 0.02 0.01); fi
+  printf '%s\n' "$shipped" "${more[@]}" | awk '!seen[$0 + 0]++'
 }
 
 # Adaptive candidates, relative to the exploration length E (explore.steps, which the coordinator also
@@ -306,21 +316,34 @@ run_job() {
 # Budget cost: train BudgetFormer (cosine schedule) with each candidate cost, seed 1, evaluate on valid only,
 # keep the best valid accuracy among those that use at most half the heads (results_table.py choose-cost).
 tune_cost() {
-  local ds=$1
-  [ -f "$out/$ds/tune-cost/chosen.overrides" ] && return 0
-  local -a base
+  local ds=$1 d=$out/$1/tune-cost
+  local -a cands base
+  mapfile -t cands < <(cost_candidates "$ds")
+  local c rc all=1
+  for c in "${cands[@]}"; do [ -f "$d/c$c/overrides" ] || all=0; done
+  [ -f "$d/chosen.overrides" ] && [ "$all" = 1 ] && return 0
   mapfile -t base < <(base_overrides "$ds")
-  local c rc
-  while read -r c; do
+  for c in "${cands[@]}"; do
     rc=0
     run_job "$out/$ds/tune-cost/c$c/seed1" "$ds" "budgetformer:cost=$c" 1 0 "${base[@]}" "train.budget_cost=$c" || rc=$?
     [ "$rc" = 75 ] && return 75
     [ "$rc" = 0 ] || return 1
     [ "$stop_req" = 0 ] || return 75
     printf '%s\n' "train.budget_cost=$c" > "$out/$ds/tune-cost/c$c/overrides"
-  done < <(cost_candidates "$ds")
-  local chosen
+  done
+  local chosen before=
   chosen=$("$py" "$root/tools/results_table.py" choose-cost --out "$out" --dataset "$ds")
+  [ -f "$d/chosen" ] && before=$(cat "$d/chosen")
+  if [ -n "$before" ] && [ "$before" != "$chosen" ]; then
+    # An earlier invocation chose among fewer candidates: the learned-budget runs (and the adaptive tuning)
+    # trained with its cost are moved aside, not mixed into the table.
+    local stale=$out/$ds/stale-$before-$(date +%s) v
+    mkdir -p "$stale"
+    for v in budgetformer adaptive noexplore tune; do
+      if [ -e "$out/$ds/$v" ]; then mv "$out/$ds/$v" "$stale/"; fi
+    done
+    log "budget cost for $ds: ${chosen#c} now beats ${before#c}; the runs that used ${before#c} moved to ${stale#"$out"/}"
+  fi
   cp "$out/$ds/tune-cost/$chosen/overrides" "$out/$ds/tune-cost/chosen.overrides.tmp"
   echo "$chosen" > "$out/$ds/tune-cost/chosen"
   mv "$out/$ds/tune-cost/chosen.overrides.tmp" "$out/$ds/tune-cost/chosen.overrides"

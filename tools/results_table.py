@@ -933,6 +933,15 @@ def cmd_report(a):
     if losses and not a.quick:
         w("- Where a criterion does not hold (%s), no setting was changed after looking at the test split; "
           "the comparison stands as measured." % ", ".join(losses))
+        for ds in losses:
+            cands = (cost_tuning.get(ds) or {}).get("candidates") or []
+            if len(cands) > 1:
+                w("- What the budget cost did on %s (validation split, seed 1): %s at cost %s with %s heads per "
+                  "layer; chosen: %s." % (
+                      ds, " / ".join(pct(c["valid_accuracy"]) for c in cands),
+                      " / ".join("%g" % c["budget_cost"] for c in cands),
+                      " / ".join("%.2f" % c["valid_heads"] for c in cands),
+                      (cost_tuning[ds]["chosen"] or "-").lstrip("c")))
     if missing:
         w("- Incomplete rows (listed under the table) are reported with the seeds that finished.")
     w("")
