@@ -145,11 +145,22 @@ else
   fi
 fi
 [ -x "$exe" ] || die "$exe is not an executable (set BF_EXE or build: cmake -S . -B build && cmake --build build)"
-# Every run of this invocation uses one copy of the program, so a rebuild meanwhile cannot mix two versions.
+# Every run of this invocation uses one copy of the program, so a rebuild meanwhile cannot mix two versions;
+# DIR/bin/budgetformer.source says which commit it was built from (as far as the tree at copy time tells).
 mkdir -p "$out/bin"
-cp "$exe" "$out/bin/budgetformer.tmp"
-mv "$out/bin/budgetformer.tmp" "$out/bin/budgetformer"
-log "program: $exe (copied to $out/bin/budgetformer, sha256 $(sha256sum "$exe" | cut -c1-16)...)"
+if [ -f "$out/bin/budgetformer" ] && cmp -s "$exe" "$out/bin/budgetformer"; then
+  log "program: $exe, the same as the copy the earlier runs in $out used"
+else
+  if [ -f "$out/bin/budgetformer" ] && ls "$out"/*/*/seed*/job.json > /dev/null 2>&1; then
+    log "WARNING: $exe differs from the program the finished runs in $out used; they are kept (a new --out gives a reproduction with one program)"
+  fi
+  cp "$exe" "$out/bin/budgetformer.tmp"
+  mv "$out/bin/budgetformer.tmp" "$out/bin/budgetformer"
+  src_rev=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
+  git -C "$root" diff --quiet HEAD -- src include CMakeLists.txt 2>/dev/null || src_rev="$src_rev with local changes to src/, include/ or CMakeLists.txt"
+  echo "$src_rev" > "$out/bin/budgetformer.source"
+  log "program: $exe (copied to $out/bin/budgetformer, sha256 $(sha256sum "$exe" | cut -c1-16)..., source $src_rev)"
+fi
 exe=$out/bin/budgetformer
 BF_EXE=$exe bash "$root/launch/prepare-data.sh" "${datasets[@]}"
 "$py" "$root/tools/results_table.py" env --out "$out" --exe "$exe"

@@ -70,6 +70,15 @@ def read_json(path):
         return None
 
 
+def read_text(path):
+    """The stripped contents of a small text file, or "" when it cannot be read."""
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def sh(cmd):
     try:
         return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
@@ -127,6 +136,7 @@ def cmd_env(a):
         "git_commit": git + (" (with uncommitted changes)" if dirty else ""),
         "budgetformer": a.exe or "",
         "budgetformer_sha256": sh("sha256sum '%s' | cut -d' ' -f1" % a.exe) if a.exe else "",
+        "budgetformer_source": read_text(os.path.join(a.out, "bin", "budgetformer.source")),
     }
     with open(os.path.join(a.out, "env.json"), "w") as f:
         json.dump(env, f, indent=1)
@@ -789,7 +799,7 @@ def cmd_report(a):
                         ("memory", "memory"), ("os", "OS"), ("kernel", "kernel"), ("gcc", "compiler"),
                         ("open_mpi", "MPI"), ("openblas", "OpenBLAS"), ("hdf5", "HDF5"), ("libinih", "libinih"),
                         ("cmake", "CMake"), ("python", "Python (plots, tables)"), ("numpy", "NumPy"),
-                        ("h5py", "h5py"), ("matplotlib", "Matplotlib"), ("git_commit", "commit"), ("budgetformer_sha256", "budgetformer executable (SHA-256)"),
+                        ("h5py", "h5py"), ("matplotlib", "Matplotlib"), ("git_commit", "commit"), ("budgetformer_sha256", "budgetformer executable (SHA-256)"), ("budgetformer_source", "budgetformer built from commit"),
                         ("load_average", "load average when the last invocation started")]:
             if env.get(k) not in (None, ""):
                 w("| %s | %s |" % (name, env[k]))
