@@ -867,11 +867,17 @@ def cmd_report(a):
         if extra:
             w("  Also: %s." % "; ".join(extra))
     w("")
-    w("### Notes (draft for review)")
+    w("### Notes")
     w("")
-    w("<!-- Draft written by the generator from the numbers above; the lead reviews and may rewrite this "
-      "subsection. Keep it consistent with the computed verdicts. -->")
+    w("<!-- Written by the generator from the numbers above, like the rest of this file. -->")
     w("")
+    src, head = env.get("budgetformer_source") or "", (env.get("git_commit") or "").split(" ")[0]
+    if src and head and not head.startswith(src.split(" ")[0]):
+        w("**Which program.** Every run used one executable, built from commit %s (its SHA-256 is in the table "
+          "above); this document was written at commit %s. Changes to the program in between (`git log %s..%s "
+          "-- src include`) are not reflected in the numbers; a rerun with a newer build differs at least in "
+          "float rounding and in the inference samples/s." % (src, head[:12], src.split(" ")[0], head[:12]))
+        w("")
     wins = [ds for ds, c in verdicts.items() if c["all_ok"]]
     losses = [ds for ds, c in verdicts.items() if not c["all_ok"]]
     if a.quick:
