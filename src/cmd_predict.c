@@ -40,7 +40,6 @@ typedef struct {
     char **labels;
     const char *input_name;
     int json;
-    float *probs; /* [C] */
 } printer;
 
 static void print_heads_text(const bf_model *m, int b) {
