@@ -53,6 +53,9 @@ tfull = m(t, "full_heads", "infer_all_samples_per_s")
 f_all, f_skip = c[0]["flops_forward_all_heads"], c[0]["flops_forward_skip"]
 heads = c[0]["budgetformer"]["mean_heads"]
 print(f"\nBudgetFormer inference (mean {heads:.2f} of 8 heads) vs PyTorch full-heads inference: {skip / tfull:.2f}x (target >= 1.6)")
+per_round = [x["budgetformer"]["infer_skip_samples_per_s"] / y["full_heads"]["infer_all_samples_per_s"] for x, y in zip(c, t)]
+print("  the same ratio round by round (the two sides alternate, so each pair shares the machine's state): "
+      + " ".join(f"{r:.2f}" for r in per_round))
 lhs, rhs = skip / allm - 1, 0.8 * (f_all / f_skip - 1)
 print(f"skipping pays: t_all/t_skip - 1 = {lhs:.3f} vs 0.8 x (F_all/F_skip - 1) = {rhs:.3f} -> {'met' if lhs >= rhs else 'NOT met'}")
 train_c = m(c, "budgetformer", "train_samples_per_s")
