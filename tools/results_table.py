@@ -160,43 +160,39 @@ def load_job(jobdir):
     return job
 
 
-def tune_candidates(out, ds):
-    cands = []
-    for d in sorted(glob.glob(os.path.join(out, ds, "tune", "*", "seed1"))):
+def evaluated_candidates(out, ds, sub, pattern):
+    """(name, job, the fields every candidate table shows) for each DIR/ds/sub/<name>/seed1 run (name matching
+    the glob pattern) that has a validation evaluation, in name order."""
+    for d in sorted(glob.glob(os.path.join(out, ds, sub, pattern, "seed1"))):
         job = load_job(d)
         if job is None or job["valid"] is None:
             continue
         name = os.path.basename(os.path.dirname(d))
-        m = re.match(r"w(\d+)-t([0-9.e-]+)-a(\d+)$", name)
-        cands.append({
+        yield name, job, {
             "name": name,
-            "window": int(m.group(1)) if m else None,
-            "threshold": float(m.group(2)) if m else None,
-            "anneal_steps": int(m.group(3)) if m else None,
             "valid_accuracy": job["valid"]["accuracy"],
             "valid_macro_f1": job["valid"]["macro_f1"],
             "valid_heads": mean_heads(job["valid"]),
             "train_wall_s": job.get("train_wall_s"),
-        })
+        }
+
+
+def tune_candidates(out, ds):
+    cands = []
+    for name, _, c in evaluated_candidates(out, ds, "tune", "*"):
+        m = re.match(r"w(\d+)-t([0-9.e-]+)-a(\d+)$", name)
+        c.update({"window": int(m.group(1)) if m else None,
+                  "threshold": float(m.group(2)) if m else None,
+                  "anneal_steps": int(m.group(3)) if m else None})
+        cands.append(c)
     return cands
 
 
 def cost_candidates(out, ds):
     cands = []
-    for d in sorted(glob.glob(os.path.join(out, ds, "tune-cost", "c*", "seed1"))):
-        job = load_job(d)
-        if job is None or job["valid"] is None:
-            continue
-        name = os.path.basename(os.path.dirname(d))
-        cands.append({
-            "name": name,
-            "budget_cost": float(name[1:]),
-            "valid_accuracy": job["valid"]["accuracy"],
-            "valid_macro_f1": job["valid"]["macro_f1"],
-            "valid_heads": mean_heads(job["valid"]),
-            "n_heads": job["valid"].get("n_heads"),
-            "train_wall_s": job.get("train_wall_s"),
-        })
+    for name, job, c in evaluated_candidates(out, ds, "tune-cost", "c*"):
+        c.update({"budget_cost": float(name[1:]), "n_heads": job["valid"].get("n_heads")})
+        cands.append(c)
     cands.sort(key=lambda c: -c["budget_cost"])
     return cands
 
