@@ -701,26 +701,19 @@ int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam
 
 /* ---- model-only loading (eval) ------------------------------------------------------------------ */
 
+/* Opens a checkpoint for reading its model: the digest is checked when a sidecar exists; a missing one is
+ * accepted with a warning (files written by other tools have none). */
 static int open_for_model(const char *path, bf_ckpt_file *cf, bf_err *err) {
     if (bf_checkpoint_open(path, BF_DIGEST_IF_PRESENT, cf, err)) {
         bf_checkpoint_close(cf);
         return -1;
     }
-    return 0;
-}
-
-int bf_checkpoint_read_config(const char *path, bf_model_config *cfg, bf_err *err) {
-    bf_ckpt_file cf;
-    if (open_for_model(path, &cf, err)) return -1;
-    if (cf.digest == BF_DIGEST_MISSING)
-    {
+    if (cf->digest == BF_DIGEST_MISSING) {
         char side[2 * BF_CKPT_PATH_LEN + 160];
         bf_checkpoint_sidecar_name(side, sizeof side, path);
         bf_warn("%s has no digest file beside it (%s): its contents are not verified", path, side);
     }
-    int rc = bf_checkpoint_file_model_config(&cf, cfg, err);
-    bf_checkpoint_close(&cf);
-    return rc;
+    return 0;
 }
 
 int bf_checkpoint_load_model(const char *path, bf_model *m, char ***vocab, size_t *vocab_size, char ***label_names,
@@ -738,12 +731,18 @@ int bf_checkpoint_open_model(const char *path, int max_batch, bf_model *m, char 
     memset(m, 0, sizeof *m);
     *vocab = *label_names = NULL;
     *vocab_size = *n_classes = 0;
+    bf_ckpt_file cf;
+    if (open_for_model(path, &cf, err)) return -1; /* one open: the digest is computed once */
     bf_model_config cfg;
-    if (bf_checkpoint_read_config(path, &cfg, err)) return -1;
-    bf_model_init(m, &cfg, max_batch);
-    if (bf_checkpoint_load_model(path, m, vocab, vocab_size, label_names, n_classes, err) == 0) return 0;
-    bf_model_free(m);
-    return -1;
+    int rc = bf_checkpoint_file_model_config(&cf, &cfg, err);
+    if (rc == 0) {
+        bf_model_init(m, &cfg, max_batch);
+        rc = read_model_tensors(&cf, m, err);
+        if (rc == 0) rc = read_names(&cf, m, vocab, vocab_size, label_names, n_classes, err);
+        if (rc) bf_model_free(m);
+    }
+    bf_checkpoint_close(&cf);
+    return rc;
 }
 
 /* ---- directories ------------------------------------------------------------------------------- */

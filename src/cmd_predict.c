@@ -200,10 +200,6 @@ int bf_cmd_predict(int argc, char **argv) {
     if (bf_checkpoint_open_model(ckpt, batch, &m, &vocab_words, &nv, &labels, &nl, &err)) {
         fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
         rc = 1;
-    } else if (nl != (size_t)mc->n_classes) {
-        fprintf(stderr, "budgetformer predict: error: %s: /label_names has %zu names but the model has %d classes\n",
-                ckpt, nl, mc->n_classes);
-        rc = 1;
     } else if (bf_vocab_from_words(&vocab, vocab_words, nv, &err)) {
         fprintf(stderr, "budgetformer predict: error: %s: /vocab: %s\n", ckpt, err.msg);
         rc = 1;

@@ -145,8 +145,8 @@ int bf_checkpoint_read_model(const bf_ckpt_file *cf, bf_model *m, bf_err *err);
 int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *err);
 
 /* Model-only reading for eval and other tools; the digest is checked when a sidecar exists (a missing one
- * is accepted with a warning, since files written by other tools have none). */
-int bf_checkpoint_read_config(const char *path, bf_model_config *cfg, bf_err *err);
+ * is accepted with a warning, since files written by other tools have none). load_model fills a model
+ * already initialised with the file's configuration. */
 int bf_checkpoint_load_model(const char *path, bf_model *m, char ***vocab, size_t *vocab_size, char ***label_names,
                              size_t *n_classes, bf_err *err);
 /* Both in one: a model of the file's configuration for batches of up to max_batch inputs, with its weights,
