@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budgetformer/attention_infer.h"
 #include "budgetformer/model.h"
 #include "budgetformer/model_parts.h"
 #include "budgetformer/ops.h"
@@ -50,7 +51,7 @@ static bf_infer *infer_alloc(const bf_model *m) {
     s->wg = bf_xcalloc(D * 3 * D, sizeof(float));
     s->bg = bf_xcalloc(3 * D, sizeof(float));
     s->wog = bf_xcalloc(D * D, sizeof(float));
-    s->att = bf_xcalloc(H * T * T + T, sizeof(float));
+    s->att = bf_xcalloc(bf_attention_infer_scratch_floats(T, D, H), sizeof(float));
     s->mean = bf_xcalloc(R, sizeof(float));
     s->rstd = bf_xcalloc(R, sizeof(float));
     s->pooled = bf_xcalloc(B * D, sizeof(float));
@@ -143,14 +144,9 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
         int b = s->order[gi];
         size_t n = (size_t)lengths[b];
         /* k heads of width dh: the kernel sees a model of width k dh with k heads. */
-        bf_attention_forward_infer(s->o + r0 * kw, s->att, s->qkv + r0 * 3 * kw, n, kw, (size_t)k);
-        const float *gate = s->rt.gate + (size_t)b * H;
-        for (size_t t = 0; t < n; t++)
-            for (int j = 0; j < k; j++) {
-                float g = gate[hs[j]];
-                float *o = s->o + (r0 + t) * kw + (size_t)j * dh;
-                for (size_t i = 0; i < dh; i++) o[i] *= g;
-            }
+        float gk[BF_MAX_HEADS];
+        for (int j = 0; j < k; j++) gk[j] = s->rt.gate[(size_t)b * H + (size_t)hs[j]];
+        bf_attention_forward_infer(s->o + r0 * kw, s->att, s->qkv + r0 * 3 * kw, n, kw, (size_t)k, gk);
         double a = (double)k * (double)(n * n) * sizeof(float);
         att_peak = a > att_peak ? a : att_peak;
         r0 += n;

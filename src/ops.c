@@ -7,58 +7,12 @@
 #include <string.h>
 
 #include "budgetformer/util.h"
+#include "exp_inline.h"
 
 #define OPS_CHECK(cond) BF_CHECK((cond), "kernel precondition failed: %s", #cond)
 
-/* exp of one float, written so that loops calling it vectorise (libm's expf is a scalar call per element, and
- * attention softmax and GELU call it tens of millions of times per step). Cephes' expf: x = n ln2 + r with
- * |r| <= ln2/2, a degree-6 polynomial for e^r, and 2^n built in the exponent bits. Relative error below 2e-7
- * over the clamped range; inputs below -87.3 give 0 (as softmax of a masked score should), above 88.7 are
- * clamped. Rounding to nearest uses the 1.5 * 2^23 trick, so there are no calls and no branches. */
-static inline float exp_one(float in) {
-    float x = in < -87.3f ? -87.3f : (in > 88.7f ? 88.7f : in);
-    float t = x * 1.44269504088896341f + 12582912.0f;
-    float fn = t - 12582912.0f;
-    float r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
-    float y = 1.9875691500e-4f;
-    y = y * r + 1.3981999507e-3f;
-    y = y * r + 8.3334519073e-3f;
-    y = y * r + 4.1665795894e-2f;
-    y = y * r + 1.6666665459e-1f;
-    y = y * r + 5.0000001201e-1f;
-    y = y * r * r + r + 1.0f;
-    union {
-        int32_t i;
-        float f;
-    } scale = {.i = ((int32_t)fn + 127) << 23};
-    return in < -87.3f ? 0.0f : y * scale.f;
-}
-
 static void vexp(float *restrict out, const float *restrict in, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = exp_one(in[i]);
-}
-
-/* p[i] = exp(p[i] - mx) in place, returning the sum: the softmax numerator in one pass over the row, with 16
- * partial sums so the vector loop carries no reduction (separate subtract, exp and sum passes cost about 1.5
- * times as much on 128-wide attention rows). */
-#define EXP_SUM_LANES 16
-static float exp_shift_sum_inplace(float *restrict p, size_t n, float mx) {
-    float acc[EXP_SUM_LANES] = {0};
-    size_t i = 0;
-    for (; i + EXP_SUM_LANES <= n; i += EXP_SUM_LANES)
-        for (size_t j = 0; j < EXP_SUM_LANES; j++) {
-            float e = exp_one(p[i + j] - mx);
-            p[i + j] = e;
-            acc[j] += e;
-        }
-    float s = 0.0f;
-    for (; i < n; i++) {
-        float e = exp_one(p[i] - mx);
-        p[i] = e;
-        s += e;
-    }
-    for (size_t j = 0; j < EXP_SUM_LANES; j++) s += acc[j];
-    return s;
 }
 
 /* tanh(a) = 1 - 2 / (exp(2a) + 1), through vexp; |a| large saturates correctly to +-1. n <= CHUNK. */
@@ -143,18 +97,6 @@ static float sum_sq_dev_lanes(const float *restrict x, float m, size_t n) {
     for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
     for (size_t j = 0; j < LANES; j++) s += acc[j];
     return s;
-}
-
-static float max_lanes(const float *restrict x, size_t n) {
-    float acc[LANES];
-    for (size_t j = 0; j < LANES; j++) acc[j] = x[0];
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (size_t j = 0; j < LANES; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
-    float mx = x[0];
-    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (size_t j = 0; j < LANES; j++) mx = acc[j] > mx ? acc[j] : mx;
-    return mx;
 }
 
 void bf_layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd, const float *restrict inp,
@@ -332,26 +274,6 @@ void bf_attention_forward(float *restrict o, float *restrict att, const float *r
         for (size_t t = 0; t < n; t++) bf_softmax_forward(a + t * n, a + t * n, n);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)dh, (int)n, 1.0f, a, (int)n, v, (int)ld,
                     0.0f, o + h * dh, (int)D);
-    }
-}
-
-void bf_attention_forward_infer(float *restrict o, float *restrict scratch, const float *restrict qkv, size_t n,
-                                size_t D, size_t H) {
-    OPS_CHECK(H > 0 && H <= 32 && D % H == 0 && n > 0);
-    size_t dh = D / H, ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)dh);
-    float *a = scratch, *inv = scratch + n * n;
-    for (size_t h = 0; h < H; h++) {
-        const float *q = qkv + h * dh, *k = qkv + D + h * dh, *v = qkv + 2 * D + h * dh;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, (int)n, (int)dh, scale, q, (int)ld, k, (int)ld,
-                    0.0f, a, (int)n);
-        /* unnormalised probabilities; the 1/sum is applied to the n x dh output instead of the n x n scores */
-        for (size_t t = 0; t < n; t++) inv[t] = 1.0f / exp_shift_sum_inplace(a + t * n, n, max_lanes(a + t * n, n));
-        float *oh = o + h * dh;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)n, (int)dh, (int)n, 1.0f, a, (int)n, v, (int)ld,
-                    0.0f, oh, (int)D);
-        for (size_t t = 0; t < n; t++)
-            for (size_t i = 0; i < dh; i++) oh[t * D + i] *= inv[t];
     }
 }
 

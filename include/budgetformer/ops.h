@@ -57,11 +57,6 @@ void bf_masked_mean_backward(float *restrict dinp, const float *restrict dout, c
  * (others left untouched); pass all bits for training. */
 void bf_attention_forward(float *restrict o, float *restrict att, const float *restrict qkv, size_t n, size_t D,
                           size_t H, uint32_t head_mask);
-/* Inference form of bf_attention_forward for every head: keeps no probabilities. Each score row is
- * exponentiated without normalising, the weighted sum of values is taken, and the head's output row is
- * divided by the row's sum afterwards (dh divisions instead of n). scratch holds n*n + n floats. */
-void bf_attention_forward_infer(float *restrict o, float *restrict scratch, const float *restrict qkv, size_t n,
-                                size_t D, size_t H);
 /* dqkv += gradient wrt qkv for heads in head_mask; scratch holds n*n floats. */
 void bf_attention_backward(float *restrict dqkv, float *restrict scratch, const float *restrict dout,
                            const float *restrict qkv, const float *restrict att, size_t n, size_t D, size_t H,
