@@ -2,10 +2,9 @@
  *
  * For head widths that are a multiple of 16 up to 64 (the standard shape has 32) the scores, softmax and
  * weighted sum run fused in blocks of query rows: a block's score rows stay in L1, the keys are transposed
- * once per head so that 16 keys are one vector, and the products are written with GCC vector types that the
- * compiler maps onto the machine's widest registers. Against two OpenBLAS calls per head this saves packing
- * q, k, the n x n score matrix and v for every head, and the pass that rescales the output. Other head widths
- * take the two-sgemm form. */
+ * once per head so that 16 keys are one vector, and the products are written with v16 vector values
+ * (vec16.h). Against two OpenBLAS calls per head this saves packing q, k, the n x n score matrix and v for
+ * every head, and the pass that rescales the output. Other head widths take the two-sgemm form. */
 #include "budgetformer/attention_infer.h"
 
 #include <cblas.h>
@@ -14,18 +13,7 @@
 
 #include "budgetformer/util.h"
 #include "exp_inline.h"
-
-typedef float v16 __attribute__((vector_size(64)));
-
-static inline v16 load16(const float *p) {
-    v16 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store16(float *p, v16 v) { memcpy(p, &v, sizeof v); }
-
-static inline v16 splat16(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+#include "vec16.h"
 
 static size_t keys_padded(size_t n) { return (n + 15) & ~(size_t)15; }
 
@@ -46,12 +34,12 @@ static inline __attribute__((always_inline)) void attend_block(float *restrict o
     /* scores: for each 16 keys, rows accumulators over the head width */
     for (size_t j0 = 0; j0 < np; j0 += 16) {
         v16 acc[8];
-        for (int r = 0; r < rows; r++) acc[r] = splat16(0.0f);
+        for (int r = 0; r < rows; r++) acc[r] = v16_splat(0.0f);
         for (size_t d = 0; d < dh; d++) {
-            v16 kv = load16(kt + d * np + j0);
-            for (int r = 0; r < rows; r++) acc[r] += splat16(q[(size_t)r * ld + d]) * kv;
+            v16 kv = v16_load(kt + d * np + j0);
+            for (int r = 0; r < rows; r++) acc[r] += v16_splat(q[(size_t)r * ld + d]) * kv;
         }
-        for (int r = 0; r < rows; r++) store16(s + (size_t)r * np + j0, acc[r] * scale);
+        for (int r = 0; r < rows; r++) v16_store(s + (size_t)r * np + j0, acc[r] * scale);
     }
     /* softmax numerators in place; the 1/sum (times the gate) is applied to the dh outputs */
     float mul[8];
@@ -62,17 +50,17 @@ static inline __attribute__((always_inline)) void attend_block(float *restrict o
     /* weighted sum of values: rows x DV accumulators */
     v16 o[8][4];
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < DV; c++) o[r][c] = splat16(0.0f);
+        for (int c = 0; c < DV; c++) o[r][c] = v16_splat(0.0f);
     for (size_t j = 0; j < n; j++) {
         v16 vv[4];
-        for (int c = 0; c < DV; c++) vv[c] = load16(v + j * ld + (size_t)c * 16);
+        for (int c = 0; c < DV; c++) vv[c] = v16_load(v + j * ld + (size_t)c * 16);
         for (int r = 0; r < rows; r++) {
-            v16 p = splat16(s[(size_t)r * np + j]);
+            v16 p = v16_splat(s[(size_t)r * np + j]);
             for (int c = 0; c < DV; c++) o[r][c] += p * vv[c];
         }
     }
     for (int r = 0; r < rows; r++)
-        for (int c = 0; c < DV; c++) store16(out + (size_t)r * ldo + (size_t)c * 16, o[r][c] * mul[r]);
+        for (int c = 0; c < DV; c++) v16_store(out + (size_t)r * ldo + (size_t)c * 16, o[r][c] * mul[r]);
 }
 
 /* One head of width DV * 16: keys transposed into kt, then blocks of 8 (DV <= 2) or 4 query rows. */

@@ -8,6 +8,7 @@
 
 #include "budgetformer/util.h"
 #include "exp_inline.h"
+#include "vec16.h"
 
 #define OPS_CHECK(cond) BF_CHECK((cond), "kernel precondition failed: %s", #cond)
 
@@ -69,33 +70,27 @@ void bf_matmul_backward(float *restrict dinp, float *restrict dw, float *restric
     }
 }
 
-/* Sums and maxima in 8 independent lanes: a float reduction written as one running sum is a dependency
- * chain the compiler may not reorder (no -ffast-math here), so it would stay scalar; eight lanes vectorise.
- * The order is fixed, so results stay bitwise reproducible. */
-#define LANES 8
-
+/* Sums over a row in 16 lanes (one v16): a float reduction written as one running sum is a dependency chain
+ * the compiler may not reorder (no -ffast-math here), and an array of lane sums gets vectorised into shuffles;
+ * a vector accumulator is one add per 16 values. The order is fixed, so results stay bitwise reproducible. */
 static float sum_lanes(const float *restrict x, size_t n) {
-    float acc[LANES] = {0};
+    v16 acc = v16_splat(0.0f);
     size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (size_t j = 0; j < LANES; j++) acc[j] += x[i + j];
-    float s = 0.0f;
+    for (; i + 16 <= n; i += 16) acc += v16_load(x + i);
+    float s = v16_sum(acc);
     for (; i < n; i++) s += x[i];
-    for (size_t j = 0; j < LANES; j++) s += acc[j];
     return s;
 }
 
 static float sum_sq_dev_lanes(const float *restrict x, float m, size_t n) {
-    float acc[LANES] = {0};
+    v16 acc = v16_splat(0.0f), mv = v16_splat(m);
     size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (size_t j = 0; j < LANES; j++) {
-            float d = x[i + j] - m;
-            acc[j] += d * d;
-        }
-    float s = 0.0f;
+    for (; i + 16 <= n; i += 16) {
+        v16 d = v16_load(x + i) - mv;
+        acc += d * d;
+    }
+    float s = v16_sum(acc);
     for (; i < n; i++) s += (x[i] - m) * (x[i] - m);
-    for (size_t j = 0; j < LANES; j++) s += acc[j];
     return s;
 }
 

@@ -1,0 +1,30 @@
+/* vec16: 16 floats as one GCC vector value, for the kernels whose loops the auto-vectoriser handles badly
+ * (reductions kept in lanes, register-blocked products). The compiler maps a v16 onto the machine's widest
+ * registers (one AVX-512 register, two AVX registers, or scalar code). Loads and stores go through memcpy,
+ * so pointers need no alignment. Reductions add the lanes in a fixed order: results are reproducible. */
+#ifndef BF_VEC16_H
+#define BF_VEC16_H
+
+#include <stddef.h>
+#include <string.h>
+
+typedef float v16 __attribute__((vector_size(64)));
+
+static inline v16 v16_load(const float *p) {
+    v16 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void v16_store(float *p, v16 v) { memcpy(p, &v, sizeof v); }
+
+static inline v16 v16_splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
+
+/* The lanes halved in a fixed tree (v[j] += v[j + 8], then + 4, + 2, + 1). */
+static inline float v16_sum(v16 v) {
+    for (int w = 8; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) v[j] += v[j + w];
+    return v[0];
+}
+
+#endif
