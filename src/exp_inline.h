@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "vec16.h"
+
 /* exp of one float, written so that loops calling it vectorise (libm's expf is a scalar call per element, and
  * attention softmax and GELU call it tens of millions of times per step). Cephes' expf: x = n ln2 + r with
  * |r| <= ln2/2, a degree-6 polynomial for e^r, and 2^n built in the exponent bits. Relative error below 2e-7
@@ -30,40 +32,55 @@ static inline float exp_one(float in) {
     return in < -87.3f ? 0.0f : y * scale.f;
 }
 
-/* p[i] = exp(p[i] - mx) in place, returning the sum: the softmax numerator in one pass over the row, with 16
- * partial sums so the vector loop carries no reduction (separate subtract, exp and sum passes cost about 1.5
- * times as much on 128-wide attention rows). */
-#define EXP_SUM_LANES 16
+/* exp_one on 16 values at once, the same steps written on v16 values: the auto-vectorised scalar form
+ * carries its clamps as masked operations and its lane sums as shuffles. */
+static inline v16 exp16(v16 in) {
+    v16 x = v16_min(v16_max(in, v16_splat(-87.3f)), v16_splat(88.7f));
+    v16 t = x * 1.44269504088896341f + 12582912.0f;
+    v16 fn = t - 12582912.0f;
+    v16 r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+    v16 y = v16_splat(1.9875691500e-4f);
+    y = y * r + 1.3981999507e-3f;
+    y = y * r + 8.3334519073e-3f;
+    y = y * r + 4.1665795894e-2f;
+    y = y * r + 1.6666665459e-1f;
+    y = y * r + 5.0000001201e-1f;
+    y = y * r * r + r + 1.0f;
+    v16i scale = (__builtin_convertvector(fn, v16i) + 127) << 23;
+    v16i keep = in >= -87.3f;
+    return (v16)((v16i)(y * (v16)scale) & keep);
+}
+
+/* p[i] = exp(p[i] - mx) in place, returning the sum: the softmax numerator in one pass over the row, the
+ * partial sums kept in one vector (separate subtract, exp and sum passes cost about 1.5 times as much on
+ * 128-wide attention rows). */
 static inline float exp_shift_sum_inplace(float *restrict p, size_t n, float mx) {
-    float acc[EXP_SUM_LANES] = {0};
+    v16 acc = v16_splat(0.0f), m = v16_splat(mx);
     size_t i = 0;
-    for (; i + EXP_SUM_LANES <= n; i += EXP_SUM_LANES)
-        for (size_t j = 0; j < EXP_SUM_LANES; j++) {
-            float e = exp_one(p[i + j] - mx);
-            p[i + j] = e;
-            acc[j] += e;
-        }
-    float s = 0.0f;
+    for (; i + 16 <= n; i += 16) {
+        v16 e = exp16(v16_load(p + i) - m);
+        v16_store(p + i, e);
+        acc += e;
+    }
+    float s = v16_sum(acc);
     for (; i < n; i++) {
         float e = exp_one(p[i] - mx);
         p[i] = e;
         s += e;
     }
-    for (size_t j = 0; j < EXP_SUM_LANES; j++) s += acc[j];
     return s;
 }
 
-/* Largest of x[0..n), with 8 running maxima so the loop vectorises. */
-#define MAX_LANES 8
+/* Largest of x[0..n), in one vector of running maxima (16 lanes). */
 static inline float max_lanes(const float *restrict x, size_t n) {
-    float acc[MAX_LANES];
-    for (size_t j = 0; j < MAX_LANES; j++) acc[j] = x[0];
     size_t i = 0;
-    for (; i + MAX_LANES <= n; i += MAX_LANES)
-        for (size_t j = 0; j < MAX_LANES; j++) acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
     float mx = x[0];
+    if (n >= 16) {
+        v16 acc = v16_load(x);
+        for (i = 16; i + 16 <= n; i += 16) acc = v16_max(acc, v16_load(x + i));
+        mx = v16_hmax(acc);
+    }
     for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
-    for (size_t j = 0; j < MAX_LANES; j++) mx = acc[j] > mx ? acc[j] : mx;
     return mx;
 }
 

@@ -163,7 +163,13 @@ void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n) {
 void bf_bias_gelu_inplace(float *restrict x, const float *restrict b, size_t R, size_t F) {
     for (size_t r = 0; r < R; r++) {
         float *row = x + r * F;
-        for (size_t i = 0; i < F; i++) {
+        size_t i = 0;
+        for (; i + 16 <= F; i += 16) {
+            v16 a = v16_load(row + i) + v16_load(b + i);
+            v16 e = exp16(2.0f * GELU_C * (a + 0.044715f * a * a * a));
+            v16_store(row + i, a * (e / (e + 1.0f)));
+        }
+        for (; i < F; i++) {
             float a = row[i] + b[i];
             float e = exp_one(2.0f * GELU_C * (a + 0.044715f * a * a * a));
             row[i] = a * (e / (e + 1.0f));

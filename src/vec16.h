@@ -9,6 +9,7 @@
 #include <string.h>
 
 typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
 
 static inline v16 v16_load(const float *p) {
     v16 v;
@@ -24,6 +25,23 @@ static inline v16 v16_splat(float x) { return (v16){x, x, x, x, x, x, x, x, x, x
 static inline float v16_sum(v16 v) {
     for (int w = 8; w >= 1; w /= 2)
         for (int j = 0; j < w; j++) v[j] += v[j + w];
+    return v[0];
+}
+
+/* Lane-wise maximum and minimum (a compare and a blend; C has no vector ?:). */
+static inline v16 v16_max(v16 a, v16 b) {
+    v16i gt = a > b;
+    return (v16)((gt & (v16i)a) | (~gt & (v16i)b));
+}
+
+static inline v16 v16_min(v16 a, v16 b) {
+    v16i lt = a < b;
+    return (v16)((lt & (v16i)a) | (~lt & (v16i)b));
+}
+
+static inline float v16_hmax(v16 v) {
+    for (int w = 8; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) v[j] = v[j] > v[j + w] ? v[j] : v[j + w];
     return v[0];
 }
 
