@@ -22,7 +22,7 @@
 
 struct bf_infer {
     size_t rows_max;
-    float *x, *xm, *u, *h1;       /* [R,D] x3, [FFN_ROWS,F] */
+    float *x, *u, *h1;            /* [R,D] x2, [FFN_ROWS,F] */
     float *ug, *qkv, *o, *y;      /* group blocks: [R,D], [R,3D], [R,D], [R,D] */
     float *wg, *bg, *wog;         /* gathered weights: [D,3D], [3D], [D,D] */
     float *att;                   /* [H*T*T] one input's scores */
@@ -41,7 +41,6 @@ static bf_infer *infer_alloc(const bf_model *m) {
     bf_infer *s = bf_xcalloc(1, sizeof *s);
     s->rows_max = R;
     s->x = bf_xcalloc(R * D, sizeof(float));
-    s->xm = bf_xcalloc(R * D, sizeof(float));
     s->u = bf_xcalloc(R * D, sizeof(float));
     s->h1 = bf_xcalloc((R < FFN_ROWS ? R : FFN_ROWS) * F, sizeof(float));
     s->ug = bf_xcalloc(R * D, sizeof(float));
@@ -66,7 +65,7 @@ static bf_infer *infer_alloc(const bf_model *m) {
 void bf_model_infer_free(bf_model *m) {
     bf_infer *s = m->infer;
     if (!s) return;
-    float *bufs[] = {s->x, s->xm, s->u, s->h1, s->ug, s->qkv, s->o, s->y, s->wg, s->bg, s->wog,
+    float *bufs[] = {s->x, s->u, s->h1, s->ug, s->qkv, s->o, s->y, s->wg, s->bg, s->wog,
                      s->att, s->mean, s->rstd, s->pooled, s->probs, s->router_block};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
     free(s->row_off);
@@ -152,19 +151,18 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
         r0 += n;
     }
     if (g1 - g0 == 1) {
-        /* One input: its rows are contiguous, so xm = x + b_out, then the sgemm adds o W_out in place. */
-        size_t off = s->row_off[s->order[g0]] * D;
-        bf_add_rows_bias(s->xm + off, s->x + off, p->b_out, rows, D);
-        bf_matmul_accumulate(s->xm + off, s->o, wo, rows, kw, D);
+        /* One input: its rows are contiguous, so the sgemm adds o W_out to them in place (b_out is added with
+         * LN2, see bf_model_infer). */
+        bf_matmul_accumulate(s->x + s->row_off[s->order[g0]] * D, s->o, wo, rows, kw, D);
     } else {
-        bf_matmul_forward(s->y, s->o, wo, p->b_out, rows, kw, D);
-        /* xm = x + y, scattered back to the inputs' rows */
+        bf_matmul_forward(s->y, s->o, wo, NULL, rows, kw, D);
+        /* x += y, scattered back to the inputs' rows */
         r0 = 0;
         for (int gi = g0; gi < g1; gi++) {
             int b = s->order[gi];
             size_t n = (size_t)lengths[b], off = s->row_off[b] * D;
             const float *y = s->y + r0 * D;
-            for (size_t i = 0; i < n * D; i++) s->xm[off + i] = s->x[off + i] + y[i];
+            for (size_t i = 0; i < n * D; i++) s->x[off + i] += y[i];
             r0 += n;
         }
     }
@@ -217,13 +215,13 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
         layer_bytes_all = all > layer_bytes_all ? all : layer_bytes_all;
         /* LN2 and the FFN in blocks of rows, so the hidden block [FFN_ROWS, F] that the first sgemm writes is
          * still in cache when GELU and the second sgemm read it (the whole [rows, F] would go to memory and
-         * back three times). Element-wise passes are fused: gelu(h + b1) in place, x = xm + b2 + a W2. */
+         * back three times). The residual stream x is updated in place and the element-wise passes are fused:
+         * one pass adds b_out, normalises into u and adds b2; gelu(h + b1) in place; x += a W2. */
         for (size_t r0 = 0; r0 < rows; r0 += FFN_ROWS) {
             size_t nr = rows - r0 < FFN_ROWS ? rows - r0 : FFN_ROWS;
-            bf_layernorm_forward(s->u, s->mean, s->rstd, s->xm + r0 * D, p->ln2_g, p->ln2_b, nr, D);
+            bf_bias_layernorm_bias(s->x + r0 * D, s->u, p->b_out, p->ln2_g, p->ln2_b, p->b2, nr, D);
             bf_matmul_forward(s->h1, s->u, p->w1, NULL, nr, D, F);
             bf_bias_gelu_inplace(s->h1, p->b1, nr, F);
-            bf_add_rows_bias(s->x + r0 * D, s->xm + r0 * D, p->b2, nr, D);
             bf_matmul_accumulate(s->x + r0 * D, s->h1, p->w2, nr, F, D);
         }
         bf_model_record_routes(m, &s->rt, l, n);

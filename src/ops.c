@@ -109,6 +109,23 @@ void bf_layernorm_forward(float *restrict out, float *restrict mean, float *rest
     }
 }
 
+void bf_bias_layernorm_bias(float *restrict x, float *restrict u, const float *restrict b_in,
+                            const float *restrict gamma, const float *restrict beta, const float *restrict b_out,
+                            size_t R, size_t D) {
+    OPS_CHECK(x && u && b_in && gamma && beta && b_out && D > 0);
+    for (size_t r = 0; r < R; r++) {
+        float *xr = x + r * D, *y = u + r * D;
+        for (size_t i = 0; i < D; i++) xr[i] += b_in[i];
+        float m = sum_lanes(xr, D) / (float)D;
+        float v = sum_sq_dev_lanes(xr, m, D) / (float)D;
+        float s = 1.0f / sqrtf(v + 1e-5f);
+        for (size_t i = 0; i < D; i++) {
+            y[i] = (xr[i] - m) * s * gamma[i] + beta[i];
+            xr[i] += b_out[i];
+        }
+    }
+}
+
 void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *restrict dbeta,
                            const float *restrict dout, const float *restrict inp, const float *restrict gamma,
                            const float *restrict mean, const float *restrict rstd, size_t R, size_t D) {

@@ -207,6 +207,47 @@ static void test_layernorm(void **state) {
     free(dinp), free(dg), free(dbeta);
 }
 
+/* Rows wider than one 16-lane vector (40 = two vectors and a tail of 8), where the kernels' vector sums run,
+ * and the inference form that adds a bias before and after: x += b_in; u = LayerNorm(x); x += b_out. Both
+ * against the definition in double, within 1e-5 (float sums of 40 terms of size about 3). */
+static void test_layernorm_wide_and_between_biases(void **state) {
+    (void)state;
+    enum { LR = 3, LD = 40 };
+    test_rng r = {21};
+    float x[LR * LD], x0[LR * LD], u[LR * LD], ln[LR * LD], mean[LR], rstd[LR];
+    float g[LD], be[LD], b_in[LD], b_out[LD];
+    fill_normal(x, LR * LD, &r, 0.7, 3.0);
+    fill_normal(g, LD, &r, 1.0, 0.3);
+    fill_normal(be, LD, &r, 0.0, 0.3);
+    fill_normal(b_in, LD, &r, 0.0, 1.0);
+    fill_normal(b_out, LD, &r, 0.0, 1.0);
+    memcpy(x0, x, sizeof x);
+    bf_layernorm_forward(ln, mean, rstd, x, g, be, LR, LD);
+    bf_bias_layernorm_bias(x, u, b_in, g, be, b_out, LR, LD);
+    double worst_ln = 0.0, worst_u = 0.0, worst_x = 0.0;
+    for (size_t i = 0; i < LR; i++) {
+        for (int shifted = 0; shifted < 2; shifted++) {
+            double v[LD], mu = 0.0, var = 0.0;
+            for (size_t j = 0; j < LD; j++) mu += v[j] = (double)x0[i * LD + j] + (shifted ? b_in[j] : 0.0);
+            mu /= LD;
+            for (size_t j = 0; j < LD; j++) var += (v[j] - mu) * (v[j] - mu);
+            var /= LD;
+            for (size_t j = 0; j < LD; j++) {
+                double y = (v[j] - mu) / sqrt(var + 1e-5) * g[j] + be[j];
+                if (!shifted) worst_ln = fmax(worst_ln, fabs(y - ln[i * LD + j]));
+                else {
+                    worst_u = fmax(worst_u, fabs(y - u[i * LD + j]));
+                    worst_x = fmax(worst_x, fabs(v[j] + b_out[j] - x[i * LD + j]));
+                }
+            }
+        }
+    }
+    printf("  layernorm width 40: max |diff| %.3g; between biases: u %.3g, x %.3g\n", worst_ln, worst_u, worst_x);
+    assert_true(worst_ln < 1e-5);
+    assert_true(worst_u < 1e-5);
+    assert_true(worst_x < 1e-5);
+}
+
 /* --------------------------------------------------------------------------------------------- gelu */
 
 typedef struct {
@@ -782,6 +823,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul),
         cmocka_unit_test(test_layernorm),
+        cmocka_unit_test(test_layernorm_wide_and_between_biases),
         cmocka_unit_test(test_gelu),
         cmocka_unit_test(test_softmax),
         cmocka_unit_test(test_embedding),

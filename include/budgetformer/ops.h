@@ -30,6 +30,12 @@ void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *
                            const float *restrict dout, const float *restrict inp, const float *restrict gamma,
                            const float *restrict mean, const float *restrict rstd, size_t R, size_t D);
 
+/* Inference, between an attention block and its FFN: x += b_in; u = LayerNorm(x) (gamma, beta); x += b_out,
+ * row by row over R rows of width D, so the residual rows are read and written once. */
+void bf_bias_layernorm_bias(float *restrict x, float *restrict u, const float *restrict b_in,
+                            const float *restrict gamma, const float *restrict beta, const float *restrict b_out,
+                            size_t R, size_t D);
+
 /* gelu_tanh(a) = 0.5 a (1 + tanh(sqrt(2/pi) (a + 0.044715 a^3))), element-wise on n values. */
 void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n);
 void bf_gelu_backward(float *restrict dinp, const float *restrict inp, const float *restrict dout, size_t n);
