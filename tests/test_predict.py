@@ -132,7 +132,16 @@ check("bad_line_status", rc == 1, "exit %d" % rc)
 check("bad_line_message", "<stdin>:6:" in err and "UTF-8" in err, err.strip()[:200])
 check("bad_line_output", len(objs2) == len(mixed) and "error" in objs2[5] and objs2[5]["line"] == 6,
       "%d output lines for %d input lines" % (len(objs2), len(mixed)))
-check("bad_line_others_unchanged", got == want_cmp, "the 12 good lines answer as in the clean run")
+# Labels, budgets and head sets exactly; the probability within 2e-6, as for batch sizes above: the batch
+# differs (the bad line is not in it), and with it the grouping of inputs by head set and the row blocks of
+# the sgemm calls, which can move the last printed digit.
+def same_object(a, b):
+    return ({k: v for k, v in a.items() if k != "probability"} == {k: v for k, v in b.items() if k != "probability"}
+            and abs(a["probability"] - b["probability"]) <= 2e-6)
+
+
+check("bad_line_others_unchanged", len(got) == len(want_cmp) and all(map(same_object, got, want_cmp)),
+      "the 12 good lines answer as in the clean run")
 check("blank_line", objs2[10].get("warning", "").startswith("no tokens") and "no tokens" in err,
       json.dumps(objs2[10]) if len(objs2) > 10 else "missing")
 
