@@ -2,8 +2,9 @@
  * o[t, h] = gate[h] * sum_j softmax_j(q_t . k_j / sqrt(dh)) v_j. Covers the fused head widths (16, 32, 48,
  * 64: one, two, three and four vectors), the two-sgemm form for other widths (8, 24), row counts below, at
  * and across the fused kernel's 8- and 4-row blocks and its 16-key vectors, large scores (softmax's shift),
- * and a NULL gate. Tolerance: 2e-6 relative to the largest |o| of the case (float arithmetic over sums of up
- * to 130 terms; a wrong index or a missing normalisation is off by order 1). */
+ * and a NULL gate. Tolerance: 2e-6 relative to the largest |o| of the case for scores of order 1 (float
+ * arithmetic over sums of up to 130 terms; a wrong index or a missing normalisation is off by order 1), and
+ * 2e-5 for scores of order 100 (see test_large_scores_and_no_gate). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -75,12 +76,15 @@ static void test_sgemm_form_for_other_widths(void **state) {
         }
 }
 
-/* Scores in the hundreds: without the shift by the row maximum exp overflows to inf and the output is NaN. */
+/* Scores up to about 130: without the shift by the row maximum exp overflows to inf and the output is NaN.
+ * The tolerance is 2e-5 here: a float score of size 130, summed from 32 products, carries a rounding error of
+ * about 1e-5, which becomes a relative error of the same size in its exponential (seen: 1.3e-6 in the
+ * Release build, 2.0e-6 in the Debug build, which has no fused multiply-adds). */
 static void test_large_scores_and_no_gate(void **state) {
     (void)state;
     double e = check_case(40, 2, 32, 6.0, 0, 77);
     printf("  large scores, no gate: relative error %.3g\n", e);
-    assert_true(e <= 2e-6);
+    assert_true(e <= 2e-5);
     e = check_case(12, 8, 16, 1.0, 0, 78);
     assert_true(e <= 2e-6);
 }
