@@ -1,5 +1,6 @@
 /* ops: numerical kernels (see ops.h). Matrix products go through cblas_sgemm; element-wise kernels are
- * plain loops the compiler vectorises. Every kernel checks its sizes on entry (always on). */
+ * plain loops the compiler vectorises, or v16 vector code (vec16.h) where its vectoriser does badly
+ * (reductions, exp). Every kernel checks its sizes on entry (always on). */
 #include "budgetformer/ops.h"
 
 #include <cblas.h>
@@ -13,7 +14,9 @@
 #define OPS_CHECK(cond) BF_CHECK((cond), "kernel precondition failed: %s", #cond)
 
 static void vexp(float *restrict out, const float *restrict in, size_t n) {
-    for (size_t i = 0; i < n; i++) out[i] = exp_one(in[i]);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) v16_store(out + i, exp16(v16_load(in + i)));
+    for (; i < n; i++) out[i] = exp_one(in[i]);
 }
 
 /* tanh(a) = 1 - 2 / (exp(2a) + 1), through vexp; |a| large saturates correctly to +-1. n <= CHUNK. */

@@ -7,6 +7,7 @@
  * 2e-5 for scores of order 100 (see test_large_scores_and_no_gate). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,11 +90,37 @@ static void test_large_scores_and_no_gate(void **state) {
     assert_true(e <= 2e-6);
 }
 
+/* A NaN in one key of head 1 (a diverged model) makes one score of every row NaN. That must come out as NaN
+ * in head 1 of every row, not as a plausible number from the other keys (exp must not turn a NaN score into
+ * a zero weight); head 0 stays finite. */
+static void test_nan_propagates(void **state) {
+    (void)state;
+    size_t n = 20, H = 2, dh = 32, D = H * dh, ld = 3 * D;
+    test_rng r = {5};
+    float *qkv = bf_xmalloc(n * ld * sizeof(float)), *o = bf_xmalloc(n * D * sizeof(float));
+    float *scratch = bf_xmalloc(bf_attention_infer_scratch_floats(n, D, H) * sizeof(float));
+    for (size_t i = 0; i < n * ld; i++) qkv[i] = (float)rng_normal(&r);
+    qkv[17 * ld + D + dh + 3] = NAN; /* key of row 17, head 1, one component */
+    bf_attention_forward_infer(o, scratch, qkv, n, D, H, NULL);
+    size_t nan_h1 = 0, finite_h0 = 0;
+    for (size_t t = 0; t < n; t++)
+        for (size_t d = 0; d < dh; d++) {
+            nan_h1 += isnan(o[t * D + dh + d]) != 0;
+            finite_h0 += isfinite(o[t * D + d]) != 0;
+        }
+    assert_int_equal(nan_h1, n * dh);
+    assert_int_equal(finite_h0, n * dh);
+    free(qkv);
+    free(o);
+    free(scratch);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fused_widths_and_row_counts),
         cmocka_unit_test(test_sgemm_form_for_other_widths),
         cmocka_unit_test(test_large_scores_and_no_gate),
+        cmocka_unit_test(test_nan_propagates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
