@@ -17,10 +17,14 @@
 
 static size_t keys_padded(size_t n) { return (n + 15) & ~(size_t)15; }
 
+/* Head widths with a fused kernel: 16 to 64 in steps of 16 (one to four 16-float vectors per row). */
+static int fused_width(size_t dh) { return dh % 16 == 0 && dh >= 16 && dh <= 64; }
+
 size_t bf_attention_infer_scratch_floats(size_t n_max, size_t D, size_t H) {
     size_t dh = D / H, np = keys_padded(n_max);
-    size_t fused = dh * np + 8 * np, plain = n_max * n_max + n_max;
-    return fused > plain ? fused : plain;
+    /* fused: transposed keys [dh, np] and one block's score rows [8, np]; otherwise scores [n, n] and the
+     * rows' 1/sum [n] */
+    return fused_width(dh) ? dh * np + 8 * np : n_max * n_max + n_max;
 }
 
 /* One block of `rows` query rows (a compile-time constant where inlined) of one head with head width
@@ -106,12 +110,15 @@ void bf_attention_forward_infer(float *restrict o, float *restrict scratch, cons
     for (size_t h = 0; h < H; h++) {
         const float *q = qkv + h * dh, *k = qkv + D + h * dh, *v = qkv + 2 * D + h * dh;
         float *oh = o + h * dh, g = gate ? gate[h] : 1.0f;
-        switch (dh) {
-        case 16: attend_head(oh, D, scratch, q, k, v, ld, n, g, 1); break;
-        case 32: attend_head(oh, D, scratch, q, k, v, ld, n, g, 2); break;
-        case 48: attend_head(oh, D, scratch, q, k, v, ld, n, g, 3); break;
-        case 64: attend_head(oh, D, scratch, q, k, v, ld, n, g, 4); break;
-        default: attend_head_sgemm(oh, D, scratch, q, k, v, ld, n, dh, g); break;
+        if (!fused_width(dh)) {
+            attend_head_sgemm(oh, D, scratch, q, k, v, ld, n, dh, g);
+            continue;
+        }
+        switch (dh / 16) { /* constant vector counts, so each call is compiled for its width */
+        case 1: attend_head(oh, D, scratch, q, k, v, ld, n, g, 1); break;
+        case 2: attend_head(oh, D, scratch, q, k, v, ld, n, g, 2); break;
+        case 3: attend_head(oh, D, scratch, q, k, v, ld, n, g, 3); break;
+        default: attend_head(oh, D, scratch, q, k, v, ld, n, g, 4); break;
         }
     }
 }

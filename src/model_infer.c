@@ -25,7 +25,7 @@ struct bf_infer {
     float *x, *u, *h1;            /* [R,D] x2, [FFN_ROWS,F] */
     float *ug, *qkv, *o, *y;      /* group blocks: [R,D], [R,3D], [R,D], [R,D] */
     float *wg, *bg, *wog;         /* gathered weights: [D,3D], [3D], [D,D] */
-    float *att;                   /* [H*T*T] one input's scores */
+    float *att;                   /* attention scratch for one input (bf_attention_infer_scratch_floats) */
     float *mean, *rstd;           /* [R] */
     float *pooled, *probs;        /* [B,D], [B,C] */
     float *router_block;
@@ -146,7 +146,7 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
         float gk[BF_MAX_HEADS];
         for (int j = 0; j < k; j++) gk[j] = s->rt.gate[(size_t)b * H + (size_t)hs[j]];
         bf_attention_forward_infer(s->o + r0 * kw, s->att, s->qkv + r0 * 3 * kw, n, kw, (size_t)k, gk);
-        double a = (double)k * (double)(n * n) * sizeof(float);
+        double a = (double)bf_attention_infer_scratch_floats(n, kw, (size_t)k) * sizeof(float);
         att_peak = a > att_peak ? a : att_peak;
         r0 += n;
     }
@@ -167,7 +167,7 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
         }
     }
     /* What the layer holds for attention: q, k, v of the selected heads for every row of the batch, plus
-     * the largest score matrix (one input at a time). */
+     * the attention kernel's scratch for the largest input (one input at a time). */
     st->attn_bytes += (double)rows * 3.0 * (double)kw * sizeof(float);
     st->attn_bytes_all_heads = att_peak > st->attn_bytes_all_heads ? att_peak : st->attn_bytes_all_heads;
 }
@@ -201,7 +201,7 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
         for (int b = 0; b < n; b++) s->order[b] = b;
         g_sort_masks = s->rt.mask_bits;
         qsort(s->order, (size_t)n, sizeof(int), by_mask);
-        bf_infer_stats lst = {0}; /* attn_bytes: q,k,v bytes; attn_bytes_all_heads: largest scores (reused field) */
+        bf_infer_stats lst = {0}; /* attn_bytes: q,k,v bytes; attn_bytes_all_heads: largest scratch (reused field) */
         for (int g0 = 0; g0 < n;) {
             uint32_t mask = s->rt.mask_bits[s->order[g0]];
             int g1 = g0 + 1;

@@ -1,6 +1,7 @@
 /* The head-skipping inference path (bf_model_infer) gives the outputs of the training forward pass that
  * computes every head and then masks (bf_model_forward at eps = 0): logits within 1e-5 (sums run in another
- * order), budgets and head masks exactly; and it holds less attention memory when heads are skipped. */
+ * order), budgets and head masks exactly; and it holds less attention memory when heads are skipped. Head
+ * width 4 runs the two-sgemm attention, width 16 the fused kernel (src/attention_infer.c). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 
 #include <cmocka.h>
 
+#include "budgetformer/attention_infer.h"
 #include "budgetformer/model.h"
 #include "budgetformer/rng.h"
 
@@ -30,9 +32,9 @@ static void make_batch(int32_t *tok, int32_t *len, int32_t *lab, int V) {
     }
 }
 
-static void check_model(int full_heads, int fixed_budget, float w_scale) {
-    bf_model_config c = {.vocab_size = 40, .max_len = T, .d_model = 16, .n_heads = 4, .n_layers = 3, .d_ff = 24,
-                         .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget};
+static void check_model(int d_model, int full_heads, int fixed_budget, float w_scale) {
+    bf_model_config c = {.vocab_size = 40, .max_len = T, .d_model = d_model, .n_heads = 4, .n_layers = 3,
+                         .d_ff = 24, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget};
     bf_model m;
     bf_model_init(&m, &c, B);
     random_weights(&m, 11, w_scale);
@@ -60,8 +62,17 @@ static void check_model(int full_heads, int fixed_budget, float w_scale) {
     assert_true(fabs(ce_full - ce_skip) <= 1e-4);
     assert_memory_equal(budget, m.budget, sizeof budget);
     assert_memory_equal(mask, m.head_mask, sizeof mask);
-    if (full_heads) assert_true(st.attn_bytes == st.attn_bytes_all_heads);
-    else assert_true(st.attn_bytes < st.attn_bytes_all_heads);
+    /* Every head: q, k, v of all rows plus the kernel's scratch for the longest input, exactly. */
+    size_t rows = 0, n_max = 0;
+    for (int b = 0; b < B; b++) {
+        rows += (size_t)len[b];
+        n_max = (size_t)len[b] > n_max ? (size_t)len[b] : n_max;
+    }
+    double held_all = ((double)rows * 3.0 * (double)d_model +
+                       (double)bf_attention_infer_scratch_floats(n_max, (size_t)d_model, 4)) * sizeof(float);
+    if (full_heads) assert_true(st.attn_bytes == held_all);
+    else assert_true(st.attn_bytes < held_all);
+    assert_true(st.attn_bytes < st.attn_bytes_all_heads);
     /* A second call reuses the scratch and gives the same bits. */
     float again[B * 3];
     memcpy(again, m.logits, sizeof again);
@@ -72,17 +83,24 @@ static void check_model(int full_heads, int fixed_budget, float w_scale) {
 
 static void test_learned_budget(void **state) {
     (void)state;
-    check_model(0, 0, 0.3f); /* varied budgets and head sets across inputs */
+    check_model(16, 0, 0, 0.3f); /* varied budgets and head sets across inputs */
+}
+
+static void test_learned_budget_fused_attention(void **state) {
+    (void)state;
+    check_model(64, 0, 0, 0.3f);
 }
 
 static void test_fixed_budget(void **state) {
     (void)state;
-    check_model(0, 2, 0.3f);
+    check_model(16, 0, 2, 0.3f);
+    check_model(64, 0, 2, 0.3f);
 }
 
 static void test_full_heads(void **state) {
     (void)state;
-    check_model(1, 0, 0.3f);
+    check_model(16, 1, 0, 0.3f);
+    check_model(64, 1, 0, 0.3f);
 }
 
 /* Groups really vary: with these weights the learned model uses several different head sets. */
@@ -110,6 +128,7 @@ static void test_head_sets_vary(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learned_budget),
+        cmocka_unit_test(test_learned_budget_fused_attention),
         cmocka_unit_test(test_fixed_budget),
         cmocka_unit_test(test_full_heads),
         cmocka_unit_test(test_head_sets_vary),

@@ -11,7 +11,8 @@
 void bf_attention_forward_infer(float *restrict o, float *restrict scratch, const float *restrict qkv, size_t n,
                                 size_t D, size_t H, const float *restrict gate);
 
-/* Scratch floats bf_attention_forward_infer needs for inputs of up to n_max rows. */
+/* Scratch floats bf_attention_forward_infer uses for inputs of up to n_max rows (exactly what it touches for
+ * an input of n_max rows; the fused head widths 16-64 need no n x n matrix). */
 size_t bf_attention_infer_scratch_floats(size_t n_max, size_t D, size_t H);
 
 #endif

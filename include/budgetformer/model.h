@@ -146,8 +146,9 @@ void bf_model_zero_grad(bf_model *m);
 /* Bytes of the activation arena (forward activations and backward scratch for max_batch inputs). */
 size_t bf_model_activation_bytes(const bf_model *m);
 
-/* Memory of the attention part of the last bf_model_infer call: the q, k, v columns and score matrices that
- * were held, against what computing every head would hold, in bytes (peak over the batch). */
+/* Memory of the attention part of the last bf_model_infer call, in bytes, peak over its layers: the q, k, v
+ * columns of the selected heads for the batch plus the attention kernel's scratch for its largest input,
+ * against what computing every head holds (q, k, v of every head plus the H score matrices of an input). */
 typedef struct {
     double attn_bytes, attn_bytes_all_heads;
 } bf_infer_stats;
