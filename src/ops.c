@@ -13,21 +13,6 @@
 
 #define OPS_CHECK(cond) BF_CHECK((cond), "kernel precondition failed: %s", #cond)
 
-static void vexp(float *restrict out, const float *restrict in, size_t n) {
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16) v16_store(out + i, exp16(v16_load(in + i)));
-    for (; i < n; i++) out[i] = exp_one(in[i]);
-}
-
-/* tanh(a) = 1 - 2 / (exp(2a) + 1), through vexp; |a| large saturates correctly to +-1. n <= CHUNK. */
-#define CHUNK 256
-static void vtanh(float *restrict out, const float *restrict in, size_t n) {
-    float twice[CHUNK];
-    for (size_t i = 0; i < n; i++) twice[i] = 2.0f * in[i];
-    vexp(out, twice, n);
-    for (size_t i = 0; i < n; i++) out[i] = 1.0f - 2.0f / (out[i] + 1.0f);
-}
-
 void bf_matmul_forward(float *restrict out, const float *restrict inp, const float *restrict w,
                        const float *restrict b, size_t R, size_t K, size_t O) {
     OPS_CHECK(out && inp && w && K > 0 && O > 0);
@@ -97,6 +82,15 @@ static float sum_sq_dev_lanes(const float *restrict x, float m, size_t n) {
     return s;
 }
 
+static float dot_lanes(const float *restrict x, const float *restrict y, size_t n) {
+    v16 acc = v16_splat(0.0f);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) acc += v16_load(x + i) * v16_load(y + i);
+    float s = v16_sum(acc);
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
 void bf_layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd, const float *restrict inp,
                           const float *restrict gamma, const float *restrict beta, size_t R, size_t D) {
     OPS_CHECK(out && mean && rstd && inp && gamma && beta && D > 0);
@@ -137,9 +131,19 @@ void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *
         const float *x = inp + r * D, *dy = dout + r * D;
         float *dx = dinp + r * D;
         float m = mean[r], s = rstd[r];
-        /* dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * gamma */
-        float sum_d = 0.0f, sum_dx = 0.0f;
-        for (size_t i = 0; i < D; i++) {
+        /* dx = s * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)), dxhat = dy * gamma; the two sums in
+         * vector accumulators (see sum_lanes) */
+        v16 acc_d = v16_splat(0.0f), acc_dx = v16_splat(0.0f), mv = v16_splat(m);
+        size_t i = 0;
+        for (; i + 16 <= D; i += 16) {
+            v16 xhat = (v16_load(x + i) - mv) * s, dyv = v16_load(dy + i), dxhat = dyv * v16_load(gamma + i);
+            acc_d += dxhat;
+            acc_dx += dxhat * xhat;
+            v16_store(dgamma + i, v16_load(dgamma + i) + dyv * xhat);
+            v16_store(dbeta + i, v16_load(dbeta + i) + dyv);
+        }
+        float sum_d = v16_sum(acc_d), sum_dx = v16_sum(acc_dx);
+        for (; i < D; i++) {
             float xhat = (x[i] - m) * s;
             float dxhat = dy[i] * gamma[i];
             sum_d += dxhat;
@@ -149,7 +153,7 @@ void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *
         }
         sum_d /= (float)D;
         sum_dx /= (float)D;
-        for (size_t i = 0; i < D; i++) {
+        for (i = 0; i < D; i++) {
             float xhat = (x[i] - m) * s;
             dx[i] += s * (dy[i] * gamma[i] - sum_d - xhat * sum_dx);
         }
@@ -158,56 +162,64 @@ void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *
 
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 
-/* Element-wise kernels work in chunks of CHUNK that stay in L1, so the vectorised tanh runs over short
- * arrays. gelu_tanh_chunk gives t = tanh(sqrt(2/pi) (a + 0.044715 a^3)) for m <= CHUNK values: the part
- * forward, fused forward and backward share. */
-static void gelu_tanh_chunk(float *restrict t, const float *restrict a, size_t m) {
-    float u[CHUNK];
-    for (size_t i = 0; i < m; i++) u[i] = GELU_C * (a[i] + 0.044715f * a[i] * a[i] * a[i]);
-    vtanh(t, u, m);
+/* t = tanh(sqrt(2/pi) (a + 0.044715 a^3)) on 16 values, as 1 - 2 / (exp(2u) + 1): |u| large saturates
+ * correctly to +-1. The part GELU's forward and backward share. */
+static inline v16 gelu_tanh16(v16 a) {
+    v16 e = exp16(2.0f * GELU_C * (a + 0.044715f * a * a * a));
+    return 1.0f - 2.0f / (e + 1.0f);
+}
+
+static inline v16 gelu16(v16 a) { return 0.5f * a * (1.0f + gelu_tanh16(a)); }
+
+/* d gelu / da on 16 values */
+static inline v16 gelu_grad16(v16 a) {
+    v16 t = gelu_tanh16(a), du = GELU_C * (1.0f + 3.0f * 0.044715f * a * a);
+    return 0.5f * (1.0f + t) + 0.5f * a * (1.0f - t * t) * du;
+}
+
+/* The last n % 16 values go through the same vector code, padded with zeros. */
+static inline v16 load_tail(const float *p, size_t m) {
+    float buf[16] = {0};
+    memcpy(buf, p, m * sizeof(float));
+    return v16_load(buf);
+}
+
+static inline void store_tail(float *p, v16 v, size_t m) {
+    float buf[16];
+    v16_store(buf, v);
+    memcpy(p, buf, m * sizeof(float));
 }
 
 void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n) {
-    float t[CHUNK];
-    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-        size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
-        const float *a = inp + i0;
-        gelu_tanh_chunk(t, a, m);
-        for (size_t i = 0; i < m; i++) out[i0 + i] = 0.5f * a[i] * (1.0f + t[i]);
-    }
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) v16_store(out + i, gelu16(v16_load(inp + i)));
+    if (i < n) store_tail(out + i, gelu16(load_tail(inp + i, n - i)), n - i);
 }
 
 /* Inference only (nothing needs tanh afterwards): 0.5 a (1 + tanh(u)) = a sigmoid(2u) = a e / (e + 1) with
  * e = exp(2u), one exp and one division per value in a single pass with no temporaries. e / (e + 1) is formed
  * first so that a clamped e (u > 44) gives 1, not inf / inf. */
+static inline v16 gelu_sigmoid16(v16 a) {
+    v16 e = exp16(2.0f * GELU_C * (a + 0.044715f * a * a * a));
+    return a * (e / (e + 1.0f));
+}
+
 void bf_bias_gelu_inplace(float *restrict x, const float *restrict b, size_t R, size_t F) {
     for (size_t r = 0; r < R; r++) {
         float *row = x + r * F;
         size_t i = 0;
-        for (; i + 16 <= F; i += 16) {
-            v16 a = v16_load(row + i) + v16_load(b + i);
-            v16 e = exp16(2.0f * GELU_C * (a + 0.044715f * a * a * a));
-            v16_store(row + i, a * (e / (e + 1.0f)));
-        }
-        for (; i < F; i++) {
-            float a = row[i] + b[i];
-            float e = exp_one(2.0f * GELU_C * (a + 0.044715f * a * a * a));
-            row[i] = a * (e / (e + 1.0f));
-        }
+        for (; i + 16 <= F; i += 16) v16_store(row + i, gelu_sigmoid16(v16_load(row + i) + v16_load(b + i)));
+        if (i < F) store_tail(row + i, gelu_sigmoid16(load_tail(row + i, F - i) + load_tail(b + i, F - i)), F - i);
     }
 }
 
 void bf_gelu_backward(float *restrict dinp, const float *restrict inp, const float *restrict dout, size_t n) {
-    float t[CHUNK];
-    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
-        size_t m = n - i0 < CHUNK ? n - i0 : CHUNK;
-        const float *a = inp + i0;
-        gelu_tanh_chunk(t, a, m);
-        for (size_t i = 0; i < m; i++) {
-            float du = GELU_C * (1.0f + 3.0f * 0.044715f * a[i] * a[i]);
-            float grad = 0.5f * (1.0f + t[i]) + 0.5f * a[i] * (1.0f - t[i] * t[i]) * du;
-            dinp[i0 + i] += grad * dout[i0 + i];
-        }
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        v16_store(dinp + i, v16_load(dinp + i) + gelu_grad16(v16_load(inp + i)) * v16_load(dout + i));
+    if (i < n) {
+        size_t m = n - i;
+        store_tail(dinp + i, load_tail(dinp + i, m) + gelu_grad16(load_tail(inp + i, m)) * load_tail(dout + i, m), m);
     }
 }
 
@@ -318,8 +330,7 @@ void bf_attention_backward(float *restrict dqkv, float *restrict scratch, const 
         for (size_t t = 0; t < n; t++) {
             const float *p = a + t * n;
             float *d = scratch + t * n;
-            float dot = 0.0f;
-            for (size_t j = 0; j < n; j++) dot += p[j] * d[j];
+            float dot = dot_lanes(p, d, n);
             for (size_t j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
         }
         /* dQ += dS · K * scale ; dK += dS^T · Q * scale */

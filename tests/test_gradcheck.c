@@ -160,10 +160,10 @@ static double ln_loss(void *p) {
     return dot_proj(c->out, c->R, c->rows * c->D);
 }
 
-static void test_layernorm(void **state) {
-    (void)state;
-    test_rng r = {12};
-    ln_ctx c = {.rows = 4, .D = 8};
+/* One LayerNorm case: forward against the definition, backward against finite differences. */
+static void layernorm_case(size_t rows, size_t D, uint64_t seed) {
+    test_rng r = {seed};
+    ln_ctx c = {.rows = rows, .D = D};
     size_t n = c.rows * c.D;
     c.out = bf_xmalloc(n * sizeof(float));
     c.inp = bf_xmalloc(n * sizeof(float));
@@ -205,6 +205,12 @@ static void test_layernorm(void **state) {
     assert_int_equal(bad, 0);
     free(c.out), free(c.inp), free(c.R), free(c.mean), free(c.rstd), free(c.gamma), free(c.beta);
     free(dinp), free(dg), free(dbeta);
+}
+
+static void test_layernorm(void **state) {
+    (void)state;
+    layernorm_case(4, 8, 12);
+    layernorm_case(3, 40, 13); /* two 16-lane vectors and a tail of 8: the kernels' vector sums */
 }
 
 /* Rows wider than one 16-lane vector (40 = two vectors and a tail of 8), where the kernels' vector sums run,
@@ -494,6 +500,7 @@ static void test_attention_all_heads(void **state) {
     int bad = attention_case(5, 8, 4, 0xFu, 17);
     bad += attention_case(6, 12, 3, 0x7u, 18); /* dh = 4, H not a power of two */
     bad += attention_case(1, 8, 2, 0x3u, 19);  /* a single row */
+    bad += attention_case(20, 32, 2, 0x3u, 22); /* rows of 20 scores: a 16-lane vector and a tail */
     assert_int_equal(bad, 0);
 }
 
