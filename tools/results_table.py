@@ -456,6 +456,17 @@ def plot_adaptivity(ad, ds, variant, path, top_classes=8):
 
 
 # ---------------------------------------------------------------------------------------------- report
+def tuning_rows(w, datasets, tuning, cells, not_run):
+    """Rows of a tuning table: per dataset, one row per candidate (its cells, then **yes** on the chosen one),
+    or one row of not_run cells when nothing was run."""
+    for ds in datasets:
+        cands, chosen = tuning[ds]["candidates"], tuning[ds]["chosen"]
+        for c in cands:
+            w("| " + " | ".join([ds] + cells(c) + ["**yes**" if c["name"] == chosen else ""]) + " |")
+        if not cands:
+            w("| " + " | ".join([ds] + not_run) + " | |")
+
+
 def pct(m, s=None, nd=2):
     if m is None:
         return "-"
@@ -624,14 +635,10 @@ def cmd_report(a):
     w("| dataset | budget cost | valid accuracy | valid macro-F1 | valid heads per layer | chosen |")
     w("|---|---|---|---|---|---|")
     cost_tuning = {ds: tuning_of(out, ds, "tune-cost", cost_candidates) for ds in datasets}
-    for ds in datasets:
-        cands, chosen = cost_tuning[ds]["candidates"], cost_tuning[ds]["chosen"]
-        for c in cands:
-            w("| %s | %g | %s | %s | %.2f of %s | %s |" % (ds, c["budget_cost"], pct(c["valid_accuracy"]),
-                                                     pct(c["valid_macro_f1"]), c["valid_heads"], c["n_heads"],
-                                                     "**yes**" if c["name"] == chosen else ""))
-        if not cands:
-            w("| %s | - | (not run yet) | - | - | |" % ds)
+    tuning_rows(w, datasets, cost_tuning,
+                lambda c: ["%g" % c["budget_cost"], pct(c["valid_accuracy"]), pct(c["valid_macro_f1"]),
+                           "%.2f of %s" % (c["valid_heads"], c["n_heads"])],
+                ["-", "(not run yet)", "-", "-"])
     w("")
 
     # ---- adaptive tuning
@@ -644,14 +651,10 @@ def cmd_report(a):
     w("| dataset | window | threshold | anneal steps | valid accuracy | valid heads per layer | chosen |")
     w("|---|---|---|---|---|---|---|")
     tuning = {ds: tuning_of(out, ds, "tune", tune_candidates) for ds in datasets}
-    for ds in datasets:
-        cands, chosen = tuning[ds]["candidates"], tuning[ds]["chosen"]
-        for c in cands:
-            w("| %s | %s | %s | %s | %s | %.2f | %s |" % (ds, c["window"], c["threshold"], c["anneal_steps"],
-                                                          pct(c["valid_accuracy"]), c["valid_heads"],
-                                                          "**yes**" if c["name"] == chosen else ""))
-        if not cands:
-            w("| %s | - | - | - | (not run yet) | - | |" % ds)
+    tuning_rows(w, datasets, tuning,
+                lambda c: [str(c["window"]), str(c["threshold"]), str(c["anneal_steps"]), pct(c["valid_accuracy"]),
+                           "%.2f" % c["valid_heads"]],
+                ["-", "-", "-", "(not run yet)", "-"])
     w("")
 
     # ---- the table
