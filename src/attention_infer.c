@@ -9,7 +9,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#include <string.h>
 
 #include "budgetformer/util.h"
 #include "exp_inline.h"

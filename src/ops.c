@@ -91,19 +91,22 @@ static float dot_lanes(const float *restrict x, const float *restrict y, size_t 
     return s;
 }
 
+/* One row: y = (x - mean) rstd gamma + beta; returns mean and rstd. */
+static inline void layernorm_row(float *restrict y, float *restrict mean, float *restrict rstd,
+                                 const float *restrict x, const float *restrict gamma, const float *restrict beta,
+                                 size_t D) {
+    float m = sum_lanes(x, D) / (float)D;
+    float v = sum_sq_dev_lanes(x, m, D) / (float)D;
+    float s = 1.0f / sqrtf(v + 1e-5f);
+    for (size_t i = 0; i < D; i++) y[i] = (x[i] - m) * s * gamma[i] + beta[i];
+    *mean = m;
+    *rstd = s;
+}
+
 void bf_layernorm_forward(float *restrict out, float *restrict mean, float *restrict rstd, const float *restrict inp,
                           const float *restrict gamma, const float *restrict beta, size_t R, size_t D) {
     OPS_CHECK(out && mean && rstd && inp && gamma && beta && D > 0);
-    for (size_t r = 0; r < R; r++) {
-        const float *x = inp + r * D;
-        float *y = out + r * D;
-        float m = sum_lanes(x, D) / (float)D;
-        float v = sum_sq_dev_lanes(x, m, D) / (float)D;
-        float s = 1.0f / sqrtf(v + 1e-5f);
-        for (size_t i = 0; i < D; i++) y[i] = (x[i] - m) * s * gamma[i] + beta[i];
-        mean[r] = m;
-        rstd[r] = s;
-    }
+    for (size_t r = 0; r < R; r++) layernorm_row(out + r * D, mean + r, rstd + r, inp + r * D, gamma, beta, D);
 }
 
 void bf_bias_layernorm_bias(float *restrict x, float *restrict u, const float *restrict b_in,
@@ -111,15 +114,10 @@ void bf_bias_layernorm_bias(float *restrict x, float *restrict u, const float *r
                             size_t R, size_t D) {
     OPS_CHECK(x && u && b_in && gamma && beta && b_out && D > 0);
     for (size_t r = 0; r < R; r++) {
-        float *xr = x + r * D, *y = u + r * D;
+        float *xr = x + r * D, m, s;
         for (size_t i = 0; i < D; i++) xr[i] += b_in[i];
-        float m = sum_lanes(xr, D) / (float)D;
-        float v = sum_sq_dev_lanes(xr, m, D) / (float)D;
-        float s = 1.0f / sqrtf(v + 1e-5f);
-        for (size_t i = 0; i < D; i++) {
-            y[i] = (xr[i] - m) * s * gamma[i] + beta[i];
-            xr[i] += b_out[i];
-        }
+        layernorm_row(u + r * D, &m, &s, xr, gamma, beta, D);
+        for (size_t i = 0; i < D; i++) xr[i] += b_out[i];
     }
 }
 
@@ -162,12 +160,11 @@ void bf_layernorm_backward(float *restrict dinp, float *restrict dgamma, float *
 
 #define GELU_C 0.7978845608028654f /* sqrt(2/pi) */
 
-/* t = tanh(sqrt(2/pi) (a + 0.044715 a^3)) on 16 values, as 1 - 2 / (exp(2u) + 1): |u| large saturates
- * correctly to +-1. The part GELU's forward and backward share. */
-static inline v16 gelu_tanh16(v16 a) {
-    v16 e = exp16(2.0f * GELU_C * (a + 0.044715f * a * a * a));
-    return 1.0f - 2.0f / (e + 1.0f);
-}
+/* exp(2u), u = sqrt(2/pi) (a + 0.044715 a^3), on 16 values: the part every GELU form shares. */
+static inline v16 gelu_exp2u16(v16 a) { return exp16(2.0f * GELU_C * (a + 0.044715f * a * a * a)); }
+
+/* t = tanh(u) on 16 values, as 1 - 2 / (exp(2u) + 1): |u| large saturates correctly to +-1. */
+static inline v16 gelu_tanh16(v16 a) { return 1.0f - 2.0f / (gelu_exp2u16(a) + 1.0f); }
 
 static inline v16 gelu16(v16 a) { return 0.5f * a * (1.0f + gelu_tanh16(a)); }
 
@@ -200,7 +197,7 @@ void bf_gelu_forward(float *restrict out, const float *restrict inp, size_t n) {
  * e = exp(2u), one exp and one division per value in a single pass with no temporaries. e / (e + 1) is formed
  * first so that a clamped e (u > 44) gives 1, not inf / inf. */
 static inline v16 gelu_sigmoid16(v16 a) {
-    v16 e = exp16(2.0f * GELU_C * (a + 0.044715f * a * a * a));
+    v16 e = gelu_exp2u16(a);
     return a * (e / (e + 1.0f));
 }
 

@@ -1,5 +1,5 @@
-/* vec16: 16 floats (and 8 doubles) as one GCC vector value, for the kernels whose loops the auto-vectoriser handles badly
- * (reductions kept in lanes, register-blocked products). The compiler maps a v16 onto the machine's widest
+/* vec16: 16 floats (and 8 doubles) as one GCC vector value, for the kernels whose loops the auto-vectoriser
+ * handles badly (reductions kept in lanes, register-blocked products). The compiler maps a v16 onto the widest
  * registers (one AVX-512 register, two AVX registers, or scalar code). Loads and stores go through memcpy,
  * so pointers need no alignment. Reductions add the lanes in a fixed order: results are reproducible. */
 #ifndef BF_VEC16_H
@@ -49,15 +49,10 @@ static inline double v8d_sum(v8d v) {
     return v[0];
 }
 
-/* Lane-wise maximum and minimum (a compare and a blend; C has no vector ?:). */
+/* Lane-wise maximum (a compare and a blend; C has no vector ?:). A NaN in a is dropped, one in b kept. */
 static inline v16 v16_max(v16 a, v16 b) {
     v16i gt = a > b;
     return (v16)((gt & (v16i)a) | (~gt & (v16i)b));
-}
-
-static inline v16 v16_min(v16 a, v16 b) {
-    v16i lt = a < b;
-    return (v16)((lt & (v16i)a) | (~lt & (v16i)b));
 }
 
 static inline float v16_hmax(v16 v) {
