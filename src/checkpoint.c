@@ -285,7 +285,8 @@ static int write_coordinator(hid_t f, const bf_coordinator *co, long step, bf_er
                    bf_h5_write_attr_int(f, g, "window_n", co->window_n, err) ||
                    write_attr_f64(f, g, "prev_mean", co->prev_mean, err) ||
                    write_attr_f64(f, g, "eps_next", bf_coordinator_eps(co, step + 1), err) ||
-                   write_attr_f64(f, g, "budget_lambda", co->lambda, err)
+                   write_attr_f64(f, g, "budget_lambda", co->lambda, err) ||
+                   write_attr_f64(f, g, "budget_lambda_i", co->lambda_i, err)
                ? -1
                : 0;
 }
@@ -587,12 +588,14 @@ static int read_coordinator(const bf_ckpt_file *cf, bf_coordinator *co, bf_err *
     co->eps_end = (float)eps_end;
     co->threshold = (float)threshold;
     /* The budget multiplier (train.budget_target); files written before it have none: lambda 0. */
-    co->lambda = 0.0;
+    co->lambda = co->lambda_i = 0.0;
     if (H5Aexists_by_name(f, g, "budget_lambda", H5P_DEFAULT) > 0 &&
-        read_attr_f64(f, g, "budget_lambda", &co->lambda, err))
+        (read_attr_f64(f, g, "budget_lambda", &co->lambda, err) ||
+         read_attr_f64(f, g, "budget_lambda_i", &co->lambda_i, err)))
         return -1;
-    if (!isfinite(co->lambda))
-        return bf_fail(err, "%s: /coordinator budget_lambda = %g: expected a finite number", cf->path, co->lambda);
+    if (!isfinite(co->lambda) || !isfinite(co->lambda_i))
+        return bf_fail(err, "%s: /coordinator budget_lambda = %g, budget_lambda_i = %g: expected finite numbers",
+                       cf->path, co->lambda, co->lambda_i);
     return 0;
 }
 

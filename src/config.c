@@ -111,8 +111,12 @@ static const key_spec kKeys[] = {
             "train.budget_cost by a multiplier lambda (either sign) updated by dual ascent on the global batch's mean "
             "k/H (k = the budget inference would use) minus the target, which ramps from 1 to this value over "
             "train.budget_ramp updates. 0 = fixed lambda (train.budget_cost)."),
-    K_FLOAT("train", "budget_dual_lr", budget_dual_lr, 0, 100, R_LO_OPEN, "0.01",
-            "Dual ascent step: lambda += budget_dual_lr * (mean k/H - target) after each update."),
+    K_FLOAT("train", "budget_dual_lr", budget_dual_lr, 0, 100, R_LO_OPEN, "0.02",
+            "Dual ascent step (integral gain): lambda_i += budget_dual_lr * (mean k/H - target) after each "
+            "update."),
+    K_FLOAT("train", "budget_dual_kp", budget_dual_kp, 0, 1000, R_CLOSED, "3",
+            "Proportional gain: lambda = lambda_i + budget_dual_kp * (mean k/H - target); damps the overshoot "
+            "of plain dual ascent (0 = plain dual ascent)."),
     K_LONG("train", "budget_ramp", budget_ramp, 0, 1e9, R_CLOSED, "0",
            "Updates over which the budget target falls linearly from 1 to train.budget_target; "
            "0 = explore.steps."),

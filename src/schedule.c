@@ -43,6 +43,8 @@ void bf_coordinator_init(bf_coordinator *co, const bf_config *c) {
     co->budget_target = c->budget_target;
     co->budget_cost = c->budget_cost;
     co->dual_lr = c->budget_dual_lr;
+    co->dual_kp = c->budget_dual_kp;
+    co->lambda_i = 0.0;
     co->budget_ramp = c->budget_ramp > 0 ? c->budget_ramp : c->explore_steps;
     co->lambda = 0.0;
 }
@@ -85,5 +87,7 @@ void bf_coordinator_observe_budget(bf_coordinator *co, long step, double fractio
     /* Dual ascent on the equality constraint fraction = target: lambda grows while the model uses more heads
      * than the target and shrinks while it uses fewer; it may turn negative (a reward for heads), since the
      * other terms (distillation, budget supervision) can pull the budget below the target. */
-    co->lambda += (double)co->dual_lr * (fraction - bf_coordinator_budget_target(co, step));
+    double e = fraction - bf_coordinator_budget_target(co, step);
+    co->lambda_i += (double)co->dual_lr * e;
+    co->lambda = co->lambda_i + (double)co->dual_kp * e;
 }

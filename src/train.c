@@ -739,6 +739,7 @@ static int run_loop(trainer *t, bf_err *err) {
         red[L + 3] = st.exploit_sum;
         bf_dist_allreduce_sum_f64(t->dist, red, (size_t)L + 4);
         double loss = red[0] / (double)c->batch_size;
+        double exploit_frac = red[L + 3] / ((double)c->batch_size * L);
         stopped = red[L + 2] > 0.0;
         /* Every rank holds the same summed gradient, so every rank computes the same norm and makes the
          * same skip decision below without another message. */
@@ -776,7 +777,7 @@ static int run_loop(trainer *t, bf_err *err) {
             t->nonfinite_run = 0;
             if (root) {
                 bf_coordinator_observe(&t->coord, step, loss);
-                bf_coordinator_observe_budget(&t->coord, step, red[L + 3] / ((double)c->batch_size * L));
+                bf_coordinator_observe_budget(&t->coord, step, exploit_frac);
             }
             optimizer_step(t, step, lr, bf_clip_scale(norm, c->grad_clip));
             if (t->trace)
@@ -821,10 +822,14 @@ static int run_loop(trainer *t, bf_err *err) {
             double comm_frac = (t->dist->comm_seconds - comm_mark) / (now - t_mark);
             char eta[32];
             format_eta(eta, sizeof eta, (double)(last - step) * (now - t_start) / (double)(step - t->start_step));
+            char budget_note[96] = "";
+            if (c->budget_target > 0.0f)
+                snprintf(budget_note, sizeof budget_note, " | k/H %.3f (target %.3f, lambda %.3g)", exploit_frac,
+                         bf_coordinator_budget_target(&t->coord, step), (double)lambda);
             if (root)
-                fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d | lr %.2e | %.0f samples/s | "
+                fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d%s | lr %.2e | %.0f samples/s | "
                                 "comm %.0f%% | ETA %s\n",
-                        step, c->steps, loss_acc / acc_steps, eps, heads_acc / acc_steps, H, lr, sps,
+                        step, c->steps, loss_acc / acc_steps, eps, heads_acc / acc_steps, H, budget_note, lr, sps,
                         100.0 * comm_frac, eta);
             t_mark = now;
             comm_mark = t->dist->comm_seconds;
@@ -1065,6 +1070,7 @@ static int try_resume(trainer *t, const char *path, long expect_step, bf_err *er
         t->coord.window_n = st.coord.window_n;
         t->coord.prev_mean = st.coord.prev_mean;
         t->coord.lambda = st.coord.lambda;
+        t->coord.lambda_i = st.coord.lambda_i;
         memcpy(t->heads.block, st.headstats, t->heads.block_len * sizeof(int64_t));
         t->start_step = st.step;
         t->skipped_total = st.skipped_steps;

@@ -52,7 +52,8 @@ typedef struct {
     long max_nonfinite; /* non-finite updates in a row (each skipped) after which the run stops */
     float budget_cost;/* lambda (fixed), when budget_target is 0 */
     float budget_target;  /* > 0: mean fraction of heads k/H enforced by dual ascent on lambda */
-    float budget_dual_lr; /* dual ascent step of lambda per update */
+    float budget_dual_lr; /* dual ascent step of lambda per update (integral gain) */
+    float budget_dual_kp; /* proportional gain of the budget controller */
     long budget_ramp;     /* updates over which the target falls from 1 (every head) to budget_target */
     int sandwich;         /* 1: each update also trains at k = H and at a random k (US-Nets sandwich rule) */
     float distill;        /* weight of the k = H pass's probabilities in the other passes' targets */
