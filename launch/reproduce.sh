@@ -180,7 +180,7 @@ report() {
   [ "$quick" = 1 ] && extra+=(--quick)
   [ "$report_only" = 1 ] || extra+=(--running-since "$t_start" --command "$quoted_cmd")
   "$py" "$root/tools/results_table.py" report --out "$out" --md "$md" --plots "$plots" --seeds "$nseeds" \
-    --datasets "${datasets[*]}" --plan "$plan" "${extra[@]}"
+    --datasets "${datasets[*]}" --plan "$plan" --method-set "$method_set" "${extra[@]}"
 }
 
 if [ "$report_only" = 1 ]; then
