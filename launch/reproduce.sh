@@ -2,43 +2,48 @@
 # Reproduces the BudgetFormer comparison on real text and writes the results document.
 #
 #   usage: launch/reproduce.sh [--quick] [--out DIR] [--seeds N] [--datasets LIST] [--variants LIST]
-#                              [--ranks N] [--no-doc] [--report-only]
+#                              [--targets LIST] [--method-set "k=v ..."] [--ranks N] [--no-doc] [--report-only]
 #
 #   (no option)       the full reproduction: prepares wordnet-pos, wordnet-lex and spam (launch/prepare-data.sh),
 #                     trains every variant below with seeds 1..3 on 2 MPI ranks with the shipped configurations
-#                     (configs/<dataset>.ini, chosen on the validation split: docs/TUNING.md), evaluates every
-#                     final checkpoint on the valid file and (once) on the test file, and writes
-#                     docs/RESULTS.md and docs/results/*.png. Several hours on a 2-core machine.
+#                     (configs/<dataset>.ini), evaluates every final checkpoint on the valid file and (once) on
+#                     the test file, runs the budget controls of the learned-budget runs, and writes
+#                     docs/RESULTS.md and docs/results/*.png. Hours on a 2-core machine.
 #   --quick           a smoke version for CI (< 10 min): few steps, 1 seed, evaluation on subsets of
-#                     valid/test, 2 adaptive candidates instead of 3. Never writes docs/: the document goes to
-#                     DIR/RESULTS.md and the plots to DIR/results/. Its numbers are not results.
+#                     valid/test, one target (0.5) per dataset, fixed budgets k = 1 and H/2 only. Never writes
+#                     docs/: the document goes to DIR/RESULTS.md and the plots to DIR/results/. Not results.
 #   --out DIR         where runs and evaluations go (default runs/reproduce, or runs/reproduce-quick with --quick)
 #   --seeds N         seeds 1..N (default 3; 1 with --quick)
 #   --datasets LIST   comma- or blank-separated subset of: wordnet-pos wordnet-lex spam
-#   --variants LIST   subset of: budgetformer adaptive full fixed1 fixed2 fixed4 noexplore
+#   --variants LIST   subset of the variants below by name (full, fixed<k>, target<r>), or the groups
+#                     `fixed` and `target`; a name a dataset does not have (fixed8 with 4 heads) is skipped there
+#   --targets LIST    the budget targets r of the learned variants, for every dataset (default 0.125 0.25 0.5
+#                     with 8 heads, 0.25 0.5 with 4; 0.5 with --quick); r below 1/H is skipped
+#   --method-set "k=v k=v"  extra --set overrides of the learned-budget variants only (experiments; use a new
+#                     --out: a finished run trained with other overrides is not retrained, it is reported FAILED)
 #   --ranks N         MPI ranks per training run (default 2)
-#   --costs LIST      the budget costs tried besides the shipped one (default 0.03 0.02 0.01; 0.01 with --quick).
-#                     Running again with more candidates trains only the new ones; when the choice changes,
-#                     the learned-budget runs of the old choice are moved to DIR/<dataset>/stale-*/
 #   --no-doc          do not write docs/RESULTS.md in a full run (the document then goes to DIR/RESULTS.md)
 #   --report-only     train nothing: regenerate the document from what DIR already holds
 #
-# Variants (every one is configs/<dataset>.ini plus --set overrides):
-#   budgetformer   learned budget, exploration annealed on the fixed (cosine) schedule; train.budget_cost
-#                  chosen on the valid split among the shipped value, 0.03, 0.02 and 0.01 (seed 1; the chosen
-#                  cost is used by every learned-budget variant: budgetformer, adaptive, noexplore)
-#   adaptive       explore.shape=adaptive: the rank-0 coordinator ends exploration when the loss stops falling;
-#                  window/threshold/anneal_steps chosen on the valid split among a few candidates (seed 1)
+# Variants (every one is configs/<dataset>.ini plus --set overrides; H = model.n_heads of the configuration):
 #   full           model.full_heads=1: every head, gate 1 (the baseline)
-#   fixed1/2/4     model.fixed_budget=k: k heads per input chosen by the learned relevance, no learned budget
-#   noexplore      BudgetFormer with explore.eps_start=0 explore.eps_end=0 (no exploration at all)
+#   fixed<k>       model.fixed_budget=k for every k = 1..H: k heads per input chosen by the learned relevance
+#   target<r>      learned budget with train.budget_target=r (mean fraction of heads k/H), with the shipped
+#                  configuration's own training options (its method keys, e.g. train.sandwich, model.gate_norm)
+#                  plus --method-set. The BudgetFormer of the claims is, among the target variants whose mean
+#                  valid heads per layer is at most H/2, the one with the best mean valid accuracy.
+# Budget controls: every learned-budget run's final checkpoint is also evaluated on valid and test with
+# `budgetformer eval --budget-control shuffle` and `--budget-control constant` (the same weights with the
+# budgets moved between inputs): <split>-shuffle.json, <split>-constant.json beside <split>.json. A program
+# without that option (exit 2, unknown option) leaves <split>-<control>.missing and the report says "not run";
+# a newer program copy in DIR/bin retries them.
 #
 # Every run lives in DIR/<dataset>/<variant>/seed<N>/ (run.dir = .../run). A run whose evaluation files
 # exist is skipped and an interrupted one continues from its last checkpoint (--resume auto), so running
 # the same command again continues an interrupted reproduction. To stop one cleanly, signal the whole
 # process group (kill -TERM -- -PGID): launch/bf-mpirun.sh makes the ranks checkpoint, and this script
 # stops after that run. During training data.test is cleared: the test file is read only by the final
-# `budgetformer eval` of the chosen configurations, once per run.
+# `budgetformer eval` (and its controls) of each run.
 # Wall-clock and CPU seconds of every run go to its job.json; every invocation is logged in DIR/invocations.tsv.
 # Environment: BF_EXE (default build/budgetformer, built if missing), BF_PYTHON (default /usr/bin/python3,
 # with python3-h5py and python3-matplotlib).
@@ -62,7 +67,7 @@ cd "$root"
 usage() { sed -n 's/^#   \{0,1\}//; 4,5p' "$here/reproduce.sh" >&2; echo "see the header of launch/reproduce.sh for every option" >&2; }
 die() { echo "reproduce: $*" >&2; exit 2; }
 
-quick=0 out= nseeds= datasets_arg= variants_arg= costs_arg= ranks=2 doc=1 report_only=0
+quick=0 out= nseeds= datasets_arg= variants_arg= targets_arg= method_set= ranks=2 doc=1 report_only=0
 orig_args=("$@")
 while [ $# -gt 0 ]; do
   case $1 in
@@ -73,7 +78,8 @@ while [ $# -gt 0 ]; do
     --datasets) datasets_arg=${2:?--datasets needs a list}; shift 2 ;;
     --variants) variants_arg=${2:?--variants needs a list}; shift 2 ;;
     --ranks) ranks=${2:?--ranks needs a number}; shift 2 ;;
-    --costs) costs_arg=${2:?--costs needs a list}; shift 2 ;;
+    --targets) targets_arg=${2:?--targets needs a list}; shift 2 ;;
+    --method-set) method_set=${2?--method-set needs a list}; shift 2 ;;
     --no-doc) doc=0; shift ;;
     --report-only) report_only=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -82,18 +88,20 @@ while [ $# -gt 0 ]; do
 done
 
 all_datasets=(wordnet-pos wordnet-lex spam)
-all_variants=(budgetformer adaptive full fixed1 fixed2 fixed4 noexplore)
 in_list() { local x=$1; shift; local y; for y in "$@"; do [ "$x" = "$y" ] && return 0; done; return 1; }
 read -r -a datasets <<< "${datasets_arg//,/ }"
-read -r -a variants <<< "${variants_arg//,/ }"
+read -r -a variants_sel <<< "${variants_arg//,/ }"
+read -r -a method_sets <<< "$method_set"
 [ ${#datasets[@]} -gt 0 ] || datasets=("${all_datasets[@]}")
-[ ${#variants[@]} -gt 0 ] || variants=("${all_variants[@]}")
 for d in "${datasets[@]}"; do in_list "$d" "${all_datasets[@]}" || die "unknown dataset '$d' (known: ${all_datasets[*]})"; done
-for v in "${variants[@]}"; do in_list "$v" "${all_variants[@]}" || die "unknown variant '$v' (known: ${all_variants[*]})"; done
+for v in "${variants_sel[@]}"; do
+  [[ $v =~ ^(full|fixed|target|fixed[1-9][0-9]*|target(0|1)?\.?[0-9]+)$ ]] || die "unknown variant '$v' (known: full fixed<k> target<r>, or the groups fixed and target)"
+done
+for o in "${method_sets[@]}"; do [[ $o == *=* ]] || die "--method-set expects key=value words, got '$o'"; done
 [ -n "$nseeds" ] || { if [ "$quick" = 1 ]; then nseeds=1; else nseeds=3; fi; }
 [[ $nseeds =~ ^[1-9][0-9]*$ ]] || die "--seeds expects a positive integer, got '$nseeds'"
 [[ $ranks =~ ^[1-9][0-9]*$ ]] || die "--ranks expects a positive integer, got '$ranks'"
-for c in ${costs_arg//,/ }; do [[ $c =~ ^[0-9]*\.?[0-9]+$ ]] || die "--costs expects non-negative numbers, got '$c'"; done
+for c in ${targets_arg//,/ }; do [[ $c =~ ^(0?\.[0-9]+|1|1\.0*)$ ]] || die "--targets expects numbers in (0, 1], got '$c'"; done
 [ -n "$out" ] || { if [ "$quick" = 1 ]; then out=runs/reproduce-quick; else out=runs/reproduce; fi; }
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
@@ -119,12 +127,60 @@ record_invocation() {
   printf '%s\t%s\t%s\t%s\t%s\n' "$t_start" "$(date +%s)" "$rc" "$quick" "$quoted_cmd" >> "$out/invocations.tsv"
 }
 
+# ini_get FILE SECTION KEY: the value in a shipped configuration (comments and blanks stripped).
+ini_get() {
+  awk -v s="[$2]" -v k="$3" '
+    /^[ \t]*[;#]/ { next }
+    /^[ \t]*\[/ { gsub(/[ \t]/, ""); sec = $0; next }
+    sec == s { line = $0; sub(/[ \t]+;.*/, "", line); n = index(line, "=");
+               if (n) { key = substr(line, 1, n - 1); val = substr(line, n + 1); gsub(/^[ \t]+|[ \t]+$/, "", key);
+                        gsub(/^[ \t]+|[ \t]+$/, "", val); if (key == k) v = val } }
+    END { print v }' "$1"
+}
+
+# The variants of a dataset (in table order): full, fixed<k> (k = 1..H; 1 and H/2 with --quick), target<r>.
+n_heads_of() { ini_get "configs/$1.ini" model n_heads; }
+targets_of() {
+  local H; H=$(n_heads_of "$1")
+  local -a t
+  if [ -n "$targets_arg" ]; then read -r -a t <<< "${targets_arg//,/ }"
+  elif [ "$quick" = 1 ]; then t=(0.5)
+  elif [ "$H" = 8 ]; then t=(0.125 0.25 0.5)
+  else t=(0.25 0.5); fi
+  local r
+  for r in "${t[@]}"; do
+    if awk -v r="$r" -v h="$H" 'BEGIN { exit !(r * h >= 1 - 1e-9) }'; then echo "$r"
+    else log "skipping target $r on $1: below 1/H = 1/$H"; fi
+  done
+}
+variants_of() {
+  local ds=$1 H k r v
+  H=$(n_heads_of "$ds")
+  local -a all=(full)
+  if [ "$quick" = 1 ]; then
+    all+=(fixed1); [ $((H / 2)) -gt 1 ] && all+=("fixed$((H / 2))")
+  else
+    for ((k = 1; k <= H; k++)); do all+=("fixed$k"); done
+  fi
+  for r in $(targets_of "$ds"); do all+=("target$r"); done
+  for v in "${all[@]}"; do
+    if [ ${#variants_sel[@]} = 0 ] || in_list "$v" "${variants_sel[@]}" || in_list "${v%%[0-9.]*}" "${variants_sel[@]}"; then
+      echo "$v"
+    fi
+  done
+}
+plan=
+for d in "${datasets[@]}"; do
+  [ -f "configs/$d.ini" ] || die "configs/$d.ini: no such configuration"
+  plan+="$d:$(variants_of "$d" | paste -sd, -) "
+done
+
 report() {
   local -a extra=()
   [ "$quick" = 1 ] && extra+=(--quick)
   [ "$report_only" = 1 ] || extra+=(--running-since "$t_start" --command "$quoted_cmd")
   "$py" "$root/tools/results_table.py" report --out "$out" --md "$md" --plots "$plots" --seeds "$nseeds" \
-    --datasets "${datasets[*]}" --variants "${variants[*]}" "${extra[@]}"
+    --datasets "${datasets[*]}" --plan "$plan" --method-set "$method_set" "${extra[@]}"
 }
 
 if [ "$report_only" = 1 ]; then
@@ -171,17 +227,6 @@ else
   mpi=(mpirun -np "$ranks" --oversubscribe --bind-to none -x OPENBLAS_NUM_THREADS=1 -x OMP_NUM_THREADS=1 "$exe")
 fi
 
-# ini_get FILE SECTION KEY: the value in a shipped configuration (comments and blanks stripped).
-ini_get() {
-  awk -v s="[$2]" -v k="$3" '
-    /^[ \t]*[;#]/ { next }
-    /^[ \t]*\[/ { gsub(/[ \t]/, ""); sec = $0; next }
-    sec == s { line = $0; sub(/[ \t]+;.*/, "", line); n = index(line, "=");
-               if (n) { key = substr(line, 1, n - 1); val = substr(line, n + 1); gsub(/^[ \t]+|[ \t]+$/, "", key);
-                        gsub(/^[ \t]+|[ \t]+$/, "", val); if (key == k) v = val } }
-    END { print v }' "$1"
-}
-
 # ---- per-dataset settings ---------------------------------------------------------------------------------------
 # quick mode: steps, and the valid/test subsets (rows) used for evaluation
 quick_steps() { case $1 in spam) echo 12 ;; *) echo 40 ;; esac; }
@@ -201,9 +246,6 @@ eval_file() { # eval_file DATASET valid|test -> the file evaluations read
   fi
 }
 
-explore_steps() { # the explore.steps the runs of DATASET use
-  if [ "$quick" = 1 ]; then echo $(( $(quick_steps "$1") / 2 )); else ini_get "configs/$1.ini" explore steps; fi
-}
 
 base_overrides() { # base_overrides DATASET: --set arguments every run of the dataset gets
   local ds=$1
@@ -215,48 +257,24 @@ base_overrides() { # base_overrides DATASET: --set arguments every run of the da
   fi
 }
 
-# The learned-budget variants use the budget cost chosen on the valid split (tune_cost); the others have no
-# learned budget, so the cost does not apply to them (MODEL.md).
-cost_overrides() { # cost_overrides DATASET VARIANT
-  case $2 in
-    budgetformer|adaptive|noexplore) cat "$out/$1/tune-cost/chosen.overrides" ;;
-  esac
-}
-
+learned() { [[ $1 == target* ]]; }
 variant_overrides() { # variant_overrides DATASET VARIANT
   case $2 in
-    budgetformer) ;;
     full) echo "model.full_heads=1" ;;
-    fixed1) echo "model.fixed_budget=1" ;;
-    fixed2) echo "model.fixed_budget=2" ;;
-    fixed4) echo "model.fixed_budget=4" ;;
-    noexplore) printf '%s\n' "explore.eps_start=0" "explore.eps_end=0" ;;
-    adaptive) cat "$out/$1/tune/chosen.overrides" ;;
+    fixed*) echo "model.fixed_budget=${2#fixed}" ;;
+    target*) echo "train.budget_target=${2#target}"; [ ${#method_sets[@]} = 0 ] || printf '%s\n' "${method_sets[@]}" ;;
   esac
 }
 
-# Budget-cost candidates (train.budget_cost): the shipped value, then smaller ones that let the budget grow
-# (--costs LIST replaces the smaller ones).
-cost_candidates() {
-  local shipped; shipped=$(ini_get "configs/$1.ini" train budget_cost)
-  local -a more
-  if [ -n "$costs_arg" ]; then read -r -a more <<< "${costs_arg//,/ }"
-  elif [ "$quick" = 1 ]; then more=(0.01)
-  else more=(0.03 0.02 0.01); fi
-  printf '%s\n' "$shipped" "${more[@]}" | awk '!seen[$0 + 0]++'
-}
-
-# Adaptive candidates, relative to the exploration length E (explore.steps, which the coordinator also
-# uses as the latest end of exploring): name window threshold anneal_steps.
-adaptive_candidates() {
-  local E; E=$(explore_steps "$1")
-  local n=3; [ "$quick" = 1 ] && n=2
-  local -a div_w=(30 15 15) thr=(0.02 0.01 0.002) div_a=(6 3 2)
-  local i w a
-  for ((i = 0; i < n; i++)); do
-    w=$(( E / div_w[i] )); [ "$w" -ge 2 ] || w=2
-    a=$(( E / div_a[i] )); [ "$a" -ge 1 ] || a=1
-    echo "w$w-t${thr[i]}-a$a $w ${thr[i]} $a"
+# controls_done JOBDIR: every budget control of a learned run is evaluated, or marked missing by this program copy.
+controls_done() {
+  local split ctl
+  for split in valid test; do
+    for ctl in shuffle constant; do
+      [ -f "$1/$split-$ctl.json" ] && continue
+      [ -f "$1/$split-$ctl.missing" ] && ! [ "$exe" -nt "$1/$split-$ctl.missing" ] && continue
+      return 1
+    done
   done
 }
 
@@ -270,9 +288,18 @@ run_job() {
   local o
   for o in "${ov[@]}" "train.seed=$seed" "run.dir=$job/run"; do sets+=(--set "$o"); done
   mkdir -p "$job"
-  if [ -f "$job/job.json" ] && { [ "$with_test" = 0 ] || [ -f "$job/test.json" ]; }; then
+  if [ -f "$job/job.json" ] && { [ "$with_test" = 0 ] || [ -f "$job/test.json" ]; } &&
+     { ! learned "$variant" || controls_done "$job"; }; then
     return 0
   fi
+  printf '%s\n' "${ov[@]}" > "$job/overrides.now"
+  if [ -f "$job/overrides" ] && ! cmp -s "$job/overrides" "$job/overrides.now"; then
+    rm -f "$job/overrides.now"
+    log "FAILED: $ds $variant seed $seed was trained with other overrides ($job/overrides); use another --out"
+    echo "overrides differ" > "$job/FAILED"
+    return 1
+  fi
+  mv "$job/overrides.now" "$job/overrides"
   rm -f "$job/FAILED"
   local TIMEFORMAT='%R %U %S' rc=0
   if [ ! -f "$job/trained" ]; then
@@ -309,6 +336,31 @@ run_job() {
       return 1
     fi
   done
+  if learned "$variant"; then
+    local ctl erc
+    for split in valid test; do
+      for ctl in shuffle constant; do
+        [ -f "$job/$split-$ctl.json" ] && continue
+        [ -f "$job/$split-$ctl.missing" ] && ! [ "$exe" -nt "$job/$split-$ctl.missing" ] && continue
+        f=$(eval_file "$ds" "$split")
+        erc=0
+        { time "$exe" eval --checkpoint "$ckpt" --data "$f" --json --budget-control "$ctl" > "$job/$split-$ctl.json.tmp" 2> "$job/$split-$ctl.err"; } 2>> "$job/$split-$ctl.time" || erc=$?
+        cat "$job/$split-$ctl.err" >> "$job/eval.log"
+        if [ "$erc" = 0 ]; then
+          mv "$job/$split-$ctl.json.tmp" "$job/$split-$ctl.json"
+          rm -f "$job/$split-$ctl.missing" "$job/$split-$ctl.err"
+        elif [ "$erc" = 2 ] && grep -qi "unknown option" "$job/$split-$ctl.err"; then
+          rm -f "$job/$split-$ctl.json.tmp" "$job/$split-$ctl.time"
+          mv "$job/$split-$ctl.err" "$job/$split-$ctl.missing"
+          log "budget control $ctl not in this program (eval: unknown option): $ds $variant seed $seed, $split; reported as not run"
+        else
+          log "FAILED (exit $erc): eval $split --budget-control $ctl of $ds $variant seed $seed; see $job/eval.log"
+          echo "eval $split $ctl exit $erc" > "$job/FAILED"
+          return 1
+        fi
+      done
+    done
+  fi
   local wall cpu
   read -r wall cpu < <(awk '{ w += $1; c += $2 + $3 } END { printf "%.1f %.1f\n", w, c }' "$job/train.time")
   {
@@ -324,102 +376,23 @@ run_job() {
   } > "$job/job.json"
 }
 
-# Budget cost: train BudgetFormer (cosine schedule) with each candidate cost, seed 1, evaluate on valid only,
-# keep the best valid accuracy among those that use at most half the heads (results_table.py choose-cost).
-tune_cost() {
-  local ds=$1 d=$out/$1/tune-cost
-  local -a cands base
-  mapfile -t cands < <(cost_candidates "$ds")
-  local c rc all=1
-  for c in "${cands[@]}"; do [ -f "$d/c$c/overrides" ] || all=0; done
-  [ -f "$d/chosen.overrides" ] && [ "$all" = 1 ] && return 0
-  mapfile -t base < <(base_overrides "$ds")
-  for c in "${cands[@]}"; do
-    rc=0
-    run_job "$out/$ds/tune-cost/c$c/seed1" "$ds" "budgetformer:cost=$c" 1 0 "${base[@]}" "train.budget_cost=$c" || rc=$?
-    [ "$rc" = 75 ] && return 75
-    [ "$rc" = 0 ] || return 1
-    [ "$stop_req" = 0 ] || return 75
-    printf '%s\n' "train.budget_cost=$c" > "$out/$ds/tune-cost/c$c/overrides"
-  done
-  local chosen before=
-  chosen=$("$py" "$root/tools/results_table.py" choose-cost --out "$out" --dataset "$ds")
-  [ -f "$d/chosen" ] && before=$(cat "$d/chosen")
-  if [ -n "$before" ] && [ "$before" != "$chosen" ]; then
-    # An earlier invocation chose among fewer candidates: the learned-budget runs (and the adaptive tuning)
-    # trained with its cost are moved aside, not mixed into the table.
-    local stale=$out/$ds/stale-$before-$(date +%s) v
-    mkdir -p "$stale"
-    for v in budgetformer adaptive noexplore tune; do
-      if [ -e "$out/$ds/$v" ]; then mv "$out/$ds/$v" "$stale/"; fi
-    done
-    log "budget cost for $ds: ${chosen#c} now beats ${before#c}; the runs that used ${before#c} moved to ${stale#"$out"/}"
-  fi
-  cp "$out/$ds/tune-cost/$chosen/overrides" "$out/$ds/tune-cost/chosen.overrides.tmp"
-  echo "$chosen" > "$out/$ds/tune-cost/chosen"
-  mv "$out/$ds/tune-cost/chosen.overrides.tmp" "$out/$ds/tune-cost/chosen.overrides"
-  log "budget cost for $ds: chose ${chosen#c} on the valid split"
-}
-
-# Adaptive exploration: train each candidate with seed 1, evaluate on valid only, keep the best.
-# Runs with the chosen budget cost.
-tune_adaptive() {
-  local ds=$1
-  [ -f "$out/$ds/tune/chosen.overrides" ] && return 0
-  local -a base
-  mapfile -t base < <(base_overrides "$ds"; cat "$out/$ds/tune-cost/chosen.overrides")
-  local name w t a rc
-  while read -r name w t a; do
-    rc=0
-    run_job "$out/$ds/tune/$name/seed1" "$ds" "adaptive:$name" 1 0 "${base[@]}" \
-      explore.shape=adaptive "explore.window=$w" "explore.threshold=$t" "explore.anneal_steps=$a" || rc=$?
-    [ "$rc" = 75 ] && return 75
-    [ "$rc" = 0 ] || return 1
-    [ "$stop_req" = 0 ] || return 75
-    printf '%s\n' explore.shape=adaptive "explore.window=$w" "explore.threshold=$t" "explore.anneal_steps=$a" \
-      > "$out/$ds/tune/$name/overrides"
-  done < <(adaptive_candidates "$ds")
-  local chosen
-  chosen=$("$py" "$root/tools/results_table.py" choose --out "$out" --dataset "$ds")
-  cp "$out/$ds/tune/$chosen/overrides" "$out/$ds/tune/chosen.overrides.tmp"
-  echo "$chosen" > "$out/$ds/tune/chosen"
-  mv "$out/$ds/tune/chosen.overrides.tmp" "$out/$ds/tune/chosen.overrides"
-  log "adaptive for $ds: chose $chosen on the valid split"
-}
-
 # ---- everything ----------------------------------------------------------------------------------------------------
 # A stop signal (to the whole process group, see the header) lets the current run write its checkpoint and
 # the current step finish; then the loop stops and the document is written from what is finished.
 stop_req=0
 trap 'stop_req=1; log "stop signal: finishing the current step, then stopping"' TERM INT
-log "output: $out; datasets: ${datasets[*]}; variants: ${variants[*]}; seeds 1..$nseeds; $ranks ranks; quick=$quick"
+log "output: $out; plan: $plan; seeds 1..$nseeds; $ranks ranks; quick=$quick"
 stop=0
 for ((seed = 1; seed <= nseeds && !stop; seed++)); do
   for ds in "${datasets[@]}"; do
     [ "$stop" = 1 ] && break
     mapfile -t base < <(base_overrides "$ds")
-    for variant in "${variants[@]}"; do
+    mapfile -t dvariants < <(variants_of "$ds")
+    for variant in "${dvariants[@]}"; do
       job=$out/$ds/$variant/seed$seed
       rc=0
-      case $variant in
-        budgetformer|adaptive|noexplore)
-          tune_cost "$ds" || rc=$?
-          if [ "$rc" = 0 ] && [ "$variant" = budgetformer ] && [ "$seed" = 1 ] && [ ! -e "$job" ]; then
-            mkdir -p "$out/$ds/budgetformer"
-            ln -s "../tune-cost/$(cat "$out/$ds/tune-cost/chosen")/seed1" "$job"   # the tuned seed-1 run is this run
-          fi ;;
-      esac
-      if [ "$rc" = 0 ] && [ "$variant" = adaptive ]; then
-        tune_adaptive "$ds" || rc=$?
-        if [ "$rc" = 0 ] && [ "$seed" = 1 ] && [ ! -e "$job" ]; then
-          mkdir -p "$out/$ds/adaptive"
-          ln -s "../tune/$(cat "$out/$ds/tune/chosen")/seed1" "$job"   # the tuned seed-1 run is this run
-        fi
-      fi
-      if [ "$rc" = 0 ]; then
-        mapfile -t vo < <(cost_overrides "$ds" "$variant"; variant_overrides "$ds" "$variant")
-        run_job "$job" "$ds" "$variant" "$seed" 1 "${base[@]}" "${vo[@]}" || rc=$?
-      fi
+      mapfile -t vo < <(variant_overrides "$ds" "$variant")
+      run_job "$job" "$ds" "$variant" "$seed" 1 "${base[@]}" "${vo[@]}" || rc=$?
       [ "$stop_req" = 0 ] || rc=75
       if [ "$rc" = 75 ]; then
         log "interrupted: stopping (run the same command again to continue)"

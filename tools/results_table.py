@@ -28,7 +28,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 
@@ -41,18 +40,25 @@ DATASET_INFO = {
     "wordnet-lex": "WordNet gloss -> lexicographer file (45 classes)",
     "spam": "SpamAssassin message -> ham / hard_ham / spam (3 classes, 256 tokens)",
 }
-VARIANTS = ["budgetformer", "adaptive", "full", "fixed1", "fixed2", "fixed4", "noexplore"]
-VARIANT_NAME = {
-    "budgetformer": "BudgetFormer, fixed (cosine) schedule",
-    "adaptive": "BudgetFormer, adaptive coordinator",
-    "full": "full multi-head attention",
-    "fixed1": "fixed budget k = 1",
-    "fixed2": "fixed budget k = 2",
-    "fixed4": "fixed budget k = 4",
-    "noexplore": "BudgetFormer, no exploration (eps = 0)",
-}
-BF_VARIANTS = ["budgetformer", "adaptive"]
-FIXED_K = {"fixed1": 1, "fixed2": 2, "fixed4": 4}
+def variant_name(v):
+    if v == "full":
+        return "full multi-head attention"
+    if v.startswith("fixed"):
+        return "fixed budget k = %s" % v[5:]
+    if v.startswith("target"):
+        return "BudgetFormer, target r = %s" % v[6:]
+    return v
+
+
+def is_learned(v):
+    return v.startswith("target")
+
+
+def fixed_k(v):
+    return int(v[5:]) if v.startswith("fixed") and v[5:].isdigit() else None
+
+
+CONTROLS = ["shuffle", "constant"]
 BUCKETS = [(1, 8), (9, 16), (17, 32), (33, 64), (65, 128), (129, None)]
 TOLERANCE_POINTS = 0.3
 
@@ -157,77 +163,20 @@ def load_job(jobdir):
     job["valid"] = read_json(os.path.join(jobdir, "valid.json"))
     job["test"] = read_json(os.path.join(jobdir, "test.json"))
     job["records"] = os.path.join(jobdir, "test-records.h5")
+    job["controls"] = {(sp, c): control_eval(jobdir, sp, c) for sp in ("valid", "test") for c in CONTROLS}
     return job
 
 
-def evaluated_candidates(out, ds, sub, pattern):
-    """(name, job, the fields every candidate table shows) for each DIR/ds/sub/<name>/seed1 run (name matching
-    the glob pattern) that has a validation evaluation, in name order."""
-    for d in sorted(glob.glob(os.path.join(out, ds, sub, pattern, "seed1"))):
-        job = load_job(d)
-        if job is None or job["valid"] is None:
-            continue
-        name = os.path.basename(os.path.dirname(d))
-        yield name, job, {
-            "name": name,
-            "valid_accuracy": job["valid"]["accuracy"],
-            "valid_macro_f1": job["valid"]["macro_f1"],
-            "valid_heads": mean_heads(job["valid"]),
-            "train_wall_s": job.get("train_wall_s"),
-        }
-
-
-def tune_candidates(out, ds):
-    cands = []
-    for name, _, c in evaluated_candidates(out, ds, "tune", "*"):
-        m = re.match(r"w(\d+)-t([0-9.e-]+)-a(\d+)$", name)
-        c.update({"window": int(m.group(1)) if m else None,
-                  "threshold": float(m.group(2)) if m else None,
-                  "anneal_steps": int(m.group(3)) if m else None})
-        cands.append(c)
-    return cands
-
-
-def cost_candidates(out, ds):
-    cands = []
-    for name, job, c in evaluated_candidates(out, ds, "tune-cost", "c*"):
-        c.update({"budget_cost": float(name[1:]), "n_heads": job["valid"].get("n_heads")})
-        cands.append(c)
-    cands.sort(key=lambda c: -c["budget_cost"])
-    return cands
-
-
-def tuning_of(out, ds, sub, candidates):
-    """{"candidates": the evaluated candidates under DIR/ds/sub, "chosen": the name in its 'chosen' file or ""}."""
-    chosen = ""
-    try:
-        with open(os.path.join(out, ds, sub, "chosen")) as f:
-            chosen = f.read().strip()
-    except OSError:
-        pass
-    return {"candidates": candidates(out, ds), "chosen": chosen}
-
-
-def pick_cost(cands):
-    ok = [c for c in cands if c["n_heads"] and c["valid_heads"] <= c["n_heads"] / 2.0 + 1e-9]
-    if not ok:
-        return min(cands, key=lambda c: c["valid_heads"])
-    return max(ok, key=lambda c: (round(c["valid_accuracy"], 6), -c["valid_heads"]))
-
-
-def cmd_choose_cost(a):
-    cands = cost_candidates(a.out, a.dataset)
-    if not cands:
-        fail("%s/%s/tune-cost: no evaluated budget-cost candidate" % (a.out, a.dataset))
-    print(pick_cost(cands)["name"])
-
-
-def cmd_choose(a):
-    cands = tune_candidates(a.out, a.dataset)
-    if not cands:
-        fail("%s/%s/tune: no evaluated adaptive candidate" % (a.out, a.dataset))
-    best = max(cands, key=lambda c: (round(c["valid_accuracy"], 6), -c["valid_heads"]))
-    print(best["name"])
+def control_eval(jobdir, split, ctl):
+    """The control's numbers (accuracy, macro_f1, mean_budget) of DIR/<split>-<ctl>.json: the nested
+    "budget_control" object when the file has one, else its top-level keys; "missing" when the program had no
+    such option; None when not evaluated."""
+    ev = read_json(os.path.join(jobdir, "%s-%s.json" % (split, ctl)))
+    if ev is None:
+        return "missing" if os.path.exists(os.path.join(jobdir, "%s-%s.missing" % (split, ctl))) else None
+    c = ev.get("budget_control") if isinstance(ev.get("budget_control"), dict) else ev
+    return {"accuracy": c.get("accuracy"), "macro_f1": c.get("macro_f1"), "heads": mean_heads(c),
+            "own_accuracy": ev.get("accuracy")}
 
 
 def stats(xs):
@@ -239,11 +188,11 @@ def stats(xs):
     return m, s
 
 
-def collect(out, datasets, variants, nseeds):
+def collect(out, datasets, plan, nseeds):
     res = {}
     for ds in datasets:
         res[ds] = {}
-        for v in variants:
+        for v in plan[ds]:
             jobs = []
             for seed in range(1, nseeds + 1):
                 job = load_job(os.path.join(out, ds, v, "seed%d" % seed))
@@ -251,13 +200,14 @@ def collect(out, datasets, variants, nseeds):
                     jobs.append(job)
             if not jobs:
                 continue
-            r = {"variant": v, "name": VARIANT_NAME[v], "seeds": [j["seed"] for j in jobs], "jobs": jobs}
+            r = {"variant": v, "name": variant_name(v), "seeds": [j["seed"] for j in jobs], "jobs": jobs}
             r["n_heads"] = jobs[0]["test"]["n_heads"]
             r["n_layers"] = jobs[0]["test"]["n_layers"]
             for key, fn in [("test_accuracy", lambda j: j["test"]["accuracy"]),
                             ("test_macro_f1", lambda j: j["test"]["macro_f1"]),
                             ("valid_accuracy", lambda j: j["valid"]["accuracy"]),
                             ("heads", lambda j: mean_heads(j["test"])),
+                            ("valid_heads", lambda j: mean_heads(j["valid"])),
                             ("attention_flops_ratio", lambda j: j["test"]["attention_flops_ratio"]),
                             ("flops_ratio", lambda j: j["test"]["flops_ratio"]),
                             ("train_wall_s", lambda j: j.get("train_wall_s")),
@@ -267,23 +217,45 @@ def collect(out, datasets, variants, nseeds):
                 r[key], r[key + "_std"] = stats(vals)
             sps = [j["test"].get("samples_per_s") for j in jobs if j["test"].get("samples_per_s")]
             r["samples_per_s"] = float(np.median(sps)) if sps else None
+            if is_learned(v):
+                ctl = {}
+                for sp in ("valid", "test"):
+                    for c in CONTROLS:
+                        vals = [j["controls"][(sp, c)] for j in jobs]
+                        done = [(j[sp]["accuracy"], x) for j, x in zip(jobs, vals) if isinstance(x, dict)]
+                        d = [100.0 * (own - x["accuracy"]) for own, x in done]
+                        m, sd = stats(d)
+                        ctl["%s_%s" % (sp, c)] = {
+                            "n": len(done), "missing": sum(1 for x in vals if x == "missing"),
+                            "accuracy": stats([x["accuracy"] for _, x in done])[0],
+                            "heads": stats([x["heads"] for _, x in done])[0],
+                            "own_accuracy": stats([own for own, _ in done])[0],
+                            "diff_points": m, "diff_sd_points": sd}
+                r["controls"] = ctl
             r["overrides"] = [o for o in jobs[0].get("overrides", []) if not o.startswith("train.seed=")]
             res[ds][v] = r
     return res
 
 
 def pick_bf(rows):
-    """The BudgetFormer schedule chosen on the validation split: higher mean valid accuracy."""
-    cands = [rows[v] for v in BF_VARIANTS if v in rows]
+    """The BudgetFormer of the claims, chosen on the validation split: among the target variants whose mean
+    valid heads per layer is at most H/2, the best mean valid accuracy (ties: fewer heads); when none is,
+    the one with the fewest valid heads (claim 1 then fails)."""
+    cands = [r for v, r in rows.items() if is_learned(v)]
     if not cands:
         return None
-    return max(cands, key=lambda r: (r["valid_accuracy"], -BF_VARIANTS.index(r["variant"])))["variant"]
+    ok = [r for r in cands if r["valid_heads"] <= r["n_heads"] / 2.0 + 1e-9]
+    if not ok:
+        return min(cands, key=lambda r: r["valid_heads"])["variant"]
+    return max(ok, key=lambda r: (round(r["valid_accuracy"], 9), -r["valid_heads"]))["variant"]
 
 
 def criteria(rows, bf):
-    """The issue's 'done when' checks for BudgetFormer row bf against the full and fixed-budget rows."""
+    """The claims of issue #13 for the learned row bf against the full, fixed-budget and control rows."""
     r = rows[bf]
-    out = {"variant": bf, "accuracy": r["test_accuracy"], "heads": r["heads"], "n_heads": r["n_heads"]}
+    H = r["n_heads"]
+    out = {"variant": bf, "accuracy": r["test_accuracy"], "heads": r["heads"], "n_heads": H}
+    out["heads_ok"] = r["heads"] <= H / 2.0 + 1e-9
     full = rows.get("full")
     if full:
         d = 100.0 * (r["test_accuracy"] - full["test_accuracy"])
@@ -292,13 +264,11 @@ def criteria(rows, bf):
         out["acc_ok"] = d >= -TOLERANCE_POINTS - 1e-9
     else:
         out["acc_ok"] = None
-    out["heads_ok"] = r["heads"] <= r["n_heads"] / 2.0 + 1e-9
-    fixed = [rows[v] for v in FIXED_K if v in rows]
+    fixed = [rows[v] for v in rows if fixed_k(v)]
     if fixed:
-        # the fixed budget whose mean heads per layer is nearest; on a tie the stronger one (stricter test)
-        near = min(fixed, key=lambda f: (round(abs(f["heads"] - r["heads"]), 9), -f["test_accuracy"]))
+        near = min(fixed, key=lambda f: (round(abs(fixed_k(f["variant"]) - r["heads"]), 9), -f["test_accuracy"]))
         out["fixed_variant"] = near["variant"]
-        out["fixed_heads"] = near["heads"]
+        out["fixed_k"] = fixed_k(near["variant"])
         out["fixed_accuracy"] = near["test_accuracy"]
         out["delta_fixed_points"] = 100.0 * (r["test_accuracy"] - near["test_accuracy"])
         out["fixed_ok"] = r["test_accuracy"] > near["test_accuracy"]
@@ -306,11 +276,23 @@ def criteria(rows, bf):
         out["fixed_spread_points"] = 100.0 * max(sds) if sds else None
     else:
         out["fixed_ok"] = None
-    out["all_ok"] = all(out[k] is True for k in ("acc_ok", "heads_ok", "fixed_ok"))
+    ctl_ok = []
+    for c in CONTROLS:
+        x = r["controls"]["test_" + c]
+        out["control_" + c] = x
+        if x["n"] == 0 or x["diff_sd_points"] is None:
+            ctl_ok.append(None)
+        else:
+            ctl_ok.append(x["diff_points"] > x["diff_sd_points"])
+    out["controls_ok"] = None if None in ctl_ok else all(ctl_ok)
+    target = float(bf[6:])
+    out["target"] = target
+    out["valid_fraction"] = r["valid_heads"] / H
+    out["target_ok"] = abs(out["valid_fraction"] - target) <= 0.05 + 1e-9
+    out["all_ok"] = all(out[k] is True for k in ("heads_ok", "acc_ok", "fixed_ok", "controls_ok", "target_ok"))
     return out
 
 
-# ---------------------------------------------------------------------------------------------- records
 def load_label_names(ds, out):
     import h5py
     for path in (os.path.join(ROOT, "data", ds, "test.h5"), os.path.join(out, "data", ds, "test.h5")):
@@ -370,41 +352,59 @@ def adaptivity(row, ds, out):
 
 
 # ---------------------------------------------------------------------------------------------- plots
-def plot_accuracy_vs_heads(res, datasets, path):
+def plot_pareto(rows, ds, path):
+    """Test accuracy against mean heads per layer on one dataset: full, the fixed-k curve, the learned targets."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    shown = [ds for ds in datasets if res.get(ds)]
-    if not shown:
+    if not rows:
         return False
-    fig, axes = plt.subplots(1, len(shown), figsize=(4.2 * len(shown), 3.4), squeeze=False)
-    marker = {"budgetformer": ("o", "C0"), "adaptive": ("s", "C1"), "noexplore": ("v", "C4"),
-              "full": ("*", "k"), "fixed1": ("D", "C2"), "fixed2": ("D", "C2"), "fixed4": ("D", "C2")}
-    for ax, ds in zip(axes[0], shown):
-        rows = res[ds]
-        for v, r in rows.items():
-            mk, col = marker[v]
-            ax.errorbar(r["heads"], 100 * r["test_accuracy"],
-                        yerr=100 * r["test_accuracy_std"] if r["test_accuracy_std"] else None,
-                        fmt=mk, color=col, ms=7 if v != "full" else 11, capsize=3)
-            label = {"budgetformer": "BF", "adaptive": "BF-adapt", "noexplore": "BF eps=0", "full": "full",
-                     "fixed1": "k=1", "fixed2": "k=2", "fixed4": "k=4"}[v]
-            ax.annotate(label, (r["heads"], 100 * r["test_accuracy"]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=7)
-        fk = sorted((r["heads"], 100 * r["test_accuracy"]) for v, r in rows.items() if v in FIXED_K)
-        if len(fk) > 1:
-            ax.plot(*zip(*fk), color="C2", lw=0.8, alpha=0.6)
-        H = next(iter(rows.values()))["n_heads"]
-        ax.axvline(H / 2, color="grey", lw=0.6, ls=":")
-        ax.set_xlim(0.5, H + 0.5)
-        ax.set_title(ds, fontsize=10)
-        ax.set_xlabel("mean heads per layer (of %d)" % H)
-        ax.set_ylabel("test accuracy (%)")
-        ax.grid(alpha=0.3)
+    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    for v, r in rows.items():
+        mk, col = ("*", "k") if v == "full" else (("D", "C2") if fixed_k(v) else ("o", "C0"))
+        ax.errorbar(r["heads"], 100 * r["test_accuracy"],
+                    yerr=100 * r["test_accuracy_std"] if r["test_accuracy_std"] else None,
+                    fmt=mk, color=col, ms=11 if v == "full" else 6, capsize=3)
+        label = "full" if v == "full" else ("k=%d" % fixed_k(v) if fixed_k(v) else "r=" + v[6:])
+        ax.annotate(label, (r["heads"], 100 * r["test_accuracy"]), textcoords="offset points", xytext=(5, 4),
+                    fontsize=7)
+    fk = sorted((r["heads"], 100 * r["test_accuracy"]) for v, r in rows.items() if fixed_k(v))
+    if len(fk) > 1:
+        ax.plot(*zip(*fk), color="C2", lw=0.8, alpha=0.6)
+    H = next(iter(rows.values()))["n_heads"]
+    ax.axvline(H / 2, color="grey", lw=0.6, ls=":")
+    ax.set_xlim(0.5, H + 0.5)
+    ax.set_title(ds, fontsize=10)
+    ax.set_xlabel("mean heads per layer (of %d)" % H)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return True
+
+
+def config_heads(ds):
+    try:
+        with open(os.path.join(ROOT, "configs", ds + ".ini")) as f:
+            sec = ""
+            for line in f:
+                line = line.split(";")[0].strip()
+                if line.startswith("["):
+                    sec = line.strip("[] ")
+                elif sec == "model" and "=" in line and line.split("=")[0].strip() == "n_heads":
+                    return int(line.split("=")[1])
+    except (OSError, ValueError):
+        pass
+    return 4
+
+
+def default_plan(ds, quick):
+    """The variants reproduce.sh trains by default (used when no --plan is given)."""
+    H = config_heads(ds)
+    ks = sorted({1, H // 2}) if quick else range(1, H + 1)
+    ts = ["0.5"] if quick else (["0.125", "0.25", "0.5"] if H == 8 else ["0.25", "0.5"])
+    return ["full"] + ["fixed%d" % k for k in ks] + ["target" + t for t in ts]
 
 
 def plot_adaptivity(ad, ds, variant, path, top_classes=8):
@@ -449,24 +449,13 @@ def plot_adaptivity(ad, ds, variant, path, top_classes=8):
     for ax in axes:
         ax.set_ylim(0, H + 0.3)
         ax.grid(alpha=0.3, axis="y")
-    fig.suptitle("%s: %s, test inputs of %d seed(s) pooled" % (ds, VARIANT_NAME[variant], ad["seeds"]), fontsize=10)
+    fig.suptitle("%s: %s, test inputs of %d seed(s) pooled" % (ds, variant_name(variant), ad["seeds"]), fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=72)
     plt.close(fig)
 
 
 # ---------------------------------------------------------------------------------------------- report
-def tuning_rows(w, datasets, tuning, cells, not_run):
-    """Rows of a tuning table: per dataset, one row per candidate (its cells, then **yes** on the chosen one),
-    or one row of not_run cells when nothing was run."""
-    for ds in datasets:
-        cands, chosen = tuning[ds]["candidates"], tuning[ds]["chosen"]
-        for c in cands:
-            w("| " + " | ".join([ds] + cells(c) + ["**yes**" if c["name"] == chosen else ""]) + " |")
-        if not cands:
-            w("| " + " | ".join([ds] + not_run) + " | |")
-
-
 def pct(m, s=None, nd=2):
     if m is None:
         return "-"
@@ -548,14 +537,19 @@ def eval_seconds(out):
 def cmd_report(a):
     out = os.path.abspath(a.out)
     datasets = [d for d in (a.datasets.replace(",", " ").split() if a.datasets else DATASETS)]
-    variants = [v for v in (a.variants.replace(",", " ").split() if a.variants else VARIANTS)]
+    plan = {}
+    for item in (a.plan or "").split():
+        ds, _, vs = item.partition(":")
+        plan[ds] = [v for v in vs.split(",") if v]
+    for ds in datasets:
+        plan.setdefault(ds, default_plan(ds, a.quick))
     md_path = os.path.abspath(a.md)
     plots = os.path.abspath(a.plots)
     os.makedirs(plots, exist_ok=True)
     os.makedirs(os.path.dirname(md_path), exist_ok=True)
     rel = lambda p: os.path.relpath(p, os.path.dirname(md_path))
     env = read_json(os.path.join(out, "env.json")) or {}
-    res = collect(out, datasets, variants, a.seeds)
+    res = collect(out, datasets, plan, a.seeds)
     inv = [i for i in invocations(out) if i["quick"] == a.quick]
     if a.running_since:
         # the invocation writing this document is not in invocations.tsv yet (it is logged when it exits)
@@ -605,56 +599,19 @@ def cmd_report(a):
       "[docs/TUNING.md](TUNING.md)) with the `--set` overrides of its variant, trained data-parallel on 2 MPI "
       "ranks (`launch/bf-mpirun.sh -n 2 --bind none`, one OpenBLAS thread per rank) with seeds 1..%d "
       "(`train.seed`; seeds change initialisation, data order and exploration)." % a.seeds)
-    w("- Variants: **BudgetFormer** as shipped (learned budget, exploration eps annealed from 1 to 0 on the "
-      "cosine schedule); **BudgetFormer, adaptive coordinator** (`explore.shape=adaptive`: rank 0 ends "
-      "exploration when the windowed training loss stops falling, then anneals; window, threshold and "
-      "anneal length chosen on the validation split, below); **full multi-head attention** "
-      "(`model.full_heads=1`); **fixed budgets** `model.fixed_budget` = 1, 2, 4 (every input uses exactly k "
-      "heads per layer, chosen by the learned relevance; no learned budget; the heads still explore *which* "
-      "during eps > 0). With 4 heads per layer (wordnet-lex, spam) k = 4 selects every head but keeps the "
-      "relevance-weighted gates H p_h, so it is not the full baseline; with 8 heads (wordnet-pos) k = 4 is "
-      "half of them. **BudgetFormer without exploration**: eps = 0 throughout "
-      "(`explore.eps_start=0 explore.eps_end=0`).")
-    w("- During training `data.test` is cleared: the test file is read once per model, by `budgetformer eval "
-      "--json --records` on the final checkpoint, for this table. Choices (the adaptive settings, and which "
-      "BudgetFormer schedule the claims are checked on) use the validation split only.")
+    w("- Variants: **full multi-head attention** (`model.full_heads=1`); **fixed budgets** `model.fixed_budget` "
+      "= k for every k = 1..H (every input uses exactly k heads per layer, chosen by the learned relevance; no "
+      "learned budget; k = H keeps the relevance-weighted gates, so it is not the full baseline); **BudgetFormer, "
+      "target r**: learned per-input budget with `train.budget_target=r` (the coordinator's multiplier drives the "
+      "mean fraction of heads k/H to r), with the shipped configuration's own training options%s." % (
+          " plus `%s`" % " ".join(a.method_set.split()) if a.method_set else ""))
+    w("- During training `data.test` is cleared: the test file is read by `budgetformer eval --json --records` "
+      "on the final checkpoint and, for learned budgets, by its two budget controls. The BudgetFormer of the "
+      "claims is chosen on the validation split only.")
     w("- Heads per layer: the mean budget over layers and test inputs (H for the full model). FLOPs ratios are "
       "those `budgetformer eval` reports for head-skipping inference, relative to computing every head. "
       "Samples/s: single-process, one-thread inference on the test file (median over seeds) on a shared "
       "machine, so treat it as indicative.")
-    w("")
-
-    # ---- budget-cost tuning
-    w("### Budget cost: values tried on the validation split (seed 1)")
-    w("")
-    w("BudgetFormer (cosine schedule) trained with the shipped `train.budget_cost` and smaller values; the chosen "
-      "one has the best validation accuracy among those using at most half the heads per layer on valid, and is "
-      "then used by every learned-budget variant (BudgetFormer with either schedule, and without exploration). "
-      "Fixed budgets and full heads have no learned budget, so the cost does not apply to them.")
-    w("")
-    w("| dataset | budget cost | valid accuracy | valid macro-F1 | valid heads per layer | chosen |")
-    w("|---|---|---|---|---|---|")
-    cost_tuning = {ds: tuning_of(out, ds, "tune-cost", cost_candidates) for ds in datasets}
-    tuning_rows(w, datasets, cost_tuning,
-                lambda c: ["%g" % c["budget_cost"], pct(c["valid_accuracy"]), pct(c["valid_macro_f1"]),
-                           "%.2f of %s" % (c["valid_heads"], c["n_heads"])],
-                ["-", "(not run yet)", "-", "-"])
-    w("")
-
-    # ---- adaptive tuning
-    w("### Adaptive coordinator: settings tried on the validation split (seed 1)")
-    w("")
-    w("Candidates are relative to the exploration length E = `explore.steps` of the configuration (the coordinator's "
-      "latest end of exploring): window E/30, threshold 0.02, anneal E/6; window E/15, threshold 0.01, anneal "
-      "E/3; window E/15, threshold 0.002, anneal E/2 (the last only in full runs).")
-    w("")
-    w("| dataset | window | threshold | anneal steps | valid accuracy | valid heads per layer | chosen |")
-    w("|---|---|---|---|---|---|---|")
-    tuning = {ds: tuning_of(out, ds, "tune", tune_candidates) for ds in datasets}
-    tuning_rows(w, datasets, tuning,
-                lambda c: [str(c["window"]), str(c["threshold"]), str(c["anneal_steps"]), pct(c["valid_accuracy"]),
-                           "%.2f" % c["valid_heads"]],
-                ["-", "-", "-", "(not run yet)", "-"])
     w("")
 
     # ---- the table
@@ -670,16 +627,16 @@ def cmd_report(a):
         w("| variant | seeds | test accuracy | test macro-F1 | heads per layer | attention FLOPs | total FLOPs | "
           "inference samples/s | valid accuracy | training wall / CPU per run |")
         w("|---|---|---|---|---|---|---|---|---|---|")
-        for v in variants:
+        for v in plan[ds]:
             r = rows.get(v)
             if r is None:
-                w("| %s | 0 | (not run yet) | | | | | | | |" % VARIANT_NAME[v])
+                w("| %s | 0 | (not run yet) | | | | | | | |" % variant_name(v))
                 missing.append("%s / %s: no seed finished" % (ds, v))
                 continue
             if len(r["seeds"]) < a.seeds:
                 missing.append("%s / %s: %d of %d seeds" % (ds, v, len(r["seeds"]), a.seeds))
             w("| %s | %d | %s | %s | %.2f of %d | %.3f | %.3f | %.0f | %s | %s / %s |" % (
-                VARIANT_NAME[v], len(r["seeds"]), pct(r["test_accuracy"], r["test_accuracy_std"]),
+                variant_name(v), len(r["seeds"]), pct(r["test_accuracy"], r["test_accuracy_std"]),
                 pct(r["test_macro_f1"], r["test_macro_f1_std"]), r["heads"], r["n_heads"],
                 r["attention_flops_ratio"], r["flops_ratio"], r["samples_per_s"] or 0,
                 pct(r["valid_accuracy"], r["valid_accuracy_std"]), fmt_s(r["train_wall_s"]), fmt_s(r["train_cpu_s"])))
@@ -687,50 +644,95 @@ def cmd_report(a):
     if missing:
         w("**Not every row has all %d seeds** (time, or the run is still going): %s." % (a.seeds, "; ".join(missing)))
         w("")
-    if any(res.get(ds) for ds in datasets):
-        p = os.path.join(plots, "accuracy_vs_heads.png")
-        if plot_accuracy_vs_heads(res, datasets, p):
-            w("![test accuracy against mean heads per layer](%s)" % rel(p))
+    # ---- budget controls
+    w("## Budget controls (test split, the same weights)")
+    w("")
+    w("Each learned-budget run evaluated with its own per-input budgets, with the budgets shuffled between inputs "
+      "(`--budget-control shuffle`, same histogram of k per layer) and with a constant budget per layer "
+      "(`--budget-control constant`, the rounded mean). Differences in points, own minus control, mean ± seed sd "
+      "of the per-seed differences; valid in brackets.")
+    w("")
+    w("| dataset | variant | seeds | own accuracy | shuffle | own - shuffle | constant | own - constant |")
+    w("|---|---|---|---|---|---|---|---|")
+    for ds in datasets:
+        for v in plan[ds]:
+            r = res.get(ds, {}).get(v)
+            if not is_learned(v) or r is None:
+                continue
+            cells = []
+            for c in CONTROLS:
+                x, xv = r["controls"]["test_" + c], r["controls"]["valid_" + c]
+                if x["n"] == 0:
+                    cells += ["not run" + (" (program has no --budget-control)" if x["missing"] else ""), "-"]
+                    continue
+                dv = ("%+.2f" % xv["diff_points"]) if xv["n"] else "-"
+                cells += ["%s (%.2f heads)" % (pct(x["accuracy"]), x["heads"]),
+                          "%+.2f%s [%s]" % (x["diff_points"], " ± %.2f" % x["diff_sd_points"]
+                                            if x["diff_sd_points"] is not None else "", dv)]
+            w("| %s | %s | %d | %s | %s |" % (ds, variant_name(v), len(r["seeds"]), pct(r["test_accuracy"]),
+                                             " | ".join(cells)))
+    w("")
+    for ds in datasets:
+        if not res.get(ds):
+            continue
+        p = os.path.join(plots, "pareto_%s.png" % ds)
+        if plot_pareto(res[ds], ds, p):
+            w("![%s: test accuracy against mean heads per layer](%s)" % (ds, rel(p)))
             w("")
-            w("Test accuracy against mean heads per layer (error bars: seed standard deviation; dotted line: H/2; "
-              "green: fixed budgets).")
-            w("")
+    w("Pareto plots: test accuracy against mean heads per layer (error bars: seed sd; line: fixed budgets "
+      "k = 1..H; star: full heads; circles: learned targets; dotted: H/2).")
+    w("")
 
     # ---- criteria
     w("## The claims, checked")
     w("")
-    w("For each dataset, on the BudgetFormer schedule with the better mean validation accuracy (the other one "
-      "is listed too): (1) mean test accuracy at least that of full multi-head attention minus %.1f points; "
-      "(2) at most half the heads per layer on average; (3) mean test accuracy higher than the fixed budget "
-      "whose k is nearest to BudgetFormer's mean heads per layer (on a tie, the more accurate one). Computed "
-      "by the generator, not written by hand." % TOLERANCE_POINTS)
+    w("For each dataset, on the BudgetFormer chosen on the validation split (among the target variants whose mean "
+      "valid heads per layer is at most H/2, the best mean valid accuracy): (1) at most half the heads per layer "
+      "on average (test); (2) mean test accuracy at least that of full multi-head attention minus %.1f points; "
+      "(3) mean test accuracy above the fixed budget whose k is nearest its mean heads per layer; (4) its own "
+      "per-input budgets beat both controls (shuffle, constant) on test by more than the seed sd of the "
+      "difference (\"-\" with one seed or a control not run); (5) mean valid fraction of heads within 0.05 of "
+      "the target r. Computed by the generator, not written by hand." % TOLERANCE_POINTS)
     w("")
-    w("| dataset | BudgetFormer schedule | chosen on valid | acc. - full (points) | (1) | heads per layer | (2) | "
-      "nearest fixed budget | acc. - fixed (points) | (3) | all hold |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| dataset | chosen on valid | heads per layer | (1) | acc. - full (points) | (2) | nearest fixed budget | "
+      "acc. - fixed (points) | (3) | - shuffle / - constant (points) | (4) | valid k/H vs r | (5) | all hold |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     verdicts = {}
     for ds in datasets:
         rows = res.get(ds, {})
         chosen = pick_bf(rows)
         summary["datasets"][ds] = {"rows": {v: {k: r[k] for k in r if k not in ("jobs",)} for v, r in rows.items()},
-                                   "bf_chosen": chosen, "criteria": {}, "tuning": tuning.get(ds),
-                                   "cost_tuning": cost_tuning.get(ds)}
-        for bf in BF_VARIANTS:
-            if bf not in rows:
-                continue
-            c = criteria(rows, bf)
-            summary["datasets"][ds]["criteria"][bf] = c
-            if bf == chosen:
-                verdicts[ds] = c
-            w("| %s | %s | %s | %s | %s | %.2f of %d | %s | %s | %s | %s | %s |" % (
-                ds, VARIANT_NAME[bf], "yes" if bf == chosen else "",
-                delta(c.get("delta_full_points")), yesno(c["acc_ok"]),
-                c["heads"], c["n_heads"], yesno(c["heads_ok"]),
-                "k = %d (%.2f)" % (FIXED_K[c["fixed_variant"]], c["fixed_heads"]) if c.get("fixed_variant") else "-",
-                ("%+.2f" % c["delta_fixed_points"]) + (" (seed sd %.2f)" % c["fixed_spread_points"]
-                                                       if c.get("fixed_spread_points") is not None else "")
-                if c.get("delta_fixed_points") is not None else "-",
-                yesno(c["fixed_ok"]), "**yes**" if c["all_ok"] else "**no**"))
+                                   "bf_chosen": chosen, "plan": plan[ds]}
+        if chosen is None:
+            continue
+        c = criteria(rows, chosen)
+        summary["datasets"][ds]["criteria"] = c
+        verdicts[ds] = c
+        cd = []
+        for k in CONTROLS:
+            x = c["control_" + k]
+            cd.append("not run" if x["n"] == 0 else "%+.2f%s" % (x["diff_points"], " ± %.2f" % x["diff_sd_points"]
+                                                                  if x["diff_sd_points"] is not None else ""))
+        w("| %s | %s | %.2f of %d | %s | %s | %s | %s | %s | %s | %s | %s | %.3f vs %g | %s | %s |" % (
+            ds, variant_name(chosen), c["heads"], c["n_heads"], yesno(c["heads_ok"]),
+            delta(c.get("delta_full_points")), yesno(c["acc_ok"]),
+            "k = %d" % c["fixed_k"] if c.get("fixed_variant") else "-",
+            ("%+.2f" % c["delta_fixed_points"]) + (" (seed sd %.2f)" % c["fixed_spread_points"]
+                                                   if c.get("fixed_spread_points") is not None else "")
+            if c.get("delta_fixed_points") is not None else "-",
+            yesno(c["fixed_ok"]), " / ".join(cd), yesno(c["controls_ok"]), c["valid_fraction"], c["target"],
+            yesno(c["target_ok"]), "**yes**" if c["all_ok"] else "**no**"))
+    w("")
+    for ds in datasets:
+        c = verdicts.get(ds)
+        if c is None:
+            w("- **%s**: no learned-budget run has finished yet." % ds)
+            continue
+        w("- **%s**: %s uses %.2f of %d heads per layer (valid k/H %.3f for target %g), %s points against full "
+          "heads and %+.2f against k = %s; claims %s." % (
+              ds, variant_name(c["variant"]), c["heads"], c["n_heads"], c["valid_fraction"], c["target"],
+              delta(c.get("delta_full_points")), c.get("delta_fixed_points") or 0.0, c.get("fixed_k", "-"),
+              "**all hold**" if c["all_ok"] else "**do not all hold**"))
     w("")
 
     # ---- adaptivity
@@ -751,7 +753,7 @@ def cmd_report(a):
         summary["datasets"][ds]["adaptivity"] = ad
         p = os.path.join(plots, "adaptivity_%s.png" % ds)
         plot_adaptivity(ad, ds, bf, p)
-        w("### %s (%s)" % (ds, VARIANT_NAME[bf]))
+        w("### %s (%s)" % (ds, variant_name(bf)))
         w("")
         w("![budget by length, class and correctness, %s](%s)" % (ds, rel(p)))
         w("")
@@ -808,15 +810,13 @@ def cmd_report(a):
         w("")
     train_wall = sum(sum(x for x in r["train_wall_s_all"] if x) for rows in res.values() for r in rows.values())
     train_cpu = sum(sum(x for x in r["train_cpu_s_all"] if x) for rows in res.values() for r in rows.values())
-    tune_wall = sum(c["train_wall_s"] or 0 for t in list(tuning.values()) + list(cost_tuning.values())
-                    for c in t["candidates"] if c["name"] != t["chosen"])
+    tune_wall = 0
     total = sum(i["end"] - i["start"] for i in inv)
     w("| cost | |")
     w("|---|---|")
     w("| wall-clock of all invocations of the script (data preparation, training, evaluation, this document) | %s |"
       % (fmt_s(total) if inv else "(not recorded yet: the reproduction is still running)"))
     w("| training wall-clock / CPU, the runs in the table | %s / %s |" % (fmt_s(train_wall), fmt_s(train_cpu)))
-    w("| training wall-clock, candidates not chosen (budget cost, adaptive settings) | %s |" % fmt_s(tune_wall))
     w("| evaluation wall-clock (valid and test, every run) | %s |" % fmt_s(eval_seconds(out)))
     w("")
     summary["cost"] = {"total_wall_s": total, "train_wall_s": train_wall, "train_cpu_s": train_cpu,
@@ -824,47 +824,6 @@ def cmd_report(a):
 
     # ---- discussion
     w("## Discussion")
-    w("")
-    w("### Computed verdicts")
-    w("")
-    for ds in datasets:
-        rows = res.get(ds, {})
-        c = verdicts.get(ds)
-        if c is None:
-            w("- **%s**: no BudgetFormer run has finished yet." % ds)
-            continue
-        r = rows[c["variant"]]
-        parts = []
-        if c["acc_ok"] is not None:
-            parts.append("test accuracy %s%% against %s%% for full heads (%s points: %s)" % (
-                pct(r["test_accuracy"]), pct(c["full_accuracy"]), delta(c["delta_full_points"]),
-                "within the %.1f-point tolerance" % TOLERANCE_POINTS if c["acc_ok"] else "**outside** the tolerance"))
-        parts.append("%.2f of %d heads per layer (%s half)" % (c["heads"], c["n_heads"],
-                                                               "at most" if c["heads_ok"] else "**more than**"))
-        parts.append("attention FLOPs %.2f and total FLOPs %.2f of full heads" % (r["attention_flops_ratio"], r["flops_ratio"]))
-        if c["fixed_ok"] is not None:
-            spread = c.get("fixed_spread_points")
-            d = c["delta_fixed_points"]
-            parts.append("%s the fixed budget k = %d%s%s" % (
-                "beats" if d > 0 else ("**ties with**" if d == 0 else "**trails**"), FIXED_K[c["fixed_variant"]],
-                " by %.2f points" % abs(d) if d else "",
-                (" (%s the seed spread of %.2f points)" % ("larger than" if abs(c["delta_fixed_points"]) > spread
-                                                             else "within", spread)) if spread is not None else ""))
-        w("- **%s** (%s): %s. Criteria %s." % (ds, VARIANT_NAME[c["variant"]], "; ".join(parts),
-                                                "**all hold**" if c["all_ok"] else "**do not all hold**"))
-        extra = []
-        if "noexplore" in rows:
-            d = 100 * (r["test_accuracy"] - rows["noexplore"]["test_accuracy"])
-            extra.append("without exploration (eps = 0) %s%% accuracy with %.2f heads per layer, so exploring "
-                         "changed test accuracy by %+.2f points" % (
-                pct(rows["noexplore"]["test_accuracy"]), rows["noexplore"]["heads"], d))
-        other = [v for v in BF_VARIANTS if v in rows and v != c["variant"]]
-        for v in other:
-            extra.append("%s: %s%% with %.2f heads per layer" % (VARIANT_NAME[v], pct(rows[v]["test_accuracy"]), rows[v]["heads"]))
-        if "full" in rows and rows["full"].get("samples_per_s") and r.get("samples_per_s"):
-            extra.append("inference %.2fx the samples/s of full heads" % (r["samples_per_s"] / rows["full"]["samples_per_s"]))
-        if extra:
-            w("  Also: %s." % "; ".join(extra))
     w("")
     w("### Notes")
     w("")
@@ -891,7 +850,7 @@ def cmd_report(a):
                 sp = c.get("fixed_spread_points")
                 detail.append("%s: %s points against full heads with %.2f of %d heads, %+.2f points against "
                               "k = %d%s" % (ds, delta(c["delta_full_points"]), c["heads"], c["n_heads"],
-                                            c["delta_fixed_points"], FIXED_K[c["fixed_variant"]],
+                                            c["delta_fixed_points"], c["fixed_k"],
                                             (" (%s the seed spread of %.2f)" % (
                                                 "larger than" if abs(c["delta_fixed_points"]) > sp else "within", sp))
                                             if sp is not None else " (one seed)"))
@@ -913,7 +872,7 @@ def cmd_report(a):
                     why.append("it uses more than half the heads")
                 if c["fixed_ok"] is False:
                     why.append("the fixed budget k = %d, with about as many heads, is as accurate or more "
-                               "(BudgetFormer %+.2f points)" % (FIXED_K[c["fixed_variant"]], c["delta_fixed_points"]))
+                               "(BudgetFormer %+.2f points)" % (c["fixed_k"], c["delta_fixed_points"]))
                 reasons.append("on %s %s" % (ds, " and ".join(why) if why else "a row is missing"))
             text = "; ".join(reasons)
             w("**Where it loses.** %s." % (text[:1].upper() + text[1:]))
@@ -934,29 +893,16 @@ def cmd_report(a):
         w("")
     w("### Closing note: what was tried")
     w("")
-    tried = ["the shipped configurations were chosen on the validation splits before this reproduction "
-             "(learning rate, 4 or 8 heads, model width and depth, exploration length, weight decay: "
-             "[docs/TUNING.md](TUNING.md)); apart from the budget cost they are used unchanged here",
-             "the budget cost (`train.budget_cost`, the weight of the expected-heads penalty): the shipped value "
-             "and smaller ones, chosen per dataset on the validation split (table above), so that BudgetFormer may "
-             "spend up to half the heads where that helps",
-             "two ways of ending exploration: the fixed cosine schedule and the adaptive coordinator, whose window, "
-             "threshold and anneal length were chosen among the candidates listed above on the validation split "
-             "(seed 1); the claims are checked on whichever of the two has the better validation accuracy",
-             "BudgetFormer without exploration (eps = 0), to see what exploring buys"]
+    tried = ["the shipped configurations (docs/TUNING.md), including their learned-budget method options, used "
+             "unchanged; the budget is set by a target fraction r per variant (%s), not tuned on test" % "; ".join(
+                 "%s: %s" % (ds, ", ".join(v[6:] for v in plan[ds] if is_learned(v))) for ds in datasets),
+             "every fixed budget k = 1..H and full heads, for the Pareto comparison",
+             "two budget controls on the same weights (shuffled and constant budgets), to test whether per-input "
+             "budgets matter"]
     w("- " + "\n- ".join(tried))
     if losses and not a.quick:
         w("- Where a criterion does not hold (%s), no setting was changed after looking at the test split; "
           "the comparison stands as measured." % ", ".join(losses))
-        for ds in losses:
-            cands = (cost_tuning.get(ds) or {}).get("candidates") or []
-            if len(cands) > 1:
-                w("- What the budget cost did on %s (validation split, seed 1): %s at cost %s with %s heads per "
-                  "layer; chosen: %s." % (
-                      ds, " / ".join(pct(c["valid_accuracy"]) for c in cands),
-                      " / ".join("%g" % c["budget_cost"] for c in cands),
-                      " / ".join("%.2f" % c["valid_heads"] for c in cands),
-                      (cost_tuning[ds]["chosen"] or "-").lstrip("c")))
     if missing:
         w("- Incomplete rows (listed under the table) are reported with the seeds that finished.")
     w("")
@@ -977,12 +923,6 @@ def main():
     p = sub.add_parser("env")
     p.add_argument("--out", required=True)
     p.add_argument("--exe")
-    p = sub.add_parser("choose")
-    p.add_argument("--out", required=True)
-    p.add_argument("--dataset", required=True)
-    p = sub.add_parser("choose-cost")
-    p.add_argument("--out", required=True)
-    p.add_argument("--dataset", required=True)
     p = sub.add_parser("report")
     p.add_argument("--out", required=True)
     p.add_argument("--md", required=True)
@@ -990,13 +930,14 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--datasets")
-    p.add_argument("--variants")
+    p.add_argument("--method-set", help="the --method-set of reproduce.sh, for the protocol text")
+    p.add_argument("--plan", help="per dataset its variants: 'DS:v,v,... DS:v,...' (default: reproduce.sh's)")
     p.add_argument("--running-since", type=int, help="start (epoch seconds) of the invocation calling this")
     p.add_argument("--command", help="the command line of that invocation")
     a = ap.parse_args()
     if not os.path.isdir(a.out):
         fail("%s: no such directory" % a.out)
-    {"env": cmd_env, "choose": cmd_choose, "choose-cost": cmd_choose_cost, "report": cmd_report}[a.cmd](a)
+    {"env": cmd_env, "report": cmd_report}[a.cmd](a)
 
 
 if __name__ == "__main__":
