@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The head-budget study of docs/FIDELITY.md: trains variants of the shipped configurations (seed 1, test file
+# cleared), evaluates each final checkpoint on the validation split, with the shuffle and constant budget
+# controls for learned budgets, and prints one table row per variant.
+#
+#   usage: launch/budget-study.sh [--out DIR] [--jobs N] FILE
+#   FILE: one variant a line, "NAME DATASET [section.key=value ...]" (# starts a comment), for example
+#         lex-t50-gn wordnet-lex train.budget_target=0.5 model.gate_norm=1
+#   --out DIR   where runs go (default runs/budget-study); a variant whose result exists is not trained again
+#   --jobs N    variants trained at once, one process and one OpenBLAS thread each (default 2)
+# Needs the prepared data (bash launch/prepare-data.sh wordnet-pos wordnet-lex spam) and build/budgetformer
+# (or BF_EXE). Results: DIR/NAME.json (eval --json on valid) and DIR/NAME.ctl-{shuffle,constant}.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=runs/budget-study jobs=2
+while [ $# -gt 1 ]; do
+  case $1 in
+    --out) out=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
+    *) echo "budget-study: unknown option '$1'" >&2; exit 2 ;;
+  esac
+done
+[ $# -eq 1 ] && [ -f "$1" ] || { sed -n '6,9p' "$0" >&2; exit 2; }
+exe=${BF_EXE:-build/budgetformer}
+[ -x "$exe" ] || { echo "budget-study: $exe is not built (cmake -S . -B build && cmake --build build)" >&2; exit 2; }
+mkdir -p "$out"
+export OPENBLAS_NUM_THREADS=1 EXE=$exe OUT=$out
+
+one() { # one NAME DATASET SETS...
+  local name=$1 ds=$2; shift 2
+  [ -f "$OUT/$name.json" ] && return 0
+  local -a sets=()
+  local a
+  for a in "$@"; do sets+=(--set "$a"); done
+  rm -rf "${OUT:?}/$name"
+  if ! "$EXE" train --config "configs/$ds.ini" --set run.dir="$OUT/$name" --set data.test= --set train.eval_every=0 \
+       "${sets[@]}" > "$OUT/$name.log" 2>&1; then
+    echo "budget-study: $name failed, see $OUT/$name.log" >&2
+    return 0
+  fi
+  local ck
+  ck=$(ls "$OUT/$name"/checkpoints/step-*.h5 | sort | tail -n 1)
+  "$EXE" eval --checkpoint "$ck" --data "data/$ds/valid.h5" --json > "$OUT/$name.json.tmp" && mv "$OUT/$name.json.tmp" "$OUT/$name.json"
+  case " $* " in *model.full_heads=1*|*model.fixed_budget=*) return 0 ;; esac
+  local c
+  for c in shuffle constant; do
+    "$EXE" eval --checkpoint "$ck" --data "data/$ds/valid.h5" --json --budget-control "$c" > "$OUT/$name.ctl-$c.json" || true
+  done
+}
+export -f one
+grep -v '^[[:space:]]*\(#\|$\)' "$1" | xargs -P "$jobs" -L 1 bash -c 'one "$@"' _
+/usr/bin/python3 - "$out" "$1" <<'PY'
+import json, os, sys
+out, listing = sys.argv[1], sys.argv[2]
+print("| variant | dataset | valid accuracy | macro-F1 | heads per layer | fraction k/H | shuffle control | constant control |")
+print("|---|---|---|---|---|---|---|---|")
+for line in open(listing):
+    line = line.split("#")[0].split()
+    if not line:
+        continue
+    name, ds = line[0], line[1]
+    try:
+        j = json.load(open(os.path.join(out, name + ".json")))
+    except (OSError, ValueError):
+        print("| %s | %s | not run | | | | | |" % (name, ds))
+        continue
+    mb = j["mean_budget"]
+    ctl = []
+    for c in ("shuffle", "constant"):
+        try:
+            k = json.load(open(os.path.join(out, "%s.ctl-%s.json" % (name, c))))["budget_control"]
+            ctl.append("%.2f (%+.2f)" % (100 * k["accuracy"], 100 * (j["accuracy"] - k["accuracy"])))
+        except (OSError, ValueError, KeyError):
+            ctl.append("")
+    print("| %s | %s | %.2f | %.2f | %s of %d | %.3f | %s | %s |" % (
+        name, ds, 100 * j["accuracy"], 100 * j["macro_f1"], " / ".join("%.2f" % x for x in mb), j["n_heads"],
+        sum(mb) / len(mb) / j["n_heads"], ctl[0], ctl[1]))
+PY
