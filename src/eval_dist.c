@@ -51,6 +51,8 @@ void bf_eval_records_gather(bf_dist *d, bf_eval_records *r, size_t n, int n_clas
     gather_rows(d, r->logits, n, (size_t)n_classes, sizeof(float));
     gather_rows(d, r->budget, n, (size_t)n_layers, sizeof(int32_t));
     gather_rows(d, r->head_mask, n, (size_t)n_layers, sizeof(uint32_t));
+    gather_rows(d, r->khat, n, (size_t)n_layers, sizeof(float));
+    gather_rows(d, r->sel_mass, n, (size_t)n_layers, sizeof(float));
 }
 
 void bf_eval_budget_control(bf_dist *d, bf_budget_control c, uint64_t seed, const int32_t *budget, size_t n,

@@ -74,6 +74,8 @@ void bf_evaluate_override(bf_model *m, const bf_dataset *d, size_t lo, size_t hi
                 memcpy(rec->logits + r * C, z, C * sizeof(float));
                 memcpy(rec->budget + r * L, m->budget + i * L, L * sizeof(int32_t));
                 memcpy(rec->head_mask + r * L, m->head_mask + i * L, L * sizeof(uint32_t));
+                memcpy(rec->khat + r * L, m->khat + i * L, L * sizeof(float));
+                memcpy(rec->sel_mass + r * L, m->sel_mass + i * L, L * sizeof(float));
             }
         }
     }
@@ -115,6 +117,8 @@ void bf_eval_records_alloc(bf_eval_records *r, size_t n, int n_classes, int n_la
     r->logits = bf_xcalloc(n * (size_t)n_classes, sizeof(float));
     r->budget = bf_xcalloc(n * (size_t)n_layers, sizeof(int32_t));
     r->head_mask = bf_xcalloc(n * (size_t)n_layers, sizeof(uint32_t));
+    r->khat = bf_xcalloc(n * (size_t)n_layers, sizeof(float));
+    r->sel_mass = bf_xcalloc(n * (size_t)n_layers, sizeof(float));
 }
 
 void bf_eval_records_free(bf_eval_records *r) {
@@ -124,6 +128,8 @@ void bf_eval_records_free(bf_eval_records *r) {
     free(r->logits);
     free(r->budget);
     free(r->head_mask);
+    free(r->khat);
+    free(r->sel_mass);
     memset(r, 0, sizeof *r);
 }
 
@@ -146,6 +152,8 @@ int bf_eval_records_write_control(const char *path, const bf_eval_records *r, si
              bf_h5_write(f, "/records/length", H5T_NATIVE_INT32, 1, &d1, r->length, err) ||
              bf_h5_write(f, "/records/budget", H5T_NATIVE_INT32, 2, dl, r->budget, err) ||
              bf_h5_write(f, "/records/head_mask", H5T_NATIVE_UINT32, 2, dl, r->head_mask, err) ||
+             bf_h5_write(f, "/records/khat", H5T_NATIVE_FLOAT, 2, dl, r->khat, err) ||
+             bf_h5_write(f, "/records/sel_mass", H5T_NATIVE_FLOAT, 2, dl, r->sel_mass, err) ||
              bf_h5_write_attr_int(f, "/records", "n_heads", n_heads, err)
                  ? -1
                  : 0;

@@ -105,7 +105,8 @@ def part_layout(data_dir):
     run([EXE, "eval", "--checkpoint", ckpt, "--data", os.path.join(data_dir, "test.h5"), "--records", records])
     check_layout(records, {"/records/label": ("<i4", (N_TEST,)), "/records/pred": ("<i4", (N_TEST,)),
                            "/records/logits": ("<f4", (N_TEST, C)), "/records/length": ("<i4", (N_TEST,)),
-                           "/records/budget": ("<i4", (N_TEST, L)), "/records/head_mask": ("<u4", (N_TEST, L))})
+                           "/records/budget": ("<i4", (N_TEST, L)), "/records/head_mask": ("<u4", (N_TEST, L)),
+                           "/records/khat": ("<f4", (N_TEST, L)), "/records/sel_mass": ("<f4", (N_TEST, L))})
     with h5py.File(records, "r") as r, h5py.File(os.path.join(data_dir, "test.h5"), "r") as d:
         check(np.array_equal(r["/records/label"][()], d["/labels"][()]), "records rows follow the dataset order")
         check(np.array_equal(r["/records/length"][()], d["/lengths"][()]), "records lengths equal /lengths")

@@ -29,6 +29,8 @@ typedef struct {
     float *logits;                  /* [N,C] */
     int32_t *budget;                /* [N,L] */
     uint32_t *head_mask;            /* [N,L] */
+    float *khat;                    /* [N,L] continuous budget k^ (the router's, also under a budget control) */
+    float *sel_mass;                /* [N,L] relevance mass of the selected heads */
 } bf_eval_records;
 
 void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c);
