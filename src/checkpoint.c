@@ -716,8 +716,8 @@ int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam
          * on, and the diagnostics histograms of this interval start from zero (docs/LOGS.md). */
         size_t legacy = bf_headstats_legacy_len(m->cfg.n_classes, m->cfg.n_layers, m->cfg.n_heads);
         if (rc == 0 && headstats_len > legacy && st->headstats_len == legacy) {
-            bf_warn("%s: /headstats/block has the %zu counts of a checkpoint without the budget diagnostics: the "
-                    "diagnostics of the current /heads interval count only the updates from here", cf->path, legacy);
+            bf_warn("%s: /headstats/block has the %zu counts of a checkpoint without the budget diagnostics: they "
+                    "are kept, the diagnostics of its /heads interval start from zero here", cf->path, legacy);
             st->headstats = bf_xrealloc(st->headstats, headstats_len * sizeof(int64_t));
             memset(st->headstats + legacy, 0, (headstats_len - legacy) * sizeof(int64_t));
             st->headstats_len = headstats_len;

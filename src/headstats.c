@@ -12,14 +12,19 @@ size_t bf_headstats_legacy_len(int n_classes, int n_layers, int n_heads) {
     return 1 + C + 2 * LH + C * LH;
 }
 
+size_t bf_headstats_block_len(int n_classes, int n_layers, int n_heads) {
+    size_t kb = (size_t)BF_KHAT_PER_UNIT * (size_t)(n_heads > 1 ? n_heads - 1 : 1);
+    return bf_headstats_legacy_len(n_classes, n_layers, n_heads) +
+           (size_t)n_layers * ((size_t)BF_LOGIT_BINS + kb + (size_t)BF_MASS_BINS);
+}
+
 void bf_headstats_init(bf_headstats *s, int n_classes, int n_layers, int n_heads) {
     size_t C = (size_t)n_classes, L = (size_t)n_layers, LH = L * (size_t)n_heads;
     s->n_classes = n_classes;
     s->n_layers = n_layers;
     s->n_heads = n_heads;
     s->khat_bins = BF_KHAT_PER_UNIT * (n_heads > 1 ? n_heads - 1 : 1);
-    size_t legacy = bf_headstats_legacy_len(n_classes, n_layers, n_heads);
-    s->block_len = legacy + L * ((size_t)BF_LOGIT_BINS + (size_t)s->khat_bins + (size_t)BF_MASS_BINS);
+    s->block_len = bf_headstats_block_len(n_classes, n_layers, n_heads);
     s->block = bf_xcalloc(s->block_len, sizeof(int64_t));
     s->count = s->block;
     s->class_count = s->count + 1;

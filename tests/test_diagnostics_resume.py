@@ -4,6 +4,7 @@ A tiny run (heads.every = 7, checkpoint.every = 10) stops at update 20 (train.st
 made to look like an older build's: the checkpoint's /headstats/block is cut to the counts in front of the
 diagnostics (1 + C + 2 L H + C L H; its digest sidecar rewritten) and log.h5 loses /metrics/budget_lambda and
 the /heads diagnostics histograms. `train --resume auto` to update 30 must:
+  - `inspect --json` reads both the older and the current checkpoint;
   - accept the short block with a warning naming it, and keep its counts: /heads/count and class_count of
     every record equal those of an uninterrupted run;
   - start the diagnostics of the interpolated interval (updates 15..21) at the resume: the record at step 21
@@ -18,7 +19,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import EXE, check, finish, prepare, run, train_args, work_dir  # noqa: E402
+from bftest import EXE, check, finish, inspect, prepare, run, train_args, work_dir  # noqa: E402
 
 L, H, C, BATCH = 2, 4, 3, 16
 SETS = ("train.steps=30", "heads.every=7", "checkpoint.every=10", "train.batch_size=%d" % BATCH)
@@ -55,6 +56,11 @@ def main():
         digest = hashlib.sha256(fh.read()).hexdigest()
     with open(os.path.join(rd, "checkpoints", ".step-00000020.h5.sha256"), "w") as fh:
         fh.write("%s  step-00000020.h5\n" % digest)
+    rc, j, err = inspect(ckpt)
+    check("inspect --json reads the older checkpoint (checksum valid)", rc == 0 and j["checksum"]["status"] == "valid"
+          and j["step"] == 20, err.strip()[-300:])
+    rc, j, err = inspect(os.path.join(full, "checkpoints", "step-00000030.h5"))
+    check("inspect --json reads a checkpoint with the diagnostics", rc == 0 and j["step"] == 30, err.strip()[-300:])
     with h5py.File(os.path.join(rd, "log.h5"), "r+") as f:
         for k in ("/metrics/budget_lambda", "/heads/logit_hist", "/heads/khat_hist", "/heads/mass_hist"):
             del f[k]

@@ -36,6 +36,8 @@ typedef struct {
 void bf_headstats_init(bf_headstats *s, int n_classes, int n_layers, int n_heads);
 void bf_headstats_free(bf_headstats *s);
 void bf_headstats_reset(bf_headstats *s);
+/* Block length of this layout (what bf_headstats_init allocates). */
+size_t bf_headstats_block_len(int n_classes, int n_layers, int n_heads);
 /* Block length of the layout before the diagnostics (checkpoints written before them hold that many). */
 size_t bf_headstats_legacy_len(int n_classes, int n_layers, int n_heads);
 /* Adds n inputs: labels [n], budget [n,L], head_mask [n,L], khat [n,L], sel_mass [n,L] (the model's outputs
