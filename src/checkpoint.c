@@ -20,6 +20,7 @@
 #include "budgetformer/config.h"
 #include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
+#include "budgetformer/headstats.h"
 
 /* ---- files ------------------------------------------------------------------------------------- */
 
@@ -714,6 +715,16 @@ int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam
         unsigned long long hd[1] = {0};
         rc = bf_h5_read_alloc(cf->file, "/headstats/block", H5T_NATIVE_INT64, 1, hd, (void **)&st->headstats, err);
         if (rc == 0) st->headstats_len = (size_t)hd[0];
+        /* A checkpoint written before the budget diagnostics holds only the counts in front of them: they go
+         * on, and the diagnostics histograms of this interval start from zero (docs/LOGS.md). */
+        size_t legacy = bf_headstats_legacy_len(m->cfg.n_classes, m->cfg.n_layers, m->cfg.n_heads);
+        if (rc == 0 && headstats_len > legacy && st->headstats_len == legacy) {
+            bf_warn("%s: /headstats/block has the %zu counts of a checkpoint without the budget diagnostics: they "
+                    "are kept, the diagnostics of its /heads interval start from zero here", cf->path, legacy);
+            st->headstats = bf_xrealloc(st->headstats, headstats_len * sizeof(int64_t));
+            memset(st->headstats + legacy, 0, (headstats_len - legacy) * sizeof(int64_t));
+            st->headstats_len = headstats_len;
+        }
         if (rc == 0 && headstats_len && st->headstats_len != headstats_len)
             rc = bf_fail(err, "%s: /headstats/block has %zu counts, expected %zu for this model", cf->path,
                          st->headstats_len, headstats_len);

@@ -14,7 +14,10 @@
  *   log:     file, kind = "log", n_layers, n_heads, n_classes, class_names,
  *            metrics {n_steps, first, middle, last: {row, step, eps, mean_budget[L]}, mean: {eps, mean_budget[L]}},
  *            heads {n_records, first, last: {step, count, usage[L][H]},
- *                   class_budget: [{class, name, count, mean_budget[L]}], never[L][], always[L][]}
+ *                   class_budget: [{class, name, count, mean_budget[L]}], never[L][], always[L][]},
+ *            lambda {first, middle, last, mean} (null without /metrics/budget_lambda),
+ *            diagnostics {first, last: {step, count, khat, logit, mass: [L] {n, mean, q1, median, q3}}}
+ *            (null without the /heads diagnostics histograms)
  *   records: file, kind = "records", n, n_layers, n_heads, n_heads_from, n_classes, class_names, accuracy,
  *            mean_budget[L], by_class [{class, name, n, mean_budget}], by_length [{bucket, min_tokens,
  *            max_tokens, n, mean_budget}], by_correct {correct, wrong: {n, mean_budget}}, usage[L][H],
@@ -230,6 +233,10 @@ typedef struct {
     float *m_eps, *m_budget;                  /* [S], [S,L] */
     int64_t *h_step, *h_count, *h_class_count; /* [R], [R], [R,C] */
     float *h_usage, *h_class_usage;           /* [R,L,H], [R,C,L,H] */
+    float *m_lambda;                          /* [S] or NULL (a log without /metrics/budget_lambda) */
+    int has_diag;                             /* the three diagnostics histograms below are present */
+    size_t KB;                                /* k^ bins per layer */
+    int64_t *h_logit, *h_khat, *h_mass;       /* [R,L,24], [R,L,KB], [R,L,20] */
 } log_data;
 
 static void log_free(log_data *lg) {
@@ -241,6 +248,10 @@ static void log_free(log_data *lg) {
     free(lg->h_class_count);
     free(lg->h_usage);
     free(lg->h_class_usage);
+    free(lg->m_lambda);
+    free(lg->h_logit);
+    free(lg->h_khat);
+    free(lg->h_mass);
     memset(lg, 0, sizeof *lg);
 }
 
@@ -260,6 +271,44 @@ static int load_metrics(hid_t f, const char *file, log_data *lg, bf_err *err) {
         return bf_fail(err, "%s: dataset /metrics/mean_budget has shape [%llu,%llu] (expected [S, L] with L >= 1 "
                             "layers)", file, d[0], d[1]);
     lg->L = (size_t)d[1];
+    if (bf_h5_exists(f, "/metrics/budget_lambda")) {
+        lg->m_lambda = bf_xmalloc((lg->S ? lg->S : 1) * sizeof(float));
+        if (bf_h5_read_into(f, "/metrics/budget_lambda", H5T_NATIVE_FLOAT, 1, &s, lg->m_lambda, err)) return -1;
+    }
+    return 0;
+}
+
+/* Optional diagnostics histogram [R, L, bins] (bins 0 = any >= 1, returned in *bins). */
+static int load_diag(hid_t f, const char *file, const char *ds, const log_data *lg, size_t *bins, int64_t **out,
+                     bf_err *err) {
+    unsigned long long d[3];
+    void *p = NULL;
+    if (bf_h5_read_alloc(f, ds, H5T_NATIVE_INT64, 3, d, &p, err)) return -1;
+    *out = p;
+    if (expect_rows(file, ds, d[0], "/heads/step", lg->R, err)) return -1;
+    if (d[1] != lg->L || d[2] < 1 || (*bins && d[2] != *bins))
+        return bf_fail(err, "%s: dataset %s has shape [%llu,%llu,%llu] (expected [R, %zu, %zu])", file, ds, d[0], d[1],
+                       d[2], lg->L, *bins ? *bins : (size_t)d[2]);
+    *bins = (size_t)d[2];
+    for (size_t i = 0; i < lg->R * lg->L * *bins; i++)
+        if ((*out)[i] < 0) return bf_fail(err, "%s: dataset %s holds a negative count", file, ds);
+    return 0;
+}
+
+static int load_diagnostics(hid_t f, const char *file, log_data *lg, bf_err *err) {
+    int n = bf_h5_exists(f, "/heads/logit_hist") + bf_h5_exists(f, "/heads/khat_hist") +
+            bf_h5_exists(f, "/heads/mass_hist");
+    if (n == 0) return 0; /* a log from before the diagnostics */
+    if (n != 3)
+        return bf_fail(err, "%s: /heads holds only some of logit_hist, khat_hist and mass_hist (expected all three "
+                            "or none)", file);
+    size_t lb = 24, mb = 20;
+    lg->KB = 4 * (lg->H > 1 ? lg->H - 1 : 1);
+    if (load_diag(f, file, "/heads/logit_hist", lg, &lb, &lg->h_logit, err) ||
+        load_diag(f, file, "/heads/khat_hist", lg, &lg->KB, &lg->h_khat, err) ||
+        load_diag(f, file, "/heads/mass_hist", lg, &mb, &lg->h_mass, err))
+        return -1;
+    lg->has_diag = 1;
     return 0;
 }
 
@@ -292,7 +341,85 @@ static int load_heads(hid_t f, const char *file, log_data *lg, bf_err *err) {
     unsigned long long rclh[4] = {r, lg->C, lg->L, lg->H};
     lg->h_class_usage = bf_xmalloc(lg->R * lg->C * lg->L * lg->H * sizeof(float)); /* 0 bytes is fine */
     if (bf_h5_read_into(f, "/heads/class_usage", H5T_NATIVE_FLOAT, 4, rclh, lg->h_class_usage, err)) return -1;
-    return 0;
+    return load_diagnostics(f, file, lg, err);
+}
+
+/* ---- budget diagnostics: summaries of a fixed-bin histogram ------------------------------------ */
+
+typedef struct {
+    long long n;
+    double mean, q[3]; /* quartiles 1/4, 1/2, 3/4 */
+} hist_summary;
+
+/* Mean (bin centres) and quartiles (linear within a bin) of counts c[bins] over [lo, hi]. */
+static hist_summary hist_summarise(const int64_t *c, size_t bins, double lo, double hi) {
+    hist_summary r = {0, 0.0, {0.0, 0.0, 0.0}};
+    double w = (hi - lo) / (double)bins, sum = 0.0;
+    for (size_t b = 0; b < bins; b++) {
+        r.n += c[b];
+        sum += (double)c[b] * (lo + ((double)b + 0.5) * w);
+    }
+    if (r.n == 0) return r;
+    r.mean = sum / (double)r.n;
+    for (int k = 0; k < 3; k++) {
+        double t = (double)r.n * (double)(k + 1) / 4.0, cum = 0.0;
+        size_t b = 0;
+        while (b + 1 < bins && cum + (double)c[b] < t) cum += (double)c[b++];
+        r.q[k] = lo + ((double)b + (c[b] ? (t - cum) / (double)c[b] : 0.0)) * w;
+    }
+    return r;
+}
+
+/* which: 0 k^, 1 budget logit, 2 gate mass; record r, layer l. */
+static hist_summary diag_summary(const log_data *lg, int which, size_t r, size_t l) {
+    if (which == 0) return hist_summarise(lg->h_khat + (r * lg->L + l) * lg->KB, lg->KB, 1.0, (double)lg->H);
+    if (which == 1) return hist_summarise(lg->h_logit + (r * lg->L + l) * 24, 24, -6.0, 6.0);
+    return hist_summarise(lg->h_mass + (r * lg->L + l) * 20, 20, 0.0, 1.0);
+}
+
+static const char *const diag_key[3] = {"khat", "logit", "mass"};
+static const char *const diag_label[3] = {"k^", "budget logit", "gate mass"};
+
+static void json_diag_record(const log_data *lg, size_t r) {
+    printf("{\"step\": %lld, \"count\": %lld", (long long)lg->h_step[r], (long long)lg->h_count[r]);
+    for (int w = 0; w < 3; w++) {
+        printf(", \"%s\": [", diag_key[w]);
+        for (size_t l = 0; l < lg->L; l++) {
+            hist_summary h = diag_summary(lg, w, r, l);
+            printf("%s{\"n\": %lld, ", l ? ", " : "", h.n);
+            if (h.n) {
+                printf("\"mean\": ");
+                json_num(h.mean);
+                printf(", \"q1\": ");
+                json_num(h.q[0]);
+                printf(", \"median\": ");
+                json_num(h.q[1]);
+                printf(", \"q3\": ");
+                json_num(h.q[2]);
+            } else {
+                printf("\"mean\": null, \"q1\": null, \"median\": null, \"q3\": null");
+            }
+            printf("}");
+        }
+        printf("]");
+    }
+    printf("}");
+}
+
+static void print_diag_text(const log_data *lg) {
+    size_t rows[2] = {0, lg->R - 1};
+    printf("\nBudget diagnostics per layer (/heads/khat_hist, logit_hist, mass_hist: mean and quartiles estimated "
+           "from the fixed bins)\n");
+    printf("layer  record     step  %-12s  %7s  %7s  %7s  %7s\n", "quantity", "mean", "q1", "median", "q3");
+    for (size_t l = 0; l < lg->L; l++)
+        for (int i = 0; i < 2; i++)
+            for (int w = 0; w < 3; w++) {
+                size_t r = rows[i];
+                hist_summary h = diag_summary(lg, w, r, l);
+                printf("%5zu  %-6s  %7lld  %-12s", l, i ? "last" : "first", (long long)lg->h_step[r], diag_label[w]);
+                if (h.n) printf("  %7.3f  %7.3f  %7.3f  %7.3f\n", h.mean, h.q[0], h.q[1], h.q[2]);
+                else printf("  %7s  %7s  %7s  %7s\n", "-", "-", "-", "-");
+            }
 }
 
 static void json_metrics_point(const log_data *lg, size_t row, double *tmp) {
@@ -315,6 +442,7 @@ typedef struct {
     size_t pt[3];            /* rows of the first, middle and last logged step */
     double *budget_mean;     /* [L] over all logged steps */
     double eps_mean;
+    double lambda_mean;      /* over all logged steps (with /metrics/budget_lambda) */
     double *class_budget;    /* [C,L] from the last /heads record */
     unsigned char *never, *always; /* [L,H] in the last record */
 } log_summary;
@@ -329,9 +457,11 @@ static void log_summarise(const log_data *lg, log_summary *s) {
         s->pt[2] = lg->S - 1;
         for (size_t i = 0; i < lg->S; i++) {
             s->eps_mean += (double)lg->m_eps[i];
+            if (lg->m_lambda) s->lambda_mean += (double)lg->m_lambda[i];
             for (size_t l = 0; l < L; l++) s->budget_mean[l] += (double)lg->m_budget[i * L + l];
         }
         s->eps_mean /= (double)lg->S;
+        s->lambda_mean /= (double)lg->S;
         for (size_t l = 0; l < L; l++) s->budget_mean[l] /= (double)lg->S;
     }
     if (lg->has_heads && lg->R > 0) {
@@ -414,6 +544,30 @@ static void log_print_json(const options *o, const log_data *lg, const log_summa
         json_head_lists(s->always, L, H);
         printf("}");
     }
+    printf(", \"lambda\": ");
+    if (!lg->m_lambda || lg->S == 0) {
+        printf("null");
+    } else {
+        static const char *const which[3] = {"first", "middle", "last"};
+        printf("{");
+        for (int i = 0; i < 3; i++) {
+            printf("%s\"%s\": ", i ? ", " : "", which[i]);
+            json_num((double)lg->m_lambda[s->pt[i]]);
+        }
+        printf(", \"mean\": ");
+        json_num(s->lambda_mean);
+        printf("}");
+    }
+    printf(", \"diagnostics\": ");
+    if (!lg->has_diag || lg->R == 0) {
+        printf("null");
+    } else {
+        printf("{\"first\": ");
+        json_diag_record(lg, 0);
+        printf(", \"last\": ");
+        json_diag_record(lg, lg->R - 1);
+        printf("}");
+    }
     printf("}\n");
     free(tmp);
 }
@@ -450,6 +604,10 @@ static void log_print_text(const options *o, const log_data *lg, const log_summa
         printf("%-20s  %7s  %6.3f", label, "-", s->eps_mean);
         for (size_t l = 0; l < L; l++) printf("  %8.3f", s->budget_mean[l]);
         printf("\n");
+        if (lg->m_lambda)
+            printf("budget multiplier lambda (/metrics/budget_lambda): first %.6g, middle %.6g, last %.6g, mean %.6g\n",
+                   (double)lg->m_lambda[s->pt[0]], (double)lg->m_lambda[s->pt[1]], (double)lg->m_lambda[s->pt[2]],
+                   s->lambda_mean);
     } else if (lg->has_metrics) {
         printf("\nNo logged steps in /metrics yet.\n");
     }
@@ -487,6 +645,7 @@ static void log_print_text(const options *o, const log_data *lg, const log_summa
     printf("\nHeads never / always selected (last record, step %lld: usage exactly 0 / 1)\n",
            (long long)lg->h_step[r]);
     print_never_always(s->never, s->always, L, H);
+    if (lg->has_diag) print_diag_text(lg);
 }
 
 static int run_log(const options *o, hid_t f, int has_metrics, int has_heads, bf_err *err) {

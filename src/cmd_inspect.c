@@ -126,9 +126,10 @@ static void examine(report *r) {
     r->format_version = bf_h5_read_attr_int(f, "/state", "format_version", &v, &err) ? -1 : v;
     r->step = bf_h5_read_attr_int(f, "/state", "step", &v, &err) ? -1 : v;
     if (r->format_version >= BF_CHECKPOINT_FORMAT) {
-        size_t C = (size_t)r->mc.n_classes, LH = (size_t)r->mc.n_layers * (size_t)r->mc.n_heads;
         float *am = bf_xcalloc(r->m.n_params, sizeof(float)), *av = bf_xcalloc(r->m.n_params, sizeof(float));
-        if (bf_checkpoint_read_training(&r->cf, &r->m, am, av, 1 + C + 2 * LH + C * LH, &r->st, &err) == 0) {
+        if (bf_checkpoint_read_training(&r->cf, &r->m, am, av,
+                                        bf_headstats_block_len(r->mc.n_classes, r->mc.n_layers, r->mc.n_heads),
+                                        &r->st, &err) == 0) {
             r->have_state = 1;
             r->resumable = 1;
         } else {

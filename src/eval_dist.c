@@ -51,4 +51,25 @@ void bf_eval_records_gather(bf_dist *d, bf_eval_records *r, size_t n, int n_clas
     gather_rows(d, r->logits, n, (size_t)n_classes, sizeof(float));
     gather_rows(d, r->budget, n, (size_t)n_layers, sizeof(int32_t));
     gather_rows(d, r->head_mask, n, (size_t)n_layers, sizeof(uint32_t));
+    gather_rows(d, r->khat, n, (size_t)n_layers, sizeof(float));
+    gather_rows(d, r->sel_mass, n, (size_t)n_layers, sizeof(float));
+}
+
+void bf_eval_budget_control(bf_dist *d, bf_budget_control c, uint64_t seed, const int32_t *budget, size_t n,
+                            int n_layers, int n_heads, int32_t *k_override) {
+    size_t L = (size_t)n_layers, lo, hi;
+    bf_eval_shard(n, d->rank, d->world, &lo, &hi);
+    int32_t *all = bf_xcalloc(n * L + 1, sizeof(int32_t));
+    if (d->world == 1) {
+        memcpy(all, budget, n * L * sizeof(int32_t));
+    } else {
+        /* An all-gather as a sum: every rank contributes its rows, zeros elsewhere. */
+        int64_t *buf = bf_xcalloc(n * L + 1, sizeof(int64_t));
+        for (size_t i = lo * L; i < hi * L; i++) buf[i] = budget[i];
+        bf_dist_allreduce_sum_i64(d, buf, n * L);
+        for (size_t i = 0; i < n * L; i++) all[i] = (int32_t)buf[i];
+        free(buf);
+    }
+    bf_budget_control_make(c, seed, all, n, n_layers, n_heads, k_override);
+    free(all);
 }

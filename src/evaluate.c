@@ -7,6 +7,7 @@
 
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/h5io.h"
+#include "budgetformer/rng.h"
 
 void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c) {
     memset(e, 0, sizeof *e);
@@ -26,6 +27,11 @@ void bf_eval_counts_free(bf_eval_counts *e) {
 }
 
 void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e, bf_eval_records *rec) {
+    bf_evaluate_override(m, d, lo, hi, NULL, e, rec);
+}
+
+void bf_evaluate_override(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, const int32_t *k_override,
+                          bf_eval_counts *e, bf_eval_records *rec) {
     const bf_model_config *c = &m->cfg;
     size_t T = (size_t)d->max_len, C = (size_t)c->n_classes, L = (size_t)c->n_layers, H = (size_t)c->n_heads;
     BF_CHECK(d->max_len == c->max_len, "dataset max_len %d differs from the model's %d", d->max_len, c->max_len);
@@ -33,7 +39,7 @@ void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval
     for (size_t start = lo; start < hi; start += (size_t)m->max_batch) {
         size_t n = hi - start < (size_t)m->max_batch ? hi - start : (size_t)m->max_batch;
         bf_batch b = {.n = (int)n, .tokens = d->tokens + start * T, .lengths = d->lengths + start,
-                      .labels = d->labels + start};
+                      .labels = d->labels + start, .k_override = k_override ? k_override + start * L : NULL};
         bf_infer_stats st;
         e->ce_sum += bf_model_infer(m, &b, &st);
         e->attn_bytes = st.attn_bytes > e->attn_bytes ? st.attn_bytes : e->attn_bytes;
@@ -68,6 +74,8 @@ void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval
                 memcpy(rec->logits + r * C, z, C * sizeof(float));
                 memcpy(rec->budget + r * L, m->budget + i * L, L * sizeof(int32_t));
                 memcpy(rec->head_mask + r * L, m->head_mask + i * L, L * sizeof(uint32_t));
+                memcpy(rec->khat + r * L, m->khat + i * L, L * sizeof(float));
+                memcpy(rec->sel_mass + r * L, m->sel_mass + i * L, L * sizeof(float));
             }
         }
     }
@@ -109,6 +117,8 @@ void bf_eval_records_alloc(bf_eval_records *r, size_t n, int n_classes, int n_la
     r->logits = bf_xcalloc(n * (size_t)n_classes, sizeof(float));
     r->budget = bf_xcalloc(n * (size_t)n_layers, sizeof(int32_t));
     r->head_mask = bf_xcalloc(n * (size_t)n_layers, sizeof(uint32_t));
+    r->khat = bf_xcalloc(n * (size_t)n_layers, sizeof(float));
+    r->sel_mass = bf_xcalloc(n * (size_t)n_layers, sizeof(float));
 }
 
 void bf_eval_records_free(bf_eval_records *r) {
@@ -118,11 +128,19 @@ void bf_eval_records_free(bf_eval_records *r) {
     free(r->logits);
     free(r->budget);
     free(r->head_mask);
+    free(r->khat);
+    free(r->sel_mass);
     memset(r, 0, sizeof *r);
 }
 
 int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, int n_classes, int n_layers,
                           int n_heads, bf_err *err) {
+    return bf_eval_records_write_control(path, r, n, n_classes, n_layers, n_heads, NULL, 0, err);
+}
+
+int bf_eval_records_write_control(const char *path, const bf_eval_records *r, size_t n, int n_classes,
+                                  int n_layers, int n_heads, const char *control, long long control_seed,
+                                  bf_err *err) {
     char tmp[BF_ERR_LEN + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     hid_t f = bf_h5_create(tmp, err);
@@ -134,11 +152,62 @@ int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, 
              bf_h5_write(f, "/records/length", H5T_NATIVE_INT32, 1, &d1, r->length, err) ||
              bf_h5_write(f, "/records/budget", H5T_NATIVE_INT32, 2, dl, r->budget, err) ||
              bf_h5_write(f, "/records/head_mask", H5T_NATIVE_UINT32, 2, dl, r->head_mask, err) ||
+             bf_h5_write(f, "/records/khat", H5T_NATIVE_FLOAT, 2, dl, r->khat, err) ||
+             bf_h5_write(f, "/records/sel_mass", H5T_NATIVE_FLOAT, 2, dl, r->sel_mass, err) ||
              bf_h5_write_attr_int(f, "/records", "n_heads", n_heads, err)
                  ? -1
                  : 0;
+    if (rc == 0 && control &&
+        (bf_h5_write_attr_str(f, "/records", "budget_control", control, err) ||
+         (control_seed >= 0 && bf_h5_write_attr_int(f, "/records", "control_seed", control_seed, err))))
+        rc = -1;
     if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
     if (rc == 0) rc = bf_commit_file(tmp, path, err);
     if (rc) unlink(tmp);
     return rc;
+}
+
+/* ---- budget controls ---------------------------------------------------------------------------- */
+
+int bf_budget_control_parse(const char *s, bf_budget_control *out) {
+    if (!strcmp(s, "shuffle")) *out = BF_CONTROL_SHUFFLE;
+    else if (!strcmp(s, "constant")) *out = BF_CONTROL_CONSTANT;
+    else return -1;
+    return 0;
+}
+
+const char *bf_budget_control_name(bf_budget_control c) {
+    return c == BF_CONTROL_SHUFFLE ? "shuffle" : c == BF_CONTROL_CONSTANT ? "constant" : "none";
+}
+
+void bf_budget_control_perm(size_t n, uint64_t seed, size_t *perm) {
+    for (size_t i = 0; i < n; i++) perm[i] = i;
+    for (size_t i = n; i-- > 1;) {
+        size_t j = (size_t)(bf_rng_key(seed, 0, (uint64_t)i, 0, BF_STREAM_CONTROL, 0) % (uint64_t)(i + 1));
+        size_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+}
+
+void bf_budget_control_make(bf_budget_control c, uint64_t seed, const int32_t *budget, size_t n, int n_layers,
+                            int n_heads, int32_t *k_override) {
+    size_t L = (size_t)n_layers;
+    if (c == BF_CONTROL_SHUFFLE) {
+        size_t *perm = bf_xmalloc((n ? n : 1) * sizeof(size_t));
+        bf_budget_control_perm(n, seed, perm);
+        for (size_t i = 0; i < n; i++) memcpy(k_override + i * L, budget + perm[i] * L, L * sizeof(int32_t));
+        free(perm);
+    } else if (c == BF_CONTROL_CONSTANT) {
+        for (size_t l = 0; l < L; l++) {
+            int64_t sum = 0;
+            for (size_t i = 0; i < n; i++) sum += budget[i * L + l];
+            /* floor(sum / n + 1/2) in integers: exact, no float rounding at the half-way points */
+            int64_t k = n ? (2 * sum + (int64_t)n) / (2 * (int64_t)n) : 1;
+            k = k < 1 ? 1 : k > n_heads ? n_heads : k;
+            for (size_t i = 0; i < n; i++) k_override[i * L + l] = (int32_t)k;
+        }
+    } else {
+        memset(k_override, 0, n * L * sizeof(int32_t));
+    }
 }

@@ -1,6 +1,7 @@
 /* runlog: log.h5 written by whole-file replacement (see runlog.h). */
 #include "budgetformer/runlog.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,14 @@ void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers
     lg->n_classes = n_classes;
     lg->n_layers = n_layers;
     lg->n_heads = n_heads;
+    lg->khat_bins = BF_KHAT_PER_UNIT * (n_heads > 1 ? n_heads - 1 : 1);
+    lg->lambda_now = 0.0f;
+}
+
+/* Diagnostics bins per layer of each record: logit, k^, gate mass. */
+static size_t diag_row(const bf_runlog *lg, size_t which) {
+    size_t L = (size_t)lg->n_layers;
+    return L * (which == 0 ? (size_t)BF_LOGIT_BINS : which == 1 ? (size_t)lg->khat_bins : (size_t)BF_MASS_BINS);
 }
 
 static void resize_heads(bf_runlog *lg, size_t cap) {
@@ -25,6 +34,9 @@ static void resize_heads(bf_runlog *lg, size_t cap) {
     lg->h_usage = bf_xrealloc(lg->h_usage, cap * LH * sizeof(float));
     lg->h_budget_hist = bf_xrealloc(lg->h_budget_hist, cap * LH * sizeof(float));
     lg->h_class_usage = bf_xrealloc(lg->h_class_usage, cap * C * LH * sizeof(float));
+    lg->h_logit_hist = bf_xrealloc(lg->h_logit_hist, cap * diag_row(lg, 0) * sizeof(int64_t));
+    lg->h_khat_hist = bf_xrealloc(lg->h_khat_hist, cap * diag_row(lg, 1) * sizeof(int64_t));
+    lg->h_mass_hist = bf_xrealloc(lg->h_mass_hist, cap * diag_row(lg, 2) * sizeof(int64_t));
     lg->cap_h = cap;
 }
 
@@ -48,6 +60,9 @@ void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s) 
             lg->h_class_usage[(r * C + c) * LH + i] =
                 nc ? (float)((double)s->class_usage[c * LH + i] / (double)nc) : 0.0f; /* 0: class absent */
     }
+    memcpy(lg->h_logit_hist + r * diag_row(lg, 0), s->logit_hist, diag_row(lg, 0) * sizeof(int64_t));
+    memcpy(lg->h_khat_hist + r * diag_row(lg, 1), s->khat_hist, diag_row(lg, 1) * sizeof(int64_t));
+    memcpy(lg->h_mass_hist + r * diag_row(lg, 2), s->mass_hist, diag_row(lg, 2) * sizeof(int64_t));
 }
 
 static void resize(bf_runlog *lg, size_t cap) {
@@ -61,6 +76,7 @@ static void resize(bf_runlog *lg, size_t cap) {
     lg->grad_norm = bf_xrealloc(lg->grad_norm, cap * sizeof(float));
     lg->comm_fraction = bf_xrealloc(lg->comm_fraction, cap * sizeof(float));
     lg->skipped = bf_xrealloc(lg->skipped, cap * sizeof(int64_t));
+    lg->lambda = bf_xrealloc(lg->lambda, cap * sizeof(float));
     lg->cap = cap;
 }
 
@@ -84,6 +100,7 @@ void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float e
     lg->grad_norm[i] = grad_norm;
     lg->comm_fraction[i] = comm_fraction;
     lg->skipped[i] = lg->skipped_now;
+    lg->lambda[i] = lg->lambda_now;
 }
 
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
@@ -99,7 +116,8 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
              bf_h5_write(f, "/metrics/mean_budget", H5T_NATIVE_FLOAT, 2, sl, lg->mean_budget, err) ||
              bf_h5_write(f, "/metrics/samples_per_s", H5T_NATIVE_FLOAT, 1, &s, lg->samples_per_s, err) ||
              bf_h5_write(f, "/metrics/grad_norm", H5T_NATIVE_FLOAT, 1, &s, lg->grad_norm, err) ||
-             bf_h5_write(f, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, &s, lg->comm_fraction, err)
+             bf_h5_write(f, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, &s, lg->comm_fraction, err) ||
+             bf_h5_write(f, "/metrics/budget_lambda", H5T_NATIVE_FLOAT, 1, &s, lg->lambda, err)
                  ? -1
                  : 0;
     /* The skip counter is cumulative: written once the run has skipped an update, so the log of a healthy
@@ -117,6 +135,22 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
              bf_h5_write(f, "/heads/usage", H5T_NATIVE_FLOAT, 3, rlh, lg->h_usage, err) ||
              bf_h5_write(f, "/heads/budget_hist", H5T_NATIVE_FLOAT, 3, rlh, lg->h_budget_hist, err) ||
              bf_h5_write(f, "/heads/class_usage", H5T_NATIVE_FLOAT, 4, rclh, lg->h_class_usage, err)
+                 ? -1
+                 : 0;
+    unsigned long long rlg[3] = {R, L, BF_LOGIT_BINS}, rlk[3] = {R, L, (unsigned long long)lg->khat_bins},
+                       rlm[3] = {R, L, BF_MASS_BINS};
+    char kbins[128];
+    snprintf(kbins, sizeof kbins, "%d bins of 0.25 over [1, %d]; k^ = H counts in the last bin", lg->khat_bins,
+             lg->n_heads);
+    if (rc == 0)
+        rc = bf_h5_write(f, "/heads/logit_hist", H5T_NATIVE_INT64, 3, rlg, lg->h_logit_hist, err) ||
+                     bf_h5_write_attr_str(f, "/heads/logit_hist", "bins",
+                                          "24 bins of 0.5 over [-6, 6]; values outside count in the end bins", err) ||
+                     bf_h5_write(f, "/heads/khat_hist", H5T_NATIVE_INT64, 3, rlk, lg->h_khat_hist, err) ||
+                     bf_h5_write_attr_str(f, "/heads/khat_hist", "bins", kbins, err) ||
+                     bf_h5_write(f, "/heads/mass_hist", H5T_NATIVE_INT64, 3, rlm, lg->h_mass_hist, err) ||
+                     bf_h5_write_attr_str(f, "/heads/mass_hist", "bins",
+                                          "20 bins of 0.05 over [0, 1]; a mass of 1 counts in the last bin", err)
                  ? -1
                  : 0;
     if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
@@ -157,7 +191,10 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
     int64_t *step = NULL, *h_step = NULL, *h_count = NULL, *h_cc = NULL;
     int64_t *sk = NULL;
     float *loss = NULL, *lr = NULL, *eps = NULL, *mb = NULL, *sps = NULL, *gn = NULL, *cf = NULL;
-    float *hu = NULL, *hb = NULL, *hcu = NULL;
+    float *hu = NULL, *hb = NULL, *hcu = NULL, *lam = NULL;
+    int64_t *hlg = NULL, *hkh = NULL, *hms = NULL;
+    const size_t w_lg[3] = {0, L, BF_LOGIT_BINS}, w_kh[3] = {0, L, (size_t)lg->khat_bins},
+                 w_ms[3] = {0, L, BF_MASS_BINS};
     int rc = read_part(f, lg->path, "/metrics/step", H5T_NATIVE_INT64, 1, w_1, &S, 0, (void **)&step, err) ||
              read_part(f, lg->path, "/metrics/loss", H5T_NATIVE_FLOAT, 1, w_1, &S, 0, (void **)&loss, err) ||
              read_part(f, lg->path, "/metrics/lr", H5T_NATIVE_FLOAT, 1, w_1, &S, 0, (void **)&lr, err) ||
@@ -166,7 +203,8 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
              read_part(f, lg->path, "/metrics/samples_per_s", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&sps, err) ||
              read_part(f, lg->path, "/metrics/grad_norm", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&gn, err) ||
              read_part(f, lg->path, "/metrics/comm_fraction", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&cf, err) ||
-             read_part(f, lg->path, "/metrics/skipped", H5T_NATIVE_INT64, 1, w_1, &S, 1, (void **)&sk, err)
+             read_part(f, lg->path, "/metrics/skipped", H5T_NATIVE_INT64, 1, w_1, &S, 1, (void **)&sk, err) ||
+             read_part(f, lg->path, "/metrics/budget_lambda", H5T_NATIVE_FLOAT, 1, w_1, &S, 1, (void **)&lam, err)
                  ? -1
                  : 0;
     if (rc == 0 && bf_h5_exists(f, "/heads/step"))
@@ -175,19 +213,25 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
                      read_part(f, lg->path, "/heads/class_count", H5T_NATIVE_INT64, 2, w_rc, &R, 0, (void **)&h_cc, err) ||
                      read_part(f, lg->path, "/heads/usage", H5T_NATIVE_FLOAT, 3, w_rlh, &R, 0, (void **)&hu, err) ||
                      read_part(f, lg->path, "/heads/budget_hist", H5T_NATIVE_FLOAT, 3, w_rlh, &R, 0, (void **)&hb, err) ||
-                     read_part(f, lg->path, "/heads/class_usage", H5T_NATIVE_FLOAT, 4, w_rclh, &R, 0, (void **)&hcu, err)
+                     read_part(f, lg->path, "/heads/class_usage", H5T_NATIVE_FLOAT, 4, w_rclh, &R, 0, (void **)&hcu, err) ||
+                     read_part(f, lg->path, "/heads/logit_hist", H5T_NATIVE_INT64, 3, w_lg, &R, 1, (void **)&hlg, err) ||
+                     read_part(f, lg->path, "/heads/khat_hist", H5T_NATIVE_INT64, 3, w_kh, &R, 1, (void **)&hkh, err) ||
+                     read_part(f, lg->path, "/heads/mass_hist", H5T_NATIVE_INT64, 3, w_ms, &R, 1, (void **)&hms, err)
                  ? -1
                  : 0;
     H5Fclose(f);
     if (rc == 0) {
         int64_t skipped_now = lg->skipped_now;
+        float lambda_now = lg->lambda_now;
         for (size_t i = 0; i < S; i++)
             if (step[i] <= max_step) {
                 lg->skipped_now = sk ? sk[i] : 0;
+                lg->lambda_now = lam ? lam[i] : NAN; /* a log from before /metrics/budget_lambda */
                 bf_runlog_append(lg, step[i], loss[i], lr[i], eps[i], mb + i * L, sps ? sps[i] : 0.0f,
                                  gn ? gn[i] : 0.0f, cf ? cf[i] : 0.0f);
             }
         lg->skipped_now = skipped_now;
+        lg->lambda_now = lambda_now;
         for (size_t i = 0; h_step && i < R; i++) {
             if (h_step[i] > max_step) continue;
             if (lg->nh == lg->cap_h) grow_heads(lg);
@@ -198,6 +242,13 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
             memcpy(lg->h_usage + r * LH, hu + i * LH, LH * sizeof(float));
             memcpy(lg->h_budget_hist + r * LH, hb + i * LH, LH * sizeof(float));
             memcpy(lg->h_class_usage + r * C * LH, hcu + i * C * LH, C * LH * sizeof(float));
+            int64_t *const dst[3] = {lg->h_logit_hist, lg->h_khat_hist, lg->h_mass_hist};
+            const int64_t *const src[3] = {hlg, hkh, hms};
+            for (size_t w = 0; w < 3; w++) {
+                size_t row = diag_row(lg, w);
+                if (src[w]) memcpy(dst[w] + r * row, src[w] + i * row, row * sizeof(int64_t));
+                else memset(dst[w] + r * row, 0, row * sizeof(int64_t)); /* a log from before the diagnostics */
+            }
         }
     }
     free(step);
@@ -215,6 +266,10 @@ int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
     free(hu);
     free(hb);
     free(hcu);
+    free(lam);
+    free(hlg);
+    free(hkh);
+    free(hms);
     return rc;
 }
 
@@ -234,5 +289,9 @@ void bf_runlog_free(bf_runlog *lg) {
     free(lg->h_usage);
     free(lg->h_budget_hist);
     free(lg->h_class_usage);
+    free(lg->lambda);
+    free(lg->h_logit_hist);
+    free(lg->h_khat_hist);
+    free(lg->h_mass_hist);
     memset(lg, 0, sizeof *lg);
 }

@@ -514,7 +514,7 @@ static void forward_backward(trainer *t, long step_no, float eps, float lambda, 
                 ke = ke < 1 ? 1 : ke > H ? H : ke;
                 st->exploit_sum += (double)ke / (double)H;
             }
-        bf_headstats_add(&t->heads, t->labels, m->budget, m->head_mask, n);
+        bf_headstats_add(&t->heads, t->labels, m->budget, m->head_mask, m->khat, m->sel_mass, n);
         if (sandwich) train_random_budget(t, &b, &ex, step_no, last, ce_scale);
     }
 }
@@ -796,6 +796,7 @@ static int run_loop(trainer *t, bf_err *err) {
             double dt = bf_wall_seconds() - ts, comm = t->dist->comm_seconds - comm0;
             if (root) {
                 t->log.skipped_now = t->skipped_total;
+                t->log.lambda_now = lambda;
                 bf_runlog_append(&t->log, step, (float)loss, lr, eps, mean_budget, (float)(c->batch_size / dt),
                                  (float)norm, (float)(comm / dt));
             }

@@ -253,6 +253,64 @@ def test_empty_log(tmp):
     check(rc == 0 and "No /heads records yet" in out, "empty log: text says so")
 
 
+def test_diagnostics(tmp, old_log):
+    """The budget diagnostics of a log with known histograms (H = 3: 8 k^ bins of 0.25 over [1, 3]), and null
+    for a log written before them (old_log, without the datasets)."""
+    rc, out, err = run(old_log, "--json")
+    j = json.loads(out) if rc == 0 else {}
+    check(rc == 0 and j.get("diagnostics", 0) is None and j.get("lambda", 0) is None,
+          "a log without the diagnostics: diagnostics and lambda null (rc %d, %s)" % (rc, err))
+    path = os.path.join(tmp, "diag.h5")
+    write_log(path)
+    with h5py.File(path, "r+") as f:
+        f["/metrics/budget_lambda"] = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6], dtype="<f4")
+        kh = np.zeros((2, 2, 8), dtype="<i8")
+        kh[0, 0, 1] = 4           # record 0 layer 0: all 4 inputs in [1.25, 1.5)
+        kh[0, 1, [0, 7]] = 2      # layer 1: 2 in [1, 1.25), 2 in [2.75, 3]
+        kh[1, :, 4] = 6           # record 1: all in [2, 2.25)
+        lg = np.zeros((2, 2, 24), dtype="<i8")
+        lg[0, :, 12] = 4          # [0, 0.5)
+        lg[1, :, 0] = 6           # underflow bin [-6, -5.5)
+        ms = np.zeros((2, 2, 20), dtype="<i8")
+        ms[0, :, 19] = 4          # [0.95, 1]
+        ms[1, :, 10] = 3          # [0.5, 0.55)
+        ms[1, :, 11] = 3          # [0.55, 0.6)
+        f["/heads/khat_hist"], f["/heads/logit_hist"], f["/heads/mass_hist"] = kh, lg, ms
+    rc, out, err = run(path, "--json")
+    j = json.loads(out) if rc == 0 else {}
+    d = j.get("diagnostics") or {}
+    check(rc == 0 and d.get("first", {}).get("step") == 2 and d.get("last", {}).get("count") == 6,
+          "diagnostics of the first and last record (rc %d, %s)" % (rc, err))
+    if not d:
+        return
+    k0 = d["first"]["khat"][0]
+    check(k0["n"] == 4 and close([k0["mean"], k0["q1"], k0["median"], k0["q3"]], [1.375, 1.3125, 1.375, 1.4375]),
+          "k^ layer 0 first record: mean (bin centres) and quartiles (linear in the bin): %s" % k0)
+    k1 = d["first"]["khat"][1]
+    check(close([k1["mean"], k1["q1"], k1["median"], k1["q3"]], [2.0, 1.125, 1.25, 2.875]),
+          "k^ layer 1 first record (two end bins): %s" % k1)
+    lo = d["last"]["logit"][0]
+    check(close([lo["mean"], lo["q1"], lo["median"]], [-5.75, -5.875, -5.75]), "budget logit in the underflow "
+          "bin: %s" % lo)
+    m = d["last"]["mass"][1]
+    check(close([m["mean"], m["median"]], [0.55, 0.55]), "gate mass: %s" % m)
+    check(close([j["lambda"]["first"], j["lambda"]["middle"], j["lambda"]["last"], j["lambda"]["mean"]],
+                [0.1, 0.3, 0.6, 0.35]), "lambda first / middle / last / mean: %s" % j["lambda"])
+    rc, out, err = run(path)
+    has_row(out, r"^\s+0\s+first\s+2\s+k\^\s+1\.375\s+1\.312\s+1\.375\s+1\.438$", "k^ of layer 0, first record")
+    has_row(out, r"^budget multiplier lambda .*first 0\.1, middle 0\.3, last 0\.6", "lambda")
+    with h5py.File(path, "r+") as f:
+        del f["/heads/mass_hist"]
+    rc, out, err = run(path)
+    check(rc == 1 and "mass_hist" in err and path in err, "only some diagnostics datasets: exit 1 naming them (%s)"
+          % err.strip())
+    with h5py.File(path, "r+") as f:
+        f["/heads/mass_hist"] = np.zeros((2, 2, 19), dtype="<i8")
+    rc, out, err = run(path)
+    check(rc == 1 and "/heads/mass_hist" in err and "shape" in err, "mass_hist of the wrong shape: exit 1 (%s)"
+          % err.strip())
+
+
 def main():
     shutil.rmtree(WORK, ignore_errors=True)
     os.makedirs(WORK)
@@ -270,6 +328,7 @@ def main():
           "n_heads attribute")
     test_errors(WORK)
     test_empty_log(WORK)
+    test_diagnostics(WORK, log)
     report()
 
 

@@ -8,7 +8,9 @@ Tiny configuration, heads.every = 7, train.steps = 30, batch 16, trained on 1 ra
   - the 1-rank and 2-rank class_count records are identical;
   - within each record: budget_hist sums to 1 per layer, sum_h usage = sum_k k budget_hist (every selected
     head is one unit of budget), class_usage weighted by class_count adds up to usage x count, and the mean
-    budget of the record equals the mean of /metrics/mean_budget over the interval's steps."""
+    budget of the record equals the mean of /metrics/mean_budget over the interval's steps;
+  - the budget diagnostics histograms (logit_hist, khat_hist, mass_hist) of every record sum to count in each
+    layer, on 1 and on 2 ranks (the one allreduce carries them)."""
 import os
 import shutil
 import subprocess
@@ -87,7 +89,8 @@ def read_log(path):
     with h5py.File(path, "r") as f:
         return {k: f[k][()] for k in ("/metrics/step", "/metrics/mean_budget", "/heads/step", "/heads/count",
                                       "/heads/class_count", "/heads/usage", "/heads/budget_hist",
-                                      "/heads/class_usage")}
+                                      "/heads/class_usage", "/heads/logit_hist", "/heads/khat_hist",
+                                      "/heads/mass_hist")}
 
 
 def check_log(name, log, labels, n_classes, expected_steps):
@@ -112,6 +115,10 @@ def check_log(name, log, labels, n_classes, expected_steps):
     weighted = (cu * cc[:, :, None, None]).sum(axis=1)
     check(np.allclose(weighted, usage * cnt[:, None, None], atol=1e-3),
           "%s: class_usage x class_count adds up to usage x count" % name)
+    for key in ("/heads/logit_hist", "/heads/khat_hist", "/heads/mass_hist"):
+        dh = log[key]
+        check(dh.shape[:2] == (R, L) and np.array_equal(dh.sum(axis=2), np.repeat(cnt[:, None], L, axis=1)),
+              "%s: %s counts every input of the interval once per layer (sums to count x layers)" % (name, key))
     steps, mb = log["/metrics/step"], log["/metrics/mean_budget"]
     prev = 0
     for r, last in enumerate(expected_steps):

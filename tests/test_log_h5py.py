@@ -1,5 +1,6 @@
 """log.h5 and evaluation records as h5py users see them (FILES.md):
-  1. exactly the FILES.md names, dtypes and shapes (plus the documented extras of /metrics);
+  1. exactly the FILES.md names, dtypes and shapes (plus the documented extras of /metrics and /heads: the
+     budget multiplier and the budget diagnostics histograms, whose counts sum to /heads/count per layer);
   2. h5py reads log.h5 over and over while a longer run writes it: every read succeeds and sees a complete,
      growing file (no lock error, no partial record);
   3. a writer killed with SIGKILL mid-run leaves a log.h5 that opens, with steps 1..S strictly increasing
@@ -57,7 +58,9 @@ def log_layout(S, R):
     return {"/metrics/step": (i8, (S,)), "/metrics/loss": (f4, (S,)), "/metrics/lr": (f4, (S,)),
             "/metrics/eps": (f4, (S,)), "/metrics/mean_budget": (f4, (S, L)),
             "/metrics/samples_per_s": (f4, (S,)), "/metrics/grad_norm": (f4, (S,)),
-            "/metrics/comm_fraction": (f4, (S,)),
+            "/metrics/comm_fraction": (f4, (S,)), "/metrics/budget_lambda": (f4, (S,)),
+            "/heads/logit_hist": (i8, (R, L, 24)), "/heads/khat_hist": (i8, (R, L, 4 * (H - 1))),
+            "/heads/mass_hist": (i8, (R, L, 20)),
             "/heads/step": (i8, (R,)), "/heads/count": (i8, (R,)), "/heads/class_count": (i8, (R, C)),
             "/heads/usage": (f4, (R, L, H)), "/heads/budget_hist": (f4, (R, L, H)),
             "/heads/class_usage": (f4, (R, C, L, H))}
@@ -87,12 +90,23 @@ def part_layout(data_dir):
     run_dir = os.path.join(WORK, "layout")
     run(train_cmd(data_dir, run_dir, "train.steps=30", "heads.every=7"))
     check_layout(os.path.join(run_dir, "log.h5"), log_layout(30, 5))
+    with h5py.File(os.path.join(run_dir, "log.h5"), "r") as f:
+        count = f["/heads/count"][()]
+        for k in ("logit_hist", "khat_hist", "mass_hist"):
+            h = f["/heads/" + k][()]
+            check(np.array_equal(h.sum(axis=2), np.repeat(count[:, None], L, axis=1)),
+                  "/heads/%s: each record's counts sum to /heads/count in every layer" % k)
+            check("bins" in f["/heads/" + k].attrs, "/heads/%s has the attribute 'bins' describing them" % k)
+        lam = f["/metrics/budget_lambda"][()]
+        check(np.allclose(lam, 0.05), "/metrics/budget_lambda is train.budget_cost = 0.05 without a budget "
+              "target (got %s)" % lam[:5])
     ckpt = os.path.join(run_dir, "checkpoints", "step-00000030.h5")
     records = os.path.join(WORK, "records.h5")
     run([EXE, "eval", "--checkpoint", ckpt, "--data", os.path.join(data_dir, "test.h5"), "--records", records])
     check_layout(records, {"/records/label": ("<i4", (N_TEST,)), "/records/pred": ("<i4", (N_TEST,)),
                            "/records/logits": ("<f4", (N_TEST, C)), "/records/length": ("<i4", (N_TEST,)),
-                           "/records/budget": ("<i4", (N_TEST, L)), "/records/head_mask": ("<u4", (N_TEST, L))})
+                           "/records/budget": ("<i4", (N_TEST, L)), "/records/head_mask": ("<u4", (N_TEST, L)),
+                           "/records/khat": ("<f4", (N_TEST, L)), "/records/sel_mass": ("<f4", (N_TEST, L))})
     with h5py.File(records, "r") as r, h5py.File(os.path.join(data_dir, "test.h5"), "r") as d:
         check(np.array_equal(r["/records/label"][()], d["/labels"][()]), "records rows follow the dataset order")
         check(np.array_equal(r["/records/length"][()], d["/lengths"][()]), "records lengths equal /lengths")

@@ -1,5 +1,7 @@
 """tools/plot_heads.py on a tiny training run (+ eval --records): every PNG it reports exists, is non-empty and
-starts with the PNG signature; with --records it writes all four plots, with the log alone three."""
+starts with the PNG signature; with --records it writes all five plots, with the log alone four (among them
+budget_diagnostics.png from the /heads diagnostics histograms); a log written before the diagnostics (the
+datasets deleted in a copy) still plots, without budget_diagnostics.png."""
 import os
 import re
 import shutil
@@ -57,11 +59,22 @@ def main():
     out_all = os.path.join(WORK, "plots-records")
     stdout = run([PY, SCRIPT, log, "--records", records, "--data", os.path.join(data_dir, "test.h5"),
                   "--out", out_all])
-    check_pngs(stdout, out_all, ["head_usage.png", "eps_budget.png", "budget_by_class.png", "budget_by_length.png"])
+    check_pngs(stdout, out_all, ["head_usage.png", "eps_budget.png", "budget_by_class.png", "budget_by_length.png",
+                                 "budget_diagnostics.png"])
 
     out_log = os.path.join(WORK, "plots-log")
     stdout = run([PY, SCRIPT, log, "--out", out_log])
-    check_pngs(stdout, out_log, ["head_usage.png", "eps_budget.png", "budget_by_class.png"])
+    check_pngs(stdout, out_log, ["head_usage.png", "eps_budget.png", "budget_by_class.png", "budget_diagnostics.png"])
+
+    import h5py
+    old = os.path.join(WORK, "old-log.h5")
+    shutil.copyfile(log, old)
+    with h5py.File(old, "r+") as f:
+        for k in ("/heads/logit_hist", "/heads/khat_hist", "/heads/mass_hist", "/metrics/budget_lambda"):
+            del f[k]
+    out_old = os.path.join(WORK, "plots-old")
+    stdout = run([PY, SCRIPT, old, "--out", out_old])
+    check_pngs(stdout, out_old, ["head_usage.png", "eps_budget.png", "budget_by_class.png"])
 
     # A records file given as the log is refused with a message naming it.
     p = subprocess.run([PY, SCRIPT, records, "--out", os.path.join(WORK, "bad")], stdout=subprocess.PIPE,

@@ -10,6 +10,10 @@ Writes into DIR (created if needed) and prints each file written:
   budget_by_class.png   with --records: per layer, the distribution of the budget k by true class;
                         without: the mean budget per layer by class from the last /heads/class_usage record
   budget_by_length.png  with --records only: mean budget per layer by input-length bucket
+  budget_diagnostics.png  with the /heads diagnostics histograms: per layer, the distribution of the
+                        continuous budget k^ over training (heatmap per /heads record, median and quartiles
+                        on top), the same for the gate mass over the selected heads, and the budget
+                        multiplier lambda per update (/metrics/budget_lambda) below
 Class names come from --data DATASET.h5 (/label_names), else "class <i>". Layouts: docs/LOGS.md.
 Needs Debian's python3 with python3-h5py, python3-matplotlib and numpy (matplotlib's Agg backend, no display).
 """
@@ -70,6 +74,17 @@ def load_log(path):
             R = len(log["h_step"])
             if log["usage"].shape[0] != R or log["class_count"].shape[0] != R or log["class_usage"].shape[0] != R:
                 fail("%s: /heads datasets differ in their number of records" % path)
+            # budget diagnostics (optional: logs written before them have none)
+            for k in ("khat_hist", "mass_hist", "logit_hist"):
+                if "/heads/" + k in f:
+                    log[k] = read(f, path, "/heads/" + k, 3)
+                    if log[k].shape[0] != R or log[k].shape[1] != log["usage"].shape[1]:
+                        fail("%s: /heads/%s has shape %s (expected [%d, %d, bins])" % (path, k, log[k].shape, R,
+                                                                                      log["usage"].shape[1]))
+        if "metrics" in f and "/metrics/budget_lambda" in f:
+            log["lambda"] = read(f, path, "/metrics/budget_lambda", 1)
+            if len(log["lambda"]) != len(log["step"]):
+                fail("%s: /metrics/budget_lambda and /metrics/step differ in length" % path)
     return log
 
 
@@ -219,6 +234,67 @@ def plot_budget_by_length(rec, out_dir, written):
     save(fig, out_dir, "budget_by_length.png", written)
 
 
+def hist_quantiles(counts, lo, hi, qs=(0.25, 0.5, 0.75)):
+    """Quantiles of each row of counts [R, bins] over the fixed bins [lo, hi], linear within a bin (NaN for
+    an empty row), as budgetformer heads estimates them."""
+    R, bins = counts.shape
+    w = (hi - lo) / bins
+    out = np.full((R, len(qs)), np.nan)
+    for r in range(R):
+        n = counts[r].sum()
+        if n == 0:
+            continue
+        cum = np.concatenate([[0], np.cumsum(counts[r])])
+        for i, q in enumerate(qs):
+            t = q * n
+            b = min(int(np.searchsorted(cum[1:], t, side="left")), bins - 1)
+            c = counts[r, b]
+            out[r, i] = lo + (b + ((t - cum[b]) / c if c else 0.0)) * w
+    return out
+
+
+def plot_budget_diagnostics(log, out_dir, written, n_heads):
+    kh, ms = log["khat_hist"], log["mass_hist"]  # [R, L, KB], [R, L, 20]
+    R, L = kh.shape[0], kh.shape[1]
+    edges = np.concatenate([[0], log["h_step"]]).astype(float)
+    fig = plt.figure(figsize=(max(7.0, 4.5 * L), 9))
+    grid = fig.add_gridspec(3, L, height_ratios=[3, 3, 2])
+    for l in range(L):
+        for row, (h, lo, hi, what) in enumerate(((kh, 1.0, float(n_heads), "continuous budget k^"),
+                                                 (ms, 0.0, 1.0, "gate mass over S"))):
+            ax = fig.add_subplot(grid[row, l])
+            counts = h[:, l, :].astype(float)
+            tot = counts.sum(axis=1, keepdims=True)
+            frac = np.where(tot > 0, counts / np.where(tot > 0, tot, 1.0), np.nan)
+            mesh = ax.pcolormesh(edges, np.linspace(lo, hi, h.shape[2] + 1), frac.T, vmin=0.0, vmax=1.0,
+                                 cmap="magma", shading="flat")
+            mid = 0.5 * (edges[:-1] + edges[1:])
+            qs = hist_quantiles(h[:, l, :], lo, hi)
+            ax.plot(mid, qs[:, 1], color="tab:cyan", label="median")
+            ax.plot(mid, qs[:, 0], color="tab:cyan", linestyle="--", linewidth=0.8, label="quartiles")
+            ax.plot(mid, qs[:, 2], color="tab:cyan", linestyle="--", linewidth=0.8)
+            ax.set_ylim(lo, hi)
+            ax.set_title("Layer %d: %s" % (l, what), fontsize=9)
+            ax.set_ylabel(what)
+            if row == 1:
+                ax.set_xlabel("training step (/heads record intervals)")
+            if l == L - 1:
+                fig.colorbar(mesh, ax=ax, label="fraction of the interval's inputs")
+            if l == 0 and row == 0:
+                ax.legend(fontsize=7, loc="upper right")
+    ax = fig.add_subplot(grid[2, :])
+    if "lambda" in log and len(log["lambda"]) > 0:
+        ax.plot(log["step"], log["lambda"], color="tab:green")
+        ax.set_ylabel("budget multiplier lambda")
+    else:
+        ax.text(0.5, 0.5, "no /metrics/budget_lambda in this log", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("training step")
+    ax.grid(alpha=0.3)
+    fig.suptitle("Budget diagnostics over training (/heads/khat_hist, /heads/mass_hist, /metrics/budget_lambda)")
+    fig.tight_layout()
+    save(fig, out_dir, "budget_diagnostics.png", written)
+
+
 def main():
     ap = argparse.ArgumentParser(description="Plot head allocation from log.h5 and evaluation records.")
     ap.add_argument("log", metavar="LOG.h5", help="the run's log.h5")
@@ -261,6 +337,11 @@ def main():
         plot_budget_by_length(rec, args.out, written)
     elif "usage" in log and len(log["h_step"]) > 0:
         plot_budget_by_class_log(log, names, args.out, written)
+    if "khat_hist" in log and "mass_hist" in log and len(log["h_step"]) > 0:
+        plot_budget_diagnostics(log, args.out, written, n_heads)
+    else:
+        print("plot_heads.py: %s has no budget diagnostics in /heads: no budget_diagnostics.png" % args.log,
+              file=sys.stderr)
     for path in written:
         print(path)
     return 0

@@ -29,6 +29,8 @@ typedef struct {
     float *logits;                  /* [N,C] */
     int32_t *budget;                /* [N,L] */
     uint32_t *head_mask;            /* [N,L] */
+    float *khat;                    /* [N,L] continuous budget k^ (the router's, also under a budget control) */
+    float *sel_mass;                /* [N,L] relevance mass of the selected heads */
 } bf_eval_records;
 
 void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c);
@@ -37,6 +39,28 @@ void bf_eval_counts_free(bf_eval_counts *e);
 /* Evaluates inputs [lo, hi) in batches of at most m->max_batch with the head-skipping inference path
  * (bf_model_infer); adds to counts; fills rec rows lo..hi-1 when rec is not NULL. */
 void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e, bf_eval_records *rec);
+/* As bf_evaluate, with per-input budgets from outside: k_override is [d->n, L] in dataset order (row i for
+ * input i; only rows lo..hi-1 are read), 0 = the router's own k (bf_batch.k_override); NULL = none. */
+void bf_evaluate_override(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, const int32_t *k_override,
+                          bf_eval_counts *e, bf_eval_records *rec);
+
+/* Budget controls of `eval --budget-control` (README "Evaluating"): the same weights with the model's own
+ * budgets moved between the inputs. */
+typedef enum { BF_CONTROL_NONE = 0, BF_CONTROL_SHUFFLE, BF_CONTROL_CONSTANT } bf_budget_control;
+
+/* Parses "shuffle" or "constant"; returns -1 for anything else. */
+int bf_budget_control_parse(const char *s, bf_budget_control *out);
+const char *bf_budget_control_name(bf_budget_control c);
+/* The fixed permutation of 0..n-1 of the shuffle control for `seed` (Fisher-Yates keyed by bf_rng_key, stream
+ * BF_STREAM_CONTROL): perm[i] is the input whose budgets input i gets. */
+void bf_budget_control_perm(size_t n, uint64_t seed, size_t *perm);
+/* Fills k_override [n, L] from the budgets [n, L] of every input (the model's own, dataset order):
+ *   shuffle:  row i = budget row perm[i] (one permutation for all layers, so each layer's histogram of k and
+ *             each input's budget vector are kept, only moved to another input);
+ *   constant: every row = per layer floor(mean + 1/2) of that layer's budgets, clamped to 1..n_heads.
+ * Depends only on its arguments, so every rank computes the same overrides. */
+void bf_budget_control_make(bf_budget_control c, uint64_t seed, const int32_t *budget, size_t n, int n_layers,
+                            int n_heads, int32_t *k_override);
 
 double bf_eval_accuracy(const bf_eval_counts *e);
 /* Macro-F1: mean over the classes present in labels or predictions. */
@@ -47,5 +71,11 @@ void bf_eval_records_free(bf_eval_records *r);
 /* Writes the records of FILES.md (and the integer attribute n_heads of /records), atomically. */
 int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, int n_classes, int n_layers,
                           int n_heads, bf_err *err);
+/* As bf_eval_records_write for the pass of a budget control: /records also gets the string attribute
+ * budget_control ("shuffle" or "constant") and, when control_seed >= 0 (shuffle), the integer attribute
+ * control_seed. */
+int bf_eval_records_write_control(const char *path, const bf_eval_records *r, size_t n, int n_classes,
+                                  int n_layers, int n_heads, const char *control, long long control_seed,
+                                  bf_err *err);
 
 #endif

@@ -26,6 +26,8 @@ typedef struct {
     int64_t *skipped;      /* updates skipped for non-finite numbers since step 1, up to this one (cumulative);
                               /metrics/skipped, written once it is non-zero */
     int64_t skipped_now;   /* the count bf_runlog_append records with the next row (the trainer keeps it) */
+    float *lambda;         /* budget multiplier lambda in force at the update (/metrics/budget_lambda) */
+    float lambda_now;      /* the lambda bf_runlog_append records with the next row (the trainer sets it) */
     /* /heads records (R of them) */
     int n_classes, n_heads;
     size_t nh, cap_h;
@@ -34,6 +36,10 @@ typedef struct {
     float *h_usage;             /* [R, L, H] fractions of the interval's inputs */
     float *h_budget_hist;       /* [R, L, H] */
     float *h_class_usage;       /* [R, C, L, H] */
+    int khat_bins;              /* bins of h_khat_hist per layer (headstats.h) */
+    int64_t *h_logit_hist;      /* [R, L, BF_LOGIT_BINS] counts */
+    int64_t *h_khat_hist;       /* [R, L, khat_bins] counts */
+    int64_t *h_mass_hist;       /* [R, L, BF_MASS_BINS] counts */
 } bf_runlog;
 
 void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers, int n_heads);
@@ -47,7 +53,8 @@ void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s);
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
 /* Resume: reads back the records of the existing file at lg->path whose step is <= max_step (records after
  * it belong to updates that the resumed run makes again), so the next flush writes them once followed by the
- * new ones. Returns 0 when read, 1 when there is no file, -1 (err set) when it cannot be used (unreadable,
+ * new ones. Datasets added later are optional: a log without them reads back with lambda NaN and all-zero
+ * diagnostics histograms for its records. Returns 0 when read, 1 when there is no file, -1 (err set) when it cannot be used (unreadable,
  * or made for another number of layers, heads or classes). */
 int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err);
 void bf_runlog_free(bf_runlog *lg);
