@@ -216,7 +216,7 @@ base_overrides() { # base_overrides DATASET: --set arguments every run of the da
 }
 
 # The learned-budget variants use the budget cost chosen on the valid split (tune_cost); the others have no
-# learned budget, so the cost does not apply to them (MODEL.md).
+# learned budget, so the cost does not apply to them (docs/MODEL.md).
 cost_overrides() { # cost_overrides DATASET VARIANT
   case $2 in
     budgetformer|adaptive|noexplore) cat "$out/$1/tune-cost/chosen.overrides" ;;
