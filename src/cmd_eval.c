@@ -13,7 +13,16 @@
 #include "budgetformer/h5io.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]\n");
+    fprintf(f, "usage: budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]\n"
+               "Evaluates a checkpoint on a prepared dataset (.h5 from budgetformer prepare): accuracy, macro-F1,\n"
+               "mean budget per layer, budget histogram, FLOPs against full heads, samples/s. Under mpirun the\n"
+               "inputs are shared among the ranks.\n"
+               "options:\n"
+               "  --checkpoint FILE  the checkpoint (run.dir/checkpoints/step-XXXXXXXX.h5) (required)\n"
+               "  --data FILE        the prepared dataset .h5 to evaluate (required)\n"
+               "  --records FILE     also write one record per input (docs/LOGS.md, 'Evaluation records')\n"
+               "  --json             print one JSON object instead of tables\n"
+               "  --batch N          inputs per forward pass (default 64)\n");
 }
 
 static int same_strings(char *const *a, size_t na, char *const *b, size_t nb) {

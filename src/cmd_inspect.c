@@ -25,8 +25,11 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer inspect FILE [--json] [--force]\n"
-               "  prints a checkpoint's step, configuration, tensor shapes, checksum status, size, world size\n"
-               "  and provenance; --force also parses a file whose checksum does not match\n");
+               "Prints a checkpoint's step, configuration, tensor shapes, checksum status, size, world size and\n"
+               "provenance (docs/CHECKPOINTS.md).\n"
+               "options:\n"
+               "  --json   print one JSON object instead of text\n"
+               "  --force  also parse a file whose checksum does not match\n");
 }
 
 static void json_str(const char *s) { bf_json_str(stdout, s); }

@@ -22,10 +22,16 @@
 #include "budgetformer/tokenize.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--batch N]\n"
-               "  classifies each line of FILE (default: standard input) and prints, per line, the label, its\n"
-               "  probability and the heads used in each layer (text: LABEL<TAB>PROBABILITY<TAB>HEADS with HEADS\n"
-               "  like 'L0=1,3 L1=0'; --json: one JSON object per line). --batch: lines per forward pass (64)\n");
+    fprintf(f, "usage: budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--top-k N] [--batch N]\n"
+               "Classifies each line of the input and prints, per line, the label, its probability and the heads\n"
+               "used in each layer (text: LABEL<TAB>PROBABILITY<TAB>HEADS with HEADS like 'L0=1,3 L1=0').\n"
+               "options:\n"
+               "  --checkpoint FILE  the checkpoint (required)\n"
+               "  --input FILE|-     one input per line (default -: standard input)\n"
+               "  --json             one JSON object per line instead of text\n"
+               "  --top-k N          the N most probable labels (default 1): text LABEL<TAB>PROB for each, then\n"
+               "                     the heads; JSON adds \"top\": [{\"label\", \"class\", \"probability\"}, ...]\n"
+               "  --batch N          lines per forward pass (default 64)\n");
 }
 
 typedef struct {

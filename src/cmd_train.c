@@ -13,9 +13,14 @@
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer train --config FILE [--set section.key=value ...] [--resume auto|FILE] [--quiet]\n"
                "       budgetformer train --help-config     (every configuration key)\n"
+               "options:\n"
+               "  --config FILE   the INI configuration (docs/CONFIG.md) (required)\n"
+               "  --set S.K=V     override one configuration key (repeatable; later ones win)\n"
                "  --resume auto   continue from the newest valid checkpoint in run.dir/checkpoints (a new run\n"
                "                  when there is none)\n"
                "  --resume FILE   continue from that checkpoint\n"
+               "  --quiet         no progress lines and info messages (warnings and errors still print)\n"
+               "  --help-config   list every configuration key with its type, default and range\n"
                "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT after writing a\n"
                "checkpoint (continue with --resume auto); see docs/FAILURES.md\n");
 }
