@@ -284,7 +284,9 @@ static int write_coordinator(hid_t f, const bf_coordinator *co, long step, bf_er
                    write_attr_f64(f, g, "window_sum", co->window_sum, err) ||
                    bf_h5_write_attr_int(f, g, "window_n", co->window_n, err) ||
                    write_attr_f64(f, g, "prev_mean", co->prev_mean, err) ||
-                   write_attr_f64(f, g, "eps_next", bf_coordinator_eps(co, step + 1), err)
+                   write_attr_f64(f, g, "eps_next", bf_coordinator_eps(co, step + 1), err) ||
+                   write_attr_f64(f, g, "budget_lambda", co->lambda, err) ||
+                   write_attr_f64(f, g, "budget_lambda_i", co->lambda_i, err)
                ? -1
                : 0;
 }
@@ -325,6 +327,9 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
     }
     for (int i = 0; i < N_MODEL_ATTRS; i++)
         if (bf_h5_write_attr_int(f, "/model", model_attrs[i], *model_attr_ptr(&c, i), err)) return -1;
+    /* Added options (docs/MODEL.md) are stored beside MODEL.md's attributes so a checkpoint says which function
+     * it computes; readers take an absent one as 0, MODEL.md's default. */
+    if (bf_h5_write_attr_int(f, "/model", "gate_norm", c.gate_norm, err)) return -1;
     if (bf_h5_write_strings(f, "/vocab", meta->vocab, meta->vocab_size, err)) return -1;
     if (bf_h5_write_strings(f, "/label_names", meta->label_names, meta->n_classes, err)) return -1;
     if (meta->adam_m && meta->adam_v) {
@@ -533,6 +538,15 @@ int bf_checkpoint_file_model_config(const bf_ckpt_file *cf, bf_model_config *cfg
             return bf_fail(err, "%s: /model attribute %s = %lld is out of range", cf->path, model_attrs[i], v);
         *model_attr_ptr(cfg, i) = (int)v;
     }
+    cfg->gate_norm = 0;
+    if (H5Aexists_by_name(cf->file, "/model", "gate_norm", H5P_DEFAULT) > 0) {
+        long long v;
+        if (bf_h5_read_attr_int(cf->file, "/model", "gate_norm", &v, err)) return -1;
+        if (v != 0 && v != 1)
+            return bf_fail(err, "%s: /model attribute gate_norm = %lld: expected 0 (MODEL.md's gates) or 1 "
+                                "(renormalised gates); this file may come from a newer budgetformer", cf->path, v);
+        cfg->gate_norm = (int)v;
+    }
     char msg[256];
     if (bf_model_config_check(cfg, msg, sizeof msg))
         return bf_fail(err, "%s: /model attributes describe an invalid model: %s", cf->path, msg);
@@ -573,6 +587,15 @@ static int read_coordinator(const bf_ckpt_file *cf, bf_coordinator *co, bf_err *
     co->eps_start = (float)eps_start;
     co->eps_end = (float)eps_end;
     co->threshold = (float)threshold;
+    /* The budget multiplier (train.budget_target); files written before it have none: lambda 0. */
+    co->lambda = co->lambda_i = 0.0;
+    if (H5Aexists_by_name(f, g, "budget_lambda", H5P_DEFAULT) > 0 &&
+        (read_attr_f64(f, g, "budget_lambda", &co->lambda, err) ||
+         read_attr_f64(f, g, "budget_lambda_i", &co->lambda_i, err)))
+        return -1;
+    if (!isfinite(co->lambda) || !isfinite(co->lambda_i))
+        return bf_fail(err, "%s: /coordinator budget_lambda = %g, budget_lambda_i = %g: expected finite numbers",
+                       cf->path, co->lambda, co->lambda_i);
     return 0;
 }
 

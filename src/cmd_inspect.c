@@ -106,11 +106,11 @@ typedef struct {
 } report;
 
 static const char *const kModelAttrs[] = {"vocab_size", "max_len", "d_model", "n_heads", "n_layers",
-                                          "d_ff", "n_classes", "full_heads", "fixed_budget"};
+                                          "d_ff", "n_classes", "full_heads", "fixed_budget", "gate_norm"};
 
 static int model_attr(const bf_model_config *c, int i) {
     const int v[] = {c->vocab_size, c->max_len, c->d_model, c->n_heads, c->n_layers,
-                     c->d_ff, c->n_classes, c->full_heads, c->fixed_budget};
+                     c->d_ff, c->n_classes, c->full_heads, c->fixed_budget, c->gate_norm};
     return v[i];
 }
 
@@ -173,7 +173,7 @@ static void print_text(const report *r) {
     }
     if (r->have_model) {
         printf("model        ");
-        for (int i = 0; i < 9; i++) printf(" %s %d%s", kModelAttrs[i], model_attr(&r->mc, i), i < 8 ? "," : "");
+        for (int i = 0; i < 10; i++) printf(" %s %d%s", kModelAttrs[i], model_attr(&r->mc, i), i < 9 ? "," : "");
         printf("\n              %zu parameters in %d tensors\n", r->m.n_params, r->m.n_tensors);
         printf("tensors\n");
         for (int i = 0; i < r->m.n_tensors; i++) {
@@ -233,7 +233,7 @@ static void print_json(const report *r) {
     printf(", \"model\": ");
     if (r->have_model) {
         printf("{");
-        for (int i = 0; i < 9; i++) printf("%s\"%s\": %d", i ? ", " : "", kModelAttrs[i], model_attr(&r->mc, i));
+        for (int i = 0; i < 10; i++) printf("%s\"%s\": %d", i ? ", " : "", kModelAttrs[i], model_attr(&r->mc, i));
         printf("}, \"n_params\": %zu, \"tensors\": [", r->m.n_params);
         for (int i = 0; i < r->m.n_tensors; i++) {
             const bf_tensor_info *t = &r->m.tensors[i];

@@ -74,6 +74,9 @@ static const key_spec kKeys[] = {
     K_INT("model", "fixed_budget", fixed_budget, 0, 32, "0",
           "0 = the budget k is learned; k > 0 = every input uses exactly k heads per layer "
           "(at most model.n_heads)."),
+    KEY("model", "gate_norm", KT_BOOL, FIELD(gate_norm, int), 0, 1, R_CLOSED, "0",
+        "Added option (docs/MODEL.md): 1 = the gates of the selected heads are H p_h / (sum over S of p_j), "
+        "so they sum to H whatever k is; 0 = MODEL.md's gates H p_h. Stored in the checkpoint."),
 
     K_INT("train", "batch_size", batch_size, 1, 1e6, "32",
           "Global batch: inputs per optimiser update, split across the MPI ranks. Need not divide the "
@@ -101,7 +104,38 @@ static const key_spec kKeys[] = {
            "which the run stops with exit status 1; the last checkpoint written stays as it was "
            "(docs/FAILURES.md)."),
     K_FLOAT("train", "budget_cost", budget_cost, 0, 100, R_CLOSED, "0.01",
-            "lambda: weight of the budget penalty, the mean of (k^ - 1)/(H - 1), in the loss."),
+            "lambda: weight of the budget penalty, the mean of (k^ - 1)/(H - 1), in the loss (when "
+            "train.budget_target is 0)."),
+    K_FLOAT("train", "budget_target", budget_target, 0, 1, R_CLOSED, "0",
+            "> 0: the mean fraction of heads k/H to reach (e.g. 0.25). The rank-0 coordinator replaces "
+            "train.budget_cost by a multiplier lambda (either sign) updated by dual ascent on the global batch's mean "
+            "k/H (k = the budget inference would use) minus the target, which ramps from 1 to this value over "
+            "train.budget_ramp updates. 0 = fixed lambda (train.budget_cost)."),
+    K_FLOAT("train", "budget_dual_lr", budget_dual_lr, 0, 100, R_LO_OPEN, "0.02",
+            "Dual ascent step (integral gain): lambda_i += budget_dual_lr * (mean k/H - target) after each "
+            "update."),
+    K_FLOAT("train", "budget_dual_kp", budget_dual_kp, 0, 1000, R_CLOSED, "3",
+            "Proportional gain: lambda = lambda_i + budget_dual_kp * (mean k/H - target); damps the overshoot "
+            "of plain dual ascent (0 = plain dual ascent)."),
+    K_LONG("train", "budget_ramp", budget_ramp, 0, 1e9, R_CLOSED, "0",
+           "Updates over which the budget target falls linearly from 1 to train.budget_target; "
+           "0 = explore.steps."),
+    KEY("train", "sandwich", KT_BOOL, FIELD(sandwich, int), 0, 1, R_CLOSED, "0",
+        "1 = the sandwich rule (US-Nets): each update also trains the same weights at k = H (every head, "
+        "against the labels) and at a random k in 1..H-1; the learned-budget and random passes learn from "
+        "the k = H pass's probabilities (train.distill). About 3x the work per update."),
+    K_FLOAT("train", "distill", distill, 0, 1, R_CLOSED, "1",
+            "With train.sandwich: the other passes' target is distill * (k = H probabilities) + "
+            "(1 - distill) * the label (in-place distillation)."),
+    K_FLOAT("train", "budget_supervise", budget_supervise, 0, 100, R_CLOSED, "0",
+            "delta > 0: budget supervision. Each update evaluates every input with k = 1..H heads in every "
+            "layer (no gradient); the smallest k whose cross-entropy is within delta of k = H's is a target "
+            "for k^ in every layer, with weight train.supervise_weight. 0 = off."),
+    K_FLOAT("train", "supervise_weight", supervise_weight, 0, 100, R_CLOSED, "0.1",
+            "Weight of the budget-supervision term, the mean of (k^ - k*)^2 / (H - 1)^2."),
+    K_LONG("train", "full_warmup", full_warmup, 0, 1e9, R_CLOSED, "0",
+           "The first this many updates use every head (k = H, gates of the router) before the learned "
+           "budget takes over; 0 = none."),
     KEY("train", "seed", KT_U64, FIELD(seed, uint64_t), 0, 0, R_ANY, "1",
         "Seed of every random draw: initialisation, data order and exploration."),
     K_LONG("train", "log_every", log_every, 1, 0, R_NO_MAX, "10",
@@ -551,6 +585,21 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (c->full_heads && c->fixed_budget)
         return bf_fail(err, "model.full_heads = 1 and model.fixed_budget = %d exclude each other: the full "
                        "baseline uses every head", c->fixed_budget);
+    int learned = !c->full_heads && !c->fixed_budget;
+    if (c->budget_target > 0.0f && !learned)
+        return bf_fail(err, "train.budget_target = %g needs a learned budget: model.full_heads and model.fixed_budget "
+                       "must be 0", (double)c->budget_target);
+    if (c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
+        return bf_fail(err, "train.budget_target = %g is below 1/model.n_heads = %g: every input uses at least one "
+                       "head", (double)c->budget_target, 1.0 / c->n_heads);
+    if (c->budget_supervise > 0.0f && !learned)
+        return bf_fail(err, "train.budget_supervise needs a learned budget: model.full_heads and model.fixed_budget "
+                       "must be 0");
+    if (c->sandwich && c->full_heads)
+        return bf_fail(err, "train.sandwich = 1 needs a router: the full-heads baseline (model.full_heads = 1) always "
+                       "uses every head");
+    if (c->gate_norm && c->full_heads)
+        return bf_fail(err, "model.gate_norm = 1 has no effect with model.full_heads = 1 (gates are 1): set one");
     if (c->stop_at > c->steps)
         return bf_fail(err, "train.stop_at (%ld) must be at most train.steps (%ld)", c->stop_at, c->steps);
     if (c->warmup >= c->steps)

@@ -63,6 +63,7 @@ int bf_model_config_check(const bf_model_config *c, char *msg, size_t len) {
     else if (c->full_heads != 0 && c->full_heads != 1) why = "full_heads must be 0 or 1";
     else if (c->fixed_budget < 0 || c->fixed_budget > c->n_heads) why = "fixed_budget must be in 0..n_heads";
     else if (c->full_heads && c->fixed_budget) why = "full_heads and fixed_budget exclude each other";
+    else if (c->gate_norm != 0 && c->gate_norm != 1) why = "gate_norm must be 0 or 1";
     if (why) {
         snprintf(msg, len, "%s", why);
         return -1;
@@ -274,6 +275,8 @@ void bf_model_init(bf_model *m, const bf_model_config *cfg, int max_batch) {
     m->head_mask = bf_xcalloc(B * L, sizeof(uint32_t));
     m->khat = bf_xcalloc(B * L, sizeof(float));
     m->ce = bf_xcalloc(B, sizeof(float));
+    m->sel_mass = bf_xcalloc(B * L, sizeof(float));
+    m->probs = m->acts->probs;
 }
 
 void bf_model_free(bf_model *m) {
@@ -294,6 +297,7 @@ void bf_model_free(bf_model *m) {
     free(m->head_mask);
     free(m->khat);
     free(m->ce);
+    free(m->sel_mass);
     memset(m, 0, sizeof *m);
 }
 
@@ -364,7 +368,8 @@ static void gate_heads(float *restrict og, const float *restrict o, const float 
 
 bf_router_params_mode bf_model_router_mode(const bf_model_config *c) {
     bf_router_mode mode = c->full_heads ? BF_ROUTER_FULL : c->fixed_budget ? BF_ROUTER_FIXED : BF_ROUTER_LEARNED;
-    return (bf_router_params_mode){.mode = mode, .fixed_budget = c->fixed_budget, .n_heads = c->n_heads};
+    return (bf_router_params_mode){
+        .mode = mode, .fixed_budget = c->fixed_budget, .n_heads = c->n_heads, .gate_norm = c->gate_norm};
 }
 
 void bf_model_record_routes(bf_model *m, const bf_router_state *rt, size_t l, int n) {
@@ -373,6 +378,7 @@ void bf_model_record_routes(bf_model *m, const bf_router_state *rt, size_t l, in
         m->budget[(size_t)b * L + l] = rt->k[b];
         m->head_mask[(size_t)b * L + l] = rt->mask_bits[b];
         m->khat[(size_t)b * L + l] = rt->khat[b];
+        m->sel_mass[(size_t)b * L + l] = rt->sel_mass[b];
     }
 }
 
@@ -418,8 +424,8 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
         float *xnext = l + 1 < L ? a->layers[l + 1].x : a->xf;
         bf_layernorm_forward(la->u, la->mean1, la->rstd1, la->x, p->ln1_g, p->ln1_b, rows, D);
         /* Router: head budget and relevance from the summary of the input. */
-        bf_router_forward(&la->rt, &mode, la->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, ex, l,
-                          L, (size_t)n, D);
+        bf_router_forward(&la->rt, &mode, la->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, ex,
+                          batch->k_override, l, L, (size_t)n, D);
         bf_matmul_forward(la->qkv, la->u, p->w_qkv, p->b_qkv, rows, D, 3 * D);
         for (int b = 0; b < n; b++) {
             size_t len = (size_t)batch->lengths[b], r0 = a->row_off[b];
@@ -484,11 +490,15 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
     size_t T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)c->d_ff;
     size_t C = (size_t)c->n_classes, L = (size_t)c->n_layers, rows = a->rows;
     bf_router_params_mode mode = bf_model_router_mode(c);
-    float tau = ex && ex->tau > 0.0f ? ex->tau : 1.0f;
 
     /* classifier and pooling */
     memset(a->dlogits, 0, (size_t)n * C * sizeof(float));
-    bf_cross_entropy_backward(a->dlogits, a->probs, batch->labels, ce_scale, (size_t)n, C);
+    if (batch->soft_targets) {
+        /* distillation: d/dlogits of cross-entropy against a distribution q is probs - q */
+        for (size_t i = 0; i < (size_t)n * C; i++) a->dlogits[i] = ce_scale * (a->probs[i] - batch->soft_targets[i]);
+    } else {
+        bf_cross_entropy_backward(a->dlogits, a->probs, batch->labels, ce_scale, (size_t)n, C);
+    }
     memset(a->dpooled, 0, (size_t)n * D * sizeof(float));
     bf_matmul_backward(a->dpooled, m->g.cls_w, m->g.cls_b, a->dlogits, a->pooled, m->p.cls_w, (size_t)n, D, C);
     int top = m->n_tensors - 1; /* classifier/b; then classifier/w, ln_f/beta, ln_f/gamma */
@@ -533,7 +543,7 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
         notify_range(m, base + 7, base + 6);
         /* router: gates -> relevance and budget -> summary -> u */
         bf_router_backward(&la->rt, &mode, a->du, batch->lengths, p->w_rel, p->w_bud, g->w_rel, g->b_rel, g->w_bud,
-                           g->b_bud, tau, cost_scale, (size_t)n, D);
+                           g->b_bud, ex, cost_scale, (size_t)n, D);
         notify_range(m, base + 5, base + 2);
         bf_layernorm_backward(a->dx, g->ln1_g, g->ln1_b, a->du, la->x, p->ln1_g, la->mean1, la->rstd1, rows, D);
         notify_range(m, base + 1, base);

@@ -196,8 +196,8 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
     for (size_t l = 0; l < L; l++) {
         const bf_layer_params *p = &m->p.layers[l];
         bf_layernorm_forward(s->u, s->mean, s->rstd, s->x, p->ln1_g, p->ln1_b, rows, D);
-        bf_router_forward(&s->rt, &mode, s->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, NULL, l, L,
-                          (size_t)n, D);
+        bf_router_forward(&s->rt, &mode, s->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, NULL,
+                          batch->k_override, l, L, (size_t)n, D);
         for (int b = 0; b < n; b++) s->order[b] = b;
         g_sort_masks = s->rt.mask_bits;
         qsort(s->order, (size_t)n, sizeof(int), by_mask);

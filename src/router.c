@@ -8,8 +8,8 @@
 #include "budgetformer/util.h"
 
 size_t bf_router_state_floats(size_t B, size_t D, size_t H) {
-    /* s, ds: B*D; r, p, gate, dgate, dr, rank: B*H; abud, khat, da, k, mask_bits: B */
-    return 2 * B * D + 6 * B * H + 5 * B;
+    /* s, ds: B*D; r, p, gate, dgate, dr, rank: B*H; abud, khat, da, k, mask_bits, sel_mass: B */
+    return 2 * B * D + 6 * B * H + 6 * B;
 }
 
 float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t D, size_t H) {
@@ -29,6 +29,7 @@ float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t 
     st->da = p, p += B;
     st->k = (int32_t *)(void *)p, p += B;
     st->mask_bits = (uint32_t *)(void *)p, p += B;
+    st->sel_mass = p, p += B;
     return p;
 }
 
@@ -45,7 +46,8 @@ static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, const float *u,
                        const int32_t *lengths, const float *w_rel, const float *b_rel, const float *w_bud,
-                       const float *b_bud, const bf_explore *ex, size_t l, size_t L, size_t n, size_t D) {
+                       const float *b_bud, const bf_explore *ex, const int32_t *k_override, size_t l, size_t L,
+                       size_t n, size_t D) {
     size_t H = (size_t)mode->n_heads;
     if (mode->mode == BF_ROUTER_FULL) {
         for (size_t b = 0; b < n; b++) {
@@ -56,6 +58,7 @@ void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, c
             st->k[b] = (int32_t)H;
             st->khat[b] = (float)H;
             st->mask_bits[b] = H == 32 ? 0xFFFFFFFFu : ((1u << H) - 1u);
+            st->sel_mass[b] = 1.0f;
         }
         return;
     }
@@ -77,7 +80,12 @@ void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, c
         }
         bf_rank_heads(st->rank + b * H, z, (int)H);
         int k;
-        if (learned) {
+        if (ex && ex->k_force > 0) {
+            /* A forced budget (sandwich and budget-supervision passes): k^ is still computed for the record,
+             * but k is the forced one and k^ gets no gradient from this pass. */
+            k = ex->k_force > (int)H ? (int)H : ex->k_force;
+            st->khat[b] = learned ? 1.0f + (float)(H - 1) * sigmoidf(st->abud[b]) : (float)k;
+        } else if (learned) {
             float khat = 1.0f + (float)(H - 1) * sigmoidf(st->abud[b]);
             st->khat[b] = khat;
             int kr = eps > 0.0f ? ex->k_random[b * L + l] : 0;
@@ -91,45 +99,67 @@ void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, c
             k = mode->fixed_budget;
             st->khat[b] = (float)k;
         }
+        int ko = k_override ? k_override[b * L + l] : 0;
+        if (ko > 0) k = ko > (int)H ? (int)H : ko; /* a budget control: this input's k is set from outside */
         st->k[b] = k;
         uint32_t bits = 0;
-        for (size_t h = 0; h < H; h++) {
-            int sel = st->rank[b * H + h] < k;
-            st->gate[b * H + h] = sel ? (float)H * st->p[b * H + h] : 0.0f;
-            if (sel) bits |= 1u << h;
-        }
+        float mass = 0.0f;
+        for (size_t h = 0; h < H; h++)
+            if (st->rank[b * H + h] < k) {
+                mass += st->p[b * H + h];
+                bits |= 1u << h;
+            }
+        /* gate_norm = 1 divides by the selected mass, so the gates sum to H whatever k is. */
+        if (mass < 1e-30f) mass = 1e-30f; /* every selected p underflowed: gates 0, not 0/0 */
+        float scale = mode->gate_norm ? (float)H / mass : (float)H;
+        for (size_t h = 0; h < H; h++) st->gate[b * H + h] = (bits >> h) & 1u ? scale * st->p[b * H + h] : 0.0f;
         st->mask_bits[b] = bits;
+        st->sel_mass[b] = mass;
     }
 }
 
 void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, float *du, const int32_t *lengths,
                         const float *w_rel, const float *w_bud, float *dw_rel, float *db_rel, float *dw_bud,
-                        float *db_bud, float tau, float cost_scale, size_t n, size_t D) {
+                        float *db_bud, const bf_explore *ex, float cost_scale, size_t n, size_t D) {
     if (mode->mode == BF_ROUTER_FULL) return;
     size_t H = (size_t)mode->n_heads;
-    int learned = mode->mode == BF_ROUTER_LEARNED;
+    float tau = ex && ex->tau > 0.0f ? ex->tau : 1.0f;
+    /* A forced budget passes no gradient to k^ (and pays no budget cost): the pass did not use k^. */
+    int learned = mode->mode == BF_ROUTER_LEARNED && !(ex && ex->k_force > 0);
+    const float *k_target = ex && !(ex->k_force > 0) ? ex->k_target : NULL;
     float Hf = (float)H;
     memset(st->dr, 0, n * H * sizeof(float));
     for (size_t b = 0; b < n; b++) {
         const float *dg = st->dgate + b * H, *p = st->p + b * H;
         const int32_t *rank = st->rank + b * H;
         float dp[BF_MAX_HEADS];
-        /* d g_h / d p_h = H m_h (the hard mask of the forward pass) */
-        for (size_t h = 0; h < H; h++) dp[h] = rank[h] < st->k[b] ? dg[h] * Hf : 0.0f;
+        /* g_h = c p_h m_h / P with P = sum_j p_j m_j (P = 1, c = H by default; c = H, P the selected mass with
+         * gate_norm). Then dL/dp_j = m_j (c/P) (dg_j - A) and dL/dm_j = (c/P) p_j (dg_j - A), where
+         * A = sum_h dg_h p_h m_h / P (A = 0 by default). */
+        float P = mode->gate_norm ? st->sel_mass[b] : 1.0f, c = Hf / P, A = 0.0f;
+        if (mode->gate_norm)
+            for (size_t h = 0; h < H; h++)
+                if (rank[h] < st->k[b]) A += dg[h] * p[h];
+        A /= P;
+        for (size_t h = 0; h < H; h++) dp[h] = rank[h] < st->k[b] ? c * (dg[h] - A) : 0.0f;
         bf_softmax_backward(st->dr + b * H, p, dp, H);
         if (learned) {
-            /* d g_h / d k^ = H p_h dm~_h/dk^, m~_h = sigmoid((k^ - rank_h - 0.5) / tau); plus the budget cost. */
+            /* Straight-through: d m_h / d k^ is taken from m~_h = sigmoid((k^ - rank_h - 0.5) / tau); plus the
+             * budget cost and, with budget supervision, sup_scale (k^ - k*)^2 / (H-1)^2. */
             float dkhat = cost_scale / (Hf - 1.0f);
             for (size_t h = 0; h < H; h++) {
                 float ms = sigmoidf((st->khat[b] - (float)rank[h] - 0.5f) / tau);
-                dkhat += dg[h] * Hf * p[h] * ms * (1.0f - ms) / tau;
+                dkhat += c * p[h] * (dg[h] - A) * ms * (1.0f - ms) / tau;
             }
+            if (k_target) dkhat += ex->sup_scale * 2.0f * (st->khat[b] - k_target[b]) / ((Hf - 1.0f) * (Hf - 1.0f));
             float sg = sigmoidf(st->abud[b]);
             st->da[b] = dkhat * (Hf - 1.0f) * sg * (1.0f - sg);
+        } else {
+            st->da[b] = 0.0f;
         }
     }
     memset(st->ds, 0, n * D * sizeof(float));
     bf_matmul_backward(st->ds, dw_rel, db_rel, st->dr, st->s, w_rel, n, D, H);
-    if (learned) bf_matmul_backward(st->ds, dw_bud, db_bud, st->da, st->s, w_bud, n, D, 1);
+    if (mode->mode == BF_ROUTER_LEARNED) bf_matmul_backward(st->ds, dw_bud, db_bud, st->da, st->s, w_bud, n, D, 1);
     bf_masked_mean_backward(du, st->ds, lengths, n, D);
 }

@@ -40,6 +40,13 @@ void bf_coordinator_init(bf_coordinator *co, const bf_config *c) {
     co->window_sum = 0.0;
     co->window_n = 0;
     co->prev_mean = -1.0;
+    co->budget_target = c->budget_target;
+    co->budget_cost = c->budget_cost;
+    co->dual_lr = c->budget_dual_lr;
+    co->dual_kp = c->budget_dual_kp;
+    co->lambda_i = 0.0;
+    co->budget_ramp = c->budget_ramp > 0 ? c->budget_ramp : c->explore_steps;
+    co->lambda = 0.0;
 }
 
 float bf_coordinator_eps(const bf_coordinator *co, long step) {
@@ -63,4 +70,24 @@ void bf_coordinator_observe(bf_coordinator *co, long step, double loss) {
         co->window_n = 0;
     }
     if (co->anneal_from == 0 && step >= co->steps) co->anneal_from = step + 1;
+}
+
+double bf_coordinator_budget_target(const bf_coordinator *co, long step) {
+    double r = co->budget_target;
+    double t = co->budget_ramp <= 0 ? 1.0 : fmin(1.0, (double)step / (double)co->budget_ramp);
+    return 1.0 - (1.0 - r) * t;
+}
+
+float bf_coordinator_lambda(const bf_coordinator *co) {
+    return co->budget_target > 0.0f ? (float)co->lambda : co->budget_cost;
+}
+
+void bf_coordinator_observe_budget(bf_coordinator *co, long step, double fraction) {
+    if (co->budget_target <= 0.0f) return;
+    /* Dual ascent on the equality constraint fraction = target: lambda grows while the model uses more heads
+     * than the target and shrinks while it uses fewer; it may turn negative (a reward for heads), since the
+     * other terms (distillation, budget supervision) can pull the budget below the target. */
+    double e = fraction - bf_coordinator_budget_target(co, step);
+    co->lambda_i += (double)co->dual_lr * e;
+    co->lambda = co->lambda_i + (double)co->dual_kp * e;
 }

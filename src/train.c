@@ -21,6 +21,7 @@
 #include "budgetformer/headstats.h"
 #include "budgetformer/model.h"
 #include "budgetformer/optim.h"
+#include "budgetformer/rng.h"
 #include "budgetformer/runlog.h"
 #include "budgetformer/sampler.h"
 #include "budgetformer/schedule.h"
@@ -175,6 +176,9 @@ typedef struct {
     int32_t *tokens, *lengths, *labels; /* [micro*T], [micro], [micro] */
     float *gumbel;               /* [micro*L*H] */
     int32_t *k_random;           /* [micro*L] */
+    float *teacher;              /* [micro*C] sandwich: the k = H pass's probabilities, mixed with the labels */
+    float *ce_full;              /* [micro] budget supervision: cross-entropy at k = H */
+    float *k_star;               /* [micro] budget supervision: the target budget k* */
     int *micro_starts;           /* [B+1] */
     char *config_text;
     bf_runlog log;
@@ -353,7 +357,7 @@ static int build_model(trainer *t, bf_err *err) {
     bf_model_config mc = {.vocab_size = (int)t->train.vocab_size, .max_len = t->train.max_len,
                           .d_model = c->d_model, .n_heads = c->n_heads, .n_layers = c->n_layers,
                           .d_ff = c->d_ff, .n_classes = t->train.n_classes, .full_heads = c->full_heads,
-                          .fixed_budget = c->fixed_budget};
+                          .fixed_budget = c->fixed_budget, .gate_norm = c->gate_norm};
     char msg[256];
     if (bf_model_config_check(&mc, msg, sizeof msg))
         return bf_fail(err, "model.* settings with data.train = %s give an invalid model: %s", c->data_train, msg);
@@ -372,6 +376,9 @@ static int build_model(trainer *t, bf_err *err) {
     t->labels = bf_xcalloc(mb, sizeof(int32_t));
     t->gumbel = bf_xcalloc(mb * L * H, sizeof(float));
     t->k_random = bf_xcalloc(mb * L, sizeof(int32_t));
+    t->teacher = bf_xcalloc(mb * (size_t)mc.n_classes, sizeof(float));
+    t->ce_full = bf_xcalloc(mb, sizeof(float));
+    t->k_star = bf_xcalloc(mb, sizeof(float));
     t->micro_starts = bf_xcalloc(B + 2, sizeof(int));
     bf_sampler_init(&t->sampler, t->train.n, c->seed);
     bf_coordinator_init(&t->coord, c);
@@ -382,22 +389,98 @@ static int build_model(trainer *t, bf_err *err) {
 }
 
 typedef struct {
-    double ce_sum;       /* summed cross-entropy of the rank's inputs */
+    double ce_sum;       /* summed cross-entropy of the rank's inputs (the learned-budget pass) */
     double *budget_sum;  /* [L] summed k */
+    double exploit_sum;  /* summed k/H over inputs and layers, k = clamp(round(k^), 1, H): the budget controller */
     int count;           /* inputs */
 } step_stats;
 
+/* The passes of one micro-batch (docs/MODEL.md "Training options"): with train.sandwich the k = H pass runs
+ * first and gives the targets of the others; with train.budget_supervise forward passes at k = 1..H-1 (no
+ * backward) give each input's k*; then the learned-budget pass (its statistics are the step's); then, with
+ * the sandwich, a pass at a random k. `last` marks the micro-batch whose final backward may send buckets. */
+static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore *ex0, long step_no, int last,
+                                float ce_scale, float cost_scale) {
+    const bf_config *c = t->cfg;
+    bf_model *m = &t->model;
+    int n = b0->n, H = m->cfg.n_heads;
+    size_t C = (size_t)m->cfg.n_classes;
+    int warm = (long)step_no < c->full_warmup; /* step_no is 0-based */
+    int sandwich = c->sandwich && !warm, supervise = c->budget_supervise > 0.0f && !warm;
+    bf_batch b = *b0;
+    bf_explore ex = *ex0;
+    if (sandwich || supervise) {
+        bf_explore full = ex;
+        full.k_force = H;
+        bf_model_forward(m, &b, &full);
+        memcpy(t->ce_full, m->ce, (size_t)n * sizeof(float));
+        if (sandwich) {
+            bf_model_backward(m, &b, &full, ce_scale, 0.0f);
+            float a = c->distill;
+            for (int i = 0; i < n; i++)
+                for (size_t k = 0; k < C; k++)
+                    t->teacher[(size_t)i * C + k] =
+                        a * m->probs[(size_t)i * C + k] + (1.0f - a) * ((int32_t)k == b.labels[i] ? 1.0f : 0.0f);
+            if (a > 0.0f) b.soft_targets = t->teacher;
+        }
+    }
+    if (supervise) {
+        /* k* = the smallest k whose cross-entropy is within delta of k = H's (k = H when none is). Gumbel noise
+         * stays on (eps > 0), so the head sets are those the learned pass may pick. */
+        for (int i = 0; i < n; i++) t->k_star[i] = (float)H;
+        for (int k = H - 1; k >= 1; k--) {
+            bf_explore fk = ex;
+            fk.k_force = k;
+            bf_model_forward(m, &b, &fk);
+            for (int i = 0; i < n; i++)
+                if (m->ce[i] <= t->ce_full[i] + c->budget_supervise) t->k_star[i] = (float)k;
+        }
+        ex.k_target = t->k_star;
+        ex.sup_scale = c->supervise_weight / (float)(c->batch_size * m->cfg.n_layers);
+    }
+    if (warm) ex.k_force = H;
+    double ce = bf_model_forward(m, &b, &ex);
+    m->grad_ready = last && !sandwich ? on_grad_ready : NULL;
+    m->grad_ready_ctx = t;
+    bf_model_backward(m, &b, &ex, ce_scale, cost_scale);
+    m->grad_ready = NULL;
+    return ce;
+}
+
+/* The sandwich's random-budget pass, after the step's statistics were taken from the learned pass: the same
+ * inputs at one k in 1..H-1 drawn from (seed, step), the same on every rank. */
+static void train_random_budget(trainer *t, const bf_batch *b0, const bf_explore *ex0, long step_no, int last,
+                                float ce_scale) {
+    const bf_config *c = t->cfg;
+    bf_model *m = &t->model;
+    int H = m->cfg.n_heads;
+    bf_batch b = *b0;
+    if (c->distill > 0.0f) b.soft_targets = t->teacher;
+    bf_explore ex = *ex0;
+    double u = bf_rng_uniform(bf_rng_key(c->seed, (uint64_t)step_no, 0, 0, BF_STREAM_SANDWICH, 0));
+    int k = 1 + (int)(u * (H - 1));
+    ex.k_force = k > H - 1 ? H - 1 : k;
+    bf_model_forward(m, &b, &ex);
+    m->grad_ready = last ? on_grad_ready : NULL;
+    m->grad_ready_ctx = t;
+    bf_model_backward(m, &b, &ex, ce_scale, 0.0f);
+    m->grad_ready = NULL;
+}
+
 /* Forward and backward of the rank's part of global batch `step_no` (0-based), gradients accumulated. */
-static void forward_backward(trainer *t, long step_no, float eps, step_stats *st) {
+static void forward_backward(trainer *t, long step_no, float eps, float lambda, step_stats *st) {
     const bf_config *c = t->cfg;
     bf_model *m = &t->model;
     size_t T = (size_t)m->cfg.max_len, L = (size_t)m->cfg.n_layers;
+    int H = m->cfg.n_heads;
     int count = bf_sampler_shard(&t->sampler, step_no, c->batch_size, t->rank, t->world, t->index, t->epoch);
     int nmicro = count > 0 ? bf_split_micro(count, t->micro, t->micro_starts) : 0;
     float ce_scale = 1.0f / (float)c->batch_size;
-    float cost_scale = c->budget_cost / ((float)c->batch_size * (float)L);
+    float cost_scale = lambda / ((float)c->batch_size * (float)L);
     bf_explore ex = {.eps = eps, .tau = c->tau, .gumbel = t->gumbel, .k_random = t->k_random};
+    int sandwich = c->sandwich && step_no >= c->full_warmup;
     st->ce_sum = 0.0;
+    st->exploit_sum = 0.0;
     st->count = count;
     for (size_t l = 0; l < L; l++) st->budget_sum[l] = 0.0;
     for (int mi = 0; mi < nmicro; mi++) {
@@ -410,15 +493,19 @@ static void forward_backward(trainer *t, long step_no, float eps, step_stats *st
         }
         bf_explore_draw(&m->cfg, c->seed, t->epoch + lo, t->index + lo, n, eps, t->gumbel, t->k_random);
         bf_batch b = {.n = n, .tokens = t->tokens, .lengths = t->lengths, .labels = t->labels};
-        st->ce_sum += bf_model_forward(m, &b, &ex);
-        /* Gradients are final only in the last micro-batch's backward: only then may buckets be sent. */
-        m->grad_ready = mi == nmicro - 1 ? on_grad_ready : NULL;
-        m->grad_ready_ctx = t;
-        bf_model_backward(m, &b, &ex, ce_scale, cost_scale);
-        m->grad_ready = NULL;
+        /* Gradients are final only in the last micro-batch's last backward: only then may buckets be sent. */
+        int last = mi == nmicro - 1;
+        st->ce_sum += train_micro_batch(t, &b, &ex, step_no, last, ce_scale, cost_scale);
         for (int i = 0; i < n; i++)
-            for (size_t l = 0; l < L; l++) st->budget_sum[l] += m->budget[(size_t)i * L + l];
+            for (size_t l = 0; l < L; l++) {
+                st->budget_sum[l] += m->budget[(size_t)i * L + l];
+                float kh = m->khat[(size_t)i * L + l];
+                int ke = (int)floorf(kh + 0.5f);
+                ke = ke < 1 ? 1 : ke > H ? H : ke;
+                st->exploit_sum += (double)ke / (double)H;
+            }
         bf_headstats_add(&t->heads, t->labels, m->budget, m->head_mask, n);
+        if (sandwich) train_random_budget(t, &b, &ex, step_no, last, ce_scale);
     }
 }
 
@@ -552,12 +639,18 @@ static void evaluate_set(trainer *t, const bf_dataset *d, const char *what, doub
     bf_eval_counts_free(&e);
 }
 
-/* eps of update `step`: the coordinator on rank 0 decides, every rank receives the same value. */
-static float coordinated_eps(trainer *t, long step) {
-    float eps = t->rank == 0 ? bf_coordinator_eps(&t->coord, step) : 0.0f;
-    if (t->model.cfg.full_heads) eps = 0.0f; /* the baseline has nothing to explore */
-    bf_dist_bcast_f32(t->dist, &eps, 1, 0);
-    return eps;
+/* eps and the budget multiplier lambda of update `step`: the coordinator on rank 0 decides, every rank
+ * receives the same values in one broadcast. */
+static void coordinated_controls(trainer *t, long step, float *eps, float *lambda) {
+    float v[2] = {0.0f, 0.0f};
+    if (t->rank == 0) {
+        v[0] = bf_coordinator_eps(&t->coord, step);
+        v[1] = bf_coordinator_lambda(&t->coord);
+    }
+    if (t->model.cfg.full_heads) v[0] = 0.0f; /* the baseline has nothing to explore */
+    bf_dist_bcast_f32(t->dist, v, 2, 0);
+    *eps = v[0];
+    *lambda = v[1];
 }
 
 /* The stop on request (SIGTERM, SIGUSR1, SIGINT), agreed by every rank after update `step`: the checkpoint of
@@ -599,8 +692,9 @@ static int run_loop(trainer *t, bf_err *err) {
     int L = m->cfg.n_layers, H = m->cfg.n_heads, root = t->rank == 0;
     long last = c->stop_at > 0 && c->stop_at < c->steps ? c->stop_at : c->steps;
     step_stats st = {.budget_sum = bf_xcalloc((size_t)L, sizeof(double))};
-    /* One reduction per update: ce sum, input count, budget sums [L], stop requests (ranks that got a signal). */
-    double *red = bf_xcalloc((size_t)L + 3, sizeof(double));
+    /* One reduction per update: ce sum, input count, budget sums [L], stop requests (ranks that got a signal),
+     * the summed k/H of the budgets inference would use (the budget controller). */
+    double *red = bf_xcalloc((size_t)L + 4, sizeof(double));
     float *mean_budget = bf_xcalloc((size_t)L, sizeof(float));
     double t_start = bf_wall_seconds(), t_mark = t_start, comm_mark = 0.0;
     long first = t->start_step + 1, mark_step = t->start_step;
@@ -624,7 +718,8 @@ static int run_loop(trainer *t, bf_err *err) {
     for (long step = first; step <= last; step++) {
         size_t allocs_before = bf_alloc_count();
         double ts = bf_wall_seconds(), comm0 = t->dist->comm_seconds;
-        float eps = coordinated_eps(t, step);
+        float eps, lambda;
+        coordinated_controls(t, step, &eps, &lambda);
         float lr = bf_lr_at(step, c->steps, c->warmup, c->lr, c->lr_min);
         bf_model_zero_grad(m);
         /* BF_FAULT=nan_at_step: a NaN gradient (accumulated into by backward, then summed over ranks) and loss
@@ -632,7 +727,7 @@ static int run_loop(trainer *t, bf_err *err) {
         int poison = t->fault.nan_step && step >= t->fault.nan_step &&
                      step < t->fault.nan_step + t->fault.nan_count && t->rank == t->world - 1;
         if (poison) m->grads[m->tensors[m->n_tensors - 1].offset] = NAN;
-        forward_backward(t, step - 1, eps, &st);
+        forward_backward(t, step - 1, eps, lambda, &st);
         if (poison) st.ce_sum = NAN;
         if (t->fault.alloc_step == step) free(bf_xmalloc(16)); /* BF_FAULT=alloc_in_step: BF_CHECK_ALLOC must see it */
         bf_grad_sync_wait(t->sync); /* gradients now summed over ranks: the global-batch mean */
@@ -641,8 +736,10 @@ static int run_loop(trainer *t, bf_err *err) {
         red[1] = st.count;
         for (int l = 0; l < L; l++) red[2 + l] = st.budget_sum[l];
         red[L + 2] = g_stop_signal ? 1.0 : 0.0; /* read once here: every rank decides on the same sum */
-        bf_dist_allreduce_sum_f64(t->dist, red, (size_t)L + 3);
+        red[L + 3] = st.exploit_sum;
+        bf_dist_allreduce_sum_f64(t->dist, red, (size_t)L + 4);
         double loss = red[0] / (double)c->batch_size;
+        double exploit_frac = red[L + 3] / ((double)c->batch_size * L);
         stopped = red[L + 2] > 0.0;
         /* Every rank holds the same summed gradient, so every rank computes the same norm and makes the
          * same skip decision below without another message. */
@@ -678,7 +775,10 @@ static int run_loop(trainer *t, bf_err *err) {
             }
         } else {
             t->nonfinite_run = 0;
-            if (root) bf_coordinator_observe(&t->coord, step, loss);
+            if (root) {
+                bf_coordinator_observe(&t->coord, step, loss);
+                bf_coordinator_observe_budget(&t->coord, step, exploit_frac);
+            }
             optimizer_step(t, step, lr, bf_clip_scale(norm, c->grad_clip));
             if (t->trace)
                 fprintf(t->trace, "%ld %.9g %.9g %016llx\n", step, (double)eps, loss,
@@ -722,10 +822,14 @@ static int run_loop(trainer *t, bf_err *err) {
             double comm_frac = (t->dist->comm_seconds - comm_mark) / (now - t_mark);
             char eta[32];
             format_eta(eta, sizeof eta, (double)(last - step) * (now - t_start) / (double)(step - t->start_step));
+            char budget_note[96] = "";
+            if (c->budget_target > 0.0f)
+                snprintf(budget_note, sizeof budget_note, " | k/H %.3f (target %.3f, lambda %.3g)", exploit_frac,
+                         bf_coordinator_budget_target(&t->coord, step), (double)lambda);
             if (root)
-                fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d | lr %.2e | %.0f samples/s | "
+                fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d%s | lr %.2e | %.0f samples/s | "
                                 "comm %.0f%% | ETA %s\n",
-                        step, c->steps, loss_acc / acc_steps, eps, heads_acc / acc_steps, H, lr, sps,
+                        step, c->steps, loss_acc / acc_steps, eps, heads_acc / acc_steps, H, budget_note, lr, sps,
                         100.0 * comm_frac, eta);
             t_mark = now;
             comm_mark = t->dist->comm_seconds;
@@ -884,13 +988,13 @@ static int compare_configs(const trainer *t, const bf_config *old, const char *p
 static const char *model_key(int i) {
     static const char *const keys[] = {"data.train", "data.train", "model.d_model", "model.n_heads",
                                        "model.n_layers", "model.d_ff", "data.train", "model.full_heads",
-                                       "model.fixed_budget"};
+                                       "model.fixed_budget", "model.gate_norm"};
     return keys[i];
 }
 
 static int model_value(const bf_model_config *mc, int i) {
     const int v[] = {mc->vocab_size, mc->max_len, mc->d_model, mc->n_heads, mc->n_layers,
-                     mc->d_ff, mc->n_classes, mc->full_heads, mc->fixed_budget};
+                     mc->d_ff, mc->n_classes, mc->full_heads, mc->fixed_budget, mc->gate_norm};
     return v[i];
 }
 
@@ -898,8 +1002,8 @@ static int model_value(const bf_model_config *mc, int i) {
 static int compare_models(const trainer *t, const bf_model_config *fc, const char *old_train, const char *path,
                           bf_err *err) {
     static const char *const what[] = {"vocab_size", "max_len", "d_model", "n_heads", "n_layers",
-                                       "d_ff", "n_classes", "full_heads", "fixed_budget"};
-    for (int i = 0; i < 9; i++) {
+                                       "d_ff", "n_classes", "full_heads", "fixed_budget", "gate_norm"};
+    for (int i = 0; i < 10; i++) {
         int have = model_value(&t->model.cfg, i), was = model_value(fc, i);
         if (have == was) continue;
         if (!strcmp(model_key(i), "data.train"))
@@ -965,6 +1069,8 @@ static int try_resume(trainer *t, const char *path, long expect_step, bf_err *er
         t->coord.window_sum = st.coord.window_sum;
         t->coord.window_n = st.coord.window_n;
         t->coord.prev_mean = st.coord.prev_mean;
+        t->coord.lambda = st.coord.lambda;
+        t->coord.lambda_i = st.coord.lambda_i;
         memcpy(t->heads.block, st.headstats, t->heads.block_len * sizeof(int64_t));
         t->start_step = st.step;
         t->skipped_total = st.skipped_steps;

@@ -578,9 +578,10 @@ typedef struct {
     int flipped; /* set by model_loss when a discrete choice differs from budget0/mask0 */
 } model_ctx;
 
-static void model_setup(model_ctx *c, int full_heads, int fixed_budget, uint64_t seed) {
+static void model_setup_opts(model_ctx *c, int full_heads, int fixed_budget, int gate_norm, uint64_t seed) {
     bf_model_config cfg = {.vocab_size = 20, .max_len = MT, .d_model = 8, .n_heads = 4, .n_layers = 2,
-                           .d_ff = 12, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget};
+                           .d_ff = 12, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget,
+                           .gate_norm = gate_norm};
     memset(c, 0, sizeof *c);
     bf_model_init(&c->m, &cfg, MB);
     test_rng r = {seed};
@@ -597,6 +598,10 @@ static void model_setup(model_ctx *c, int full_heads, int fixed_budget, uint64_t
     c->ex = (bf_explore){.eps = 0.0f, .tau = 1.0f, .gumbel = NULL, .k_random = NULL};
     c->ce_scale = 1.0f / MB;
     c->cost_scale = 0.0f;
+}
+
+static void model_setup(model_ctx *c, int full_heads, int fixed_budget, uint64_t seed) {
+    model_setup_opts(c, full_heads, fixed_budget, 0, seed);
 }
 
 /* Larger budget weights, so that k^ (and the budget) differs between inputs and layers. */
@@ -623,7 +628,18 @@ static double model_loss(void *p) {
     size_t n = MB * (size_t)c->m.cfg.n_layers;
     for (size_t i = 0; i < n; i++)
         if (c->m.budget[i] != c->budget0[i] || c->m.head_mask[i] != c->mask0[i]) c->flipped = 1;
-    return c->ce_scale * ce + c->cost_scale * bf_model_budget_sum(&c->m, MB);
+    if (c->batch.soft_targets) { /* distillation: cross-entropy against the target distributions */
+        ce = 0.0;
+        for (size_t i = 0; i < MB * (size_t)c->m.cfg.n_classes; i++)
+            ce -= (double)c->batch.soft_targets[i] * log((double)c->m.probs[i]);
+    }
+    double sup = 0.0, H = c->m.cfg.n_heads;
+    if (c->ex.k_target)
+        for (size_t i = 0; i < n; i++) {
+            double d = (double)c->m.khat[i] - (double)c->ex.k_target[i / (size_t)c->m.cfg.n_layers];
+            sup += (double)c->ex.sup_scale * d * d / ((H - 1.0) * (H - 1.0));
+        }
+    return c->ce_scale * ce + c->cost_scale * bf_model_budget_sum(&c->m, MB) + sup;
 }
 
 /* FD on up to 20 coordinates of every tensor, skipping coordinates where a discrete choice flips. */
@@ -765,6 +781,48 @@ static void test_model_learned(void **state) {
     assert_int_equal(bad, 0);
 }
 
+/* Added options (docs/MODEL.md): renormalised gates (gate_norm = 1) for a fixed and a learned budget, and the
+ * training losses of the sandwich rule and budget supervision (distillation targets, k* targets), checked by
+ * finite differences with the discrete choices held fixed (tiny tau for the learned budget, as above). */
+static void test_model_gate_norm_and_training_losses(void **state) {
+    (void)state;
+    model_ctx *c = bf_xmalloc(sizeof *c);
+    model_setup_opts(c, 0, 2, 1, 105);
+    int bad = model_fd(c, "gate_norm fixed_budget=2 eps=0");
+    model_set_explore(c, 0.5f, 1.0f, 0, 205);
+    bad += model_fd(c, "gate_norm fixed_budget=2 eps=0.5");
+    bf_model_free(&c->m);
+    uint64_t seed = 106;
+    for (;; seed++) {
+        model_setup_opts(c, 0, 0, 1, seed);
+        spread_budgets(&c->m);
+        model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
+        bf_model_forward(&c->m, &c->batch, &c->ex);
+        double m1 = khat_margin(&c->m, MB);
+        c->ex.eps = 0.0f;
+        bf_model_forward(&c->m, &c->batch, &c->ex);
+        if (fmin(m1, khat_margin(&c->m, MB)) >= 0.1) break;
+        bf_model_free(&c->m);
+        assert_true(seed < 300);
+    }
+    c->cost_scale = 0.05f;
+    model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
+    bad += model_fd(c, "gate_norm learned eps=0.6 (tau 2e-3)");
+    float soft[MB * 3] = {0.2f, 0.5f, 0.3f, 0.6f, 0.1f, 0.3f, 0.3f, 0.3f, 0.4f, 0.05f, 0.15f, 0.8f};
+    float k_target[MB] = {1.0f, 4.0f, 2.0f, 3.0f};
+    c->batch.soft_targets = soft;
+    c->ex.k_target = k_target;
+    c->ex.sup_scale = 0.3f;
+    bad += model_fd(c, "gate_norm learned, distillation targets, budget supervision");
+    c->ex.k_target = NULL;
+    c->ex.k_force = 3; /* a sandwich pass: every layer at k = 3, no gradient to k^ (nor cost) */
+    c->cost_scale = 0.0f;
+    bad += model_fd(c, "gate_norm learned, forced k = 3, distillation targets");
+    bf_model_free(&c->m);
+    free(c);
+    assert_int_equal(bad, 0);
+}
+
 /* The straight-through estimator of the budget, by hand from forward outputs:
  *   d loss / d b_bud(l) = dk^/db * ( cost_scale/(H-1) + sum_h A_h sigma'((k^ - rank_h - 0.5)/tau)/tau ),
  *   dk^/db = (k^ - 1)(H - k^)/(H - 1),   A_h = H p_h d loss/d g_h = g_h d loss/d g_h.
@@ -842,6 +900,7 @@ int main(void) {
         cmocka_unit_test(test_model_fixed_budget),
         cmocka_unit_test(test_model_learned),
         cmocka_unit_test(test_model_straight_through),
+        cmocka_unit_test(test_model_gate_norm_and_training_losses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,6 +107,9 @@ static int check_fixture(const char *name) {
         .n_classes = read_attr_int(f, "/model", "n_classes"),
         .full_heads = read_attr_int(f, "/model", "full_heads"),
         .fixed_budget = read_attr_int(f, "/model", "fixed_budget"),
+        /* an added option (docs/MODEL.md): absent = 0 */
+        .gate_norm = H5Aexists_by_name(f, "/model", "gate_norm", H5P_DEFAULT) > 0 ? read_attr_int(f, "/model", "gate_norm")
+                                                                                 : 0,
     };
     char msg[256];
     if (bf_model_config_check(&cfg, msg, sizeof msg) != 0) fail_msg("fixture config rejected: %s", msg);
@@ -142,6 +145,20 @@ static int check_fixture(const char *name) {
     double eps = read_attr_double(f, "/explore", "eps"), tau = read_attr_double(f, "/explore", "tau");
     double ce_scale = read_attr_double(f, "/explore", "ce_scale");
     double cost_scale = read_attr_double(f, "/explore", "cost_scale");
+    /* The training options of the case (docs/MODEL.md "Training options"); absent = off. */
+    int k_force = H5Aexists_by_name(f, "/explore", "k_force", H5P_DEFAULT) > 0 ? read_attr_int(f, "/explore", "k_force")
+                                                                               : 0;
+    double sup_scale =
+        H5Aexists_by_name(f, "/explore", "sup_scale", H5P_DEFAULT) > 0 ? read_attr_double(f, "/explore", "sup_scale") : 0;
+    float *soft = NULL, *k_target = NULL;
+    if (H5Lexists(f, "/input/soft_targets", H5P_DEFAULT) > 0) {
+        soft = bf_xmalloc((size_t)B * C * sizeof(float));
+        read_into(f, "/input/soft_targets", H5T_NATIVE_FLOAT, 2, (unsigned long long)B, C, soft);
+    }
+    if (H5Lexists(f, "/explore/k_target", H5P_DEFAULT) > 0) {
+        k_target = bf_xmalloc((size_t)B * sizeof(float));
+        read_into(f, "/explore/k_target", H5T_NATIVE_FLOAT, 1, (unsigned long long)B, 0, k_target);
+    }
 
     float *want_logits = bf_xmalloc((size_t)B * C * sizeof(float));
     float *want_khat = bf_xmalloc((size_t)B * L * sizeof(float));
@@ -158,12 +175,14 @@ static int check_fixture(const char *name) {
     read_into(f, "/expect/loss", H5T_NATIVE_DOUBLE, 0, 0, 0, &want_loss);
 
     /* With eps = 0 the exploration arrays are ignored and may be NULL (model.h): pass NULL. */
-    bf_batch batch = {.n = B, .tokens = tokens, .lengths = lengths, .labels = labels};
+    bf_batch batch = {.n = B, .tokens = tokens, .lengths = lengths, .labels = labels, .soft_targets = soft};
     bf_explore ex = {.eps = (float)eps, .tau = (float)tau, .gumbel = eps != 0.0 ? gumbel : NULL,
-                     .k_random = eps != 0.0 ? k_random : NULL};
-    printf("  config V=%d T=%d D=%d H=%d L=%d F=%d C=%d full_heads=%d fixed_budget=%d B=%d eps=%g tau=%g\n",
+                     .k_random = eps != 0.0 ? k_random : NULL, .k_force = k_force, .k_target = k_target,
+                     .sup_scale = (float)sup_scale};
+    printf("  config V=%d T=%d D=%d H=%d L=%d F=%d C=%d full_heads=%d fixed_budget=%d gate_norm=%d B=%d eps=%g "
+           "tau=%g k_force=%d soft_targets=%s sup_scale=%g\n",
            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff, cfg.n_classes,
-           cfg.full_heads, cfg.fixed_budget, B, eps, tau);
+           cfg.full_heads, cfg.fixed_budget, cfg.gate_norm, B, eps, tau, k_force, soft ? "yes" : "no", sup_scale);
 
     int ok = 1;
     double ce_sum = bf_model_forward(&m, &batch, &ex);
@@ -186,7 +205,19 @@ static int check_fixture(const char *name) {
     printf("  budget     %d of %zu differ\n  head_mask  %d of %zu differ\n", budget_bad, (size_t)B * L, mask_bad,
            (size_t)B * L);
     ok &= budget_bad == 0 && mask_bad == 0;
-    double loss = ce_scale * ce_sum + cost_scale * bf_model_budget_sum(&m, B);
+    /* The loss value as the reference computes it (with a forced budget the cost's value is still counted,
+     * though k^ gets no gradient from it on either side). */
+    double first = ce_sum;
+    if (soft) {
+        first = 0.0;
+        for (size_t i = 0; i < (size_t)B * C; i++) first -= (double)soft[i] * log((double)m.probs[i]);
+    }
+    double loss = ce_scale * first + cost_scale * bf_model_budget_sum(&m, B);
+    if (k_target && !k_force && !cfg.full_heads && !cfg.fixed_budget)
+        for (size_t i = 0; i < (size_t)B * L; i++) {
+            double d = (double)m.khat[i] - (double)k_target[i / L];
+            loss += sup_scale * d * d / (double)((H - 1) * (H - 1));
+        }
     double d_ce = fabs(ce_sum - want_ce_sum), d_loss = fabs(loss - want_loss);
     int scal_ok = d_ce <= VAL_ATOL + VAL_RTOL * fabs(want_ce_sum) && d_loss <= VAL_ATOL + VAL_RTOL * fabs(want_loss);
     printf("  ce_sum     C %.8g reference %.8g |diff| %.3g\n  loss       C %.8g reference %.8g |diff| %.3g%s\n",
@@ -224,6 +255,8 @@ static int check_fixture(const char *name) {
     printf("  worst gradient |diff| / max|ref| over tensors: %.3g\n", worst_rel);
 
     bf_model_free(&m);
+    free(soft);
+    free(k_target);
     free(want_logits);
     free(want_khat);
     free(want_budget);
@@ -259,12 +292,36 @@ static void test_fixed_budget(void **state) {
     assert_true(check_fixture("fixed_budget"));
 }
 
+static void test_gate_norm_explore(void **state) {
+    (void)state;
+    assert_true(check_fixture("gate_norm_explore"));
+}
+
+static void test_gate_norm_fixed(void **state) {
+    (void)state;
+    assert_true(check_fixture("gate_norm_fixed"));
+}
+
+static void test_forced_k_distill(void **state) {
+    (void)state;
+    assert_true(check_fixture("forced_k_distill"));
+}
+
+static void test_supervised_distill(void **state) {
+    (void)state;
+    assert_true(check_fixture("supervised_distill"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learned_explore),
         cmocka_unit_test(test_learned_exploit),
         cmocka_unit_test(test_full_heads),
         cmocka_unit_test(test_fixed_budget),
+        cmocka_unit_test(test_gate_norm_explore),
+        cmocka_unit_test(test_gate_norm_fixed),
+        cmocka_unit_test(test_forced_k_distill),
+        cmocka_unit_test(test_supervised_distill),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

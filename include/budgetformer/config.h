@@ -38,6 +38,7 @@ typedef struct {
     int d_model, n_heads, n_layers, d_ff;
     int full_heads;   /* 0/1 */
     int fixed_budget; /* 0 = learned budget, else 1..n_heads */
+    int gate_norm;    /* added option: 1 = gates renormalised over the selected heads */
     /* [train] */
     int batch_size;   /* global batch */
     int micro_batch;  /* per-rank inputs per forward pass; 0 = all of the rank's part at once */
@@ -49,7 +50,16 @@ typedef struct {
     float weight_decay, beta1, beta2, adam_eps;
     float grad_clip;  /* global-norm clip; 0 = off */
     long max_nonfinite; /* non-finite updates in a row (each skipped) after which the run stops */
-    float budget_cost;/* lambda */
+    float budget_cost;/* lambda (fixed), when budget_target is 0 */
+    float budget_target;  /* > 0: mean fraction of heads k/H enforced by dual ascent on lambda */
+    float budget_dual_lr; /* dual ascent step of lambda per update (integral gain) */
+    float budget_dual_kp; /* proportional gain of the budget controller */
+    long budget_ramp;     /* updates over which the target falls from 1 (every head) to budget_target */
+    int sandwich;         /* 1: each update also trains at k = H and at a random k (US-Nets sandwich rule) */
+    float distill;        /* weight of the k = H pass's probabilities in the other passes' targets */
+    float budget_supervise; /* delta > 0: k* = smallest k whose loss is within delta of k = H's is k^'s target */
+    float supervise_weight; /* weight of (k^ - k*)^2 / (H-1)^2 */
+    long full_warmup;     /* the first this many updates use every head (k = H) */
     uint64_t seed;
     long log_every;   /* progress line and /metrics every this many steps */
     long eval_every;  /* validation every this many steps (0 = only at the end) */

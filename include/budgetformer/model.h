@@ -29,6 +29,7 @@ typedef struct {
     int n_classes;    /* C */
     int full_heads;   /* 1: every head, gate 1 (the baseline) */
     int fixed_budget; /* k > 0: k heads by relevance for every input, no learned budget */
+    int gate_norm;    /* added option (docs/MODEL.md): 1 = gates H p_h / sum over S of p_j; 0 = MODEL.md's H p_h */
 } bf_model_config;
 
 #define BF_MAX_HEADS 32
@@ -69,6 +70,13 @@ typedef struct {
     const int32_t *tokens;
     const int32_t *lengths;
     const int32_t *labels;
+    /* Optional [n, C] target distributions for the backward pass (in-place distillation): the gradient is
+     * that of the cross-entropy against them instead of the labels. The forward pass still reports the
+     * cross-entropy against the labels. */
+    const float *soft_targets;
+    /* Optional [n, L] budgets that replace the router's k (0 = keep it), in training and inference alike: the
+     * budget controls of `eval --budget-control` (the same weights with budgets moved between inputs). */
+    const int32_t *k_override;
 } bf_batch;
 
 /* Exploration inputs for one batch (MODEL.md "Exploration"). With eps = 0 the arrays are ignored and may be
@@ -79,6 +87,10 @@ typedef struct {
     float tau;            /* straight-through temperature (> 0) */
     const float *gumbel;
     const int32_t *k_random;
+    /* Added training options (docs/MODEL.md "Training options"); zero/NULL reproduces MODEL.md exactly. */
+    int k_force;          /* > 0: every input and layer uses k = min(k_force, H); k^ gets no gradient */
+    const float *k_target;/* [n] budget-supervision target k* per input (NULL: none) */
+    float sup_scale;      /* weight of (k^ - k*)^2 / (H-1)^2 per (input, layer) in the differentiated loss */
 } bf_explore;
 
 typedef struct bf_acts bf_acts; /* activation arena, private to model.c */
@@ -104,6 +116,8 @@ typedef struct {
     uint32_t *head_mask;     /* [max_batch, L] bit h set when head h in S */
     float *khat;             /* [max_batch, L] continuous budget (H for full heads, k for fixed) */
     float *ce;               /* [max_batch] cross-entropy of each input (labels given) */
+    float *sel_mass;         /* [max_batch, L] relevance mass of the selected heads (1 for full heads) */
+    float *probs;            /* [max_batch, C] class probabilities of the last bf_model_forward call */
     bf_infer *infer;         /* allocated by the first bf_model_infer call */
     bf_grad_ready_fn grad_ready; /* optional; set it only for the last backward before the update */
     void *grad_ready_ctx;

@@ -16,7 +16,8 @@ enum bf_rng_stream {
     BF_STREAM_KDRAW = 3,   /* exploration: the random budget per (input, layer) */
     BF_STREAM_SHUFFLE = 4, /* epoch order: Fisher-Yates swaps, index = position */
     BF_STREAM_INIT = 5,    /* parameter initialisation: index = element, layer = tensor number */
-    BF_STREAM_SPLIT = 6    /* dataset hold-out split */
+    BF_STREAM_SPLIT = 6,   /* dataset hold-out split */
+    BF_STREAM_SANDWICH = 7 /* train.sandwich: the random budget of an update, epoch = update number */
 };
 
 /* splitmix64 finaliser: a bijection on 64-bit words with full avalanche. */

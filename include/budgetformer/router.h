@@ -21,6 +21,7 @@ typedef struct {
     bf_router_mode mode;
     int fixed_budget;
     int n_heads;
+    int gate_norm;     /* 1: gates renormalised over the selected heads (docs/MODEL.md, added option) */
 } bf_router_params_mode;
 
 /* Router activations of one layer for up to B inputs. */
@@ -38,22 +39,26 @@ typedef struct {
     int32_t *k;        /* [B] budget used */
     int32_t *rank;     /* [B,H] rank of each head by perturbed logits, 0 = best */
     uint32_t *mask_bits; /* [B] bit h set when head h is selected */
+    float *sel_mass;   /* [B] relevance mass of the selected heads, sum over S of p_h (1 for full heads) */
 } bf_router_state;
 
 /* 4-byte slots the state needs, and binding it to a block of that many floats (returns the end). */
 size_t bf_router_state_floats(size_t B, size_t D, size_t H);
 float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t D, size_t H);
 
-/* Forward for layer l of L on n inputs: u is the packed LN1 output [rows, D]. ex may be NULL (eps = 0). */
+/* Forward for layer l of L on n inputs: u is the packed LN1 output [rows, D]. ex may be NULL (eps = 0).
+ * k_override (may be NULL) is [n, L]: a positive entry replaces the budget of that input and layer. */
 void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, const float *u,
                        const int32_t *lengths, const float *w_rel, const float *b_rel, const float *w_bud,
-                       const float *b_bud, const bf_explore *ex, size_t l, size_t L, size_t n, size_t D);
+                       const float *b_bud, const bf_explore *ex, const int32_t *k_override, size_t l, size_t L,
+                       size_t n, size_t D);
 
 /* Backward: uses st->dgate; accumulates parameter gradients and du (+=, packed rows). cost_scale is the
- * weight of (k^ - 1)/(H - 1) in the loss (learned mode only). */
+ * weight of (k^ - 1)/(H - 1) in the loss (learned mode only). ex (may be NULL) gives tau, a forced budget (no
+ * gradient to k^ then) and the budget-supervision targets. */
 void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, float *du, const int32_t *lengths,
                         const float *w_rel, const float *w_bud, float *dw_rel, float *db_rel, float *dw_bud,
-                        float *db_bud, float tau, float cost_scale, size_t n, size_t D);
+                        float *db_bud, const bf_explore *ex, float cost_scale, size_t n, size_t D);
 
 /* Ranks H logits (0 = largest; ties: lower head index first). */
 void bf_rank_heads(int32_t *rank, const float *z, int H);

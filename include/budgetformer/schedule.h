@@ -30,6 +30,14 @@ typedef struct {
     double window_sum;  /* loss summed over the current window */
     long window_n;
     double prev_mean;   /* mean loss of the previous window; < 0 when none yet */
+    /* The budget multiplier (train.budget_target > 0), by dual ascent on mean k/H = target (any sign). */
+    float budget_target; /* r, the mean fraction of heads k/H to reach; 0 = off (fixed train.budget_cost) */
+    float budget_cost;   /* the fixed lambda when off */
+    float dual_lr;       /* integral gain: lambda_i += dual_lr * error after each update */
+    float dual_kp;       /* proportional gain: lambda = lambda_i + dual_kp * the last error */
+    long budget_ramp;    /* the target goes linearly from 1 at update 1 to r at update budget_ramp */
+    double lambda_i;     /* the integral part (the dual variable of plain dual ascent) */
+    double lambda;       /* the multiplier used by the next update */
 } bf_coordinator;
 
 void bf_coordinator_init(bf_coordinator *co, const bf_config *c);
@@ -37,5 +45,15 @@ void bf_coordinator_init(bf_coordinator *co, const bf_config *c);
 float bf_coordinator_eps(const bf_coordinator *co, long step);
 /* The global mean training loss of update `step`. */
 void bf_coordinator_observe(bf_coordinator *co, long step, double loss);
+
+/* The budget target (mean fraction of heads) of update `step`: 1 - (1 - r) min(1, step / budget_ramp). */
+double bf_coordinator_budget_target(const bf_coordinator *co, long step);
+/* lambda, the weight of the budget cost, for the next update. */
+float bf_coordinator_lambda(const bf_coordinator *co);
+/* The global batch's mean fraction of heads k/H of update `step` (k = clamp(round(k^), 1, H), the budget
+ * inference would use). With e = fraction - target(step): lambda_i += dual_lr e, lambda = lambda_i + dual_kp e
+ * (dual ascent with a proportional term, a PI controller on the constraint, which damps the overshoot that
+ * the optimiser's lag gives plain dual ascent). A no-op when off. */
+void bf_coordinator_observe_budget(bf_coordinator *co, long step, double fraction);
 
 #endif

@@ -21,6 +21,8 @@ import torch
 
 CONFIG_KEYS = ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_ff", "n_classes",
                "full_heads", "fixed_budget")
+# Options the project added beside MODEL.md (docs/MODEL.md); absent = 0 = MODEL.md's function.
+OPTION_KEYS = ("gate_norm",)
 LN_EPS = 1e-5
 
 
@@ -73,6 +75,7 @@ class BudgetFormerRef(torch.nn.Module):
     def __init__(self, cfg, dtype=torch.float32):
         super().__init__()
         self.cfg = {k: int(cfg[k]) for k in CONFIG_KEYS}
+        self.cfg.update({k: int(cfg.get(k, 0)) for k in OPTION_KEYS})
         c = self.cfg
         if not (2 <= c["n_heads"] <= 32 and c["d_model"] % c["n_heads"] == 0):
             raise ValueError("bad n_heads %d for d_model %d" % (c["n_heads"], c["d_model"]))
@@ -87,24 +90,29 @@ class BudgetFormerRef(torch.nn.Module):
             return "full"
         return "fixed" if self.cfg["fixed_budget"] > 0 else "learned"
 
-    def forward(self, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau=1.0):
+    def forward(self, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau=1.0, k_force=0):
         """See bf_forward."""
-        return bf_forward(self.cfg, self.params, tokens, lengths, gumbel, k_random, eps, tau)
+        return bf_forward(self.cfg, self.params, tokens, lengths, gumbel, k_random, eps, tau, k_force)
 
-    def loss(self, out, labels, ce_scale, cost_scale):
+    def loss(self, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0):
         """See bf_loss."""
-        return bf_loss(self.cfg, out, labels, ce_scale, cost_scale)
+        return bf_loss(self.cfg, out, labels, ce_scale, cost_scale, soft_targets, k_target, sup_scale)
 
 
-def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau=1.0):
+def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau=1.0, k_force=0):
     """tokens [B,T] int (PAD after length), lengths [B] int >= 1; gumbel [B,L,H] float, k_random [B,L] int
     (0 = exploit, else the budget), both ignored when eps == 0.
     Returns a dict: logits [B,C]; khat_t [B,L] (differentiable continuous budget of a learned-budget model,
     None otherwise); khat [B,L] float (H for full heads, k for fixed budget); budget [B,L] int64;
     head_mask [B,L] int64 bitmask; gates: the gate tensors g [B,H] of each layer (for estimator tests); ranked [B,L,H]: the
-    (perturbed) relevance logits the selection ranked, None for full heads."""
+    (perturbed) relevance logits the selection ranked, None for full heads.
+    Added options (docs/MODEL.md): cfg["gate_norm"] = 1 divides the gates of the selected heads by their relevance
+    mass, g_h = H p_h m_h / sum_j p_j m_j (the straight-through surrogate enters numerator and denominator alike);
+    k_force > 0 (a training pass of the sandwich rule or of budget supervision) uses k = min(k_force, H) for every
+    input and layer and passes no gradient to k^ (khat_t is then detached)."""
     c = cfg
     mode = "full" if c["full_heads"] else ("fixed" if c["fixed_budget"] > 0 else "learned")
+    gate_norm = int(c.get("gate_norm", 0))
     H, D, L = c["n_heads"], c["d_model"], c["n_layers"]
     dh = D // H
     dtype = P["tok_emb"].dtype
@@ -140,18 +148,30 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
             if mode == "learned":
                 kh = 1.0 + (H - 1) * torch.sigmoid(s @ P[p_ + "router/w_bud"] + P[p_ + "router/b_bud"])
                 k = torch.clamp(torch.floor(kh.detach() + 0.5), 1, H).to(torch.long)
-                if explore:
+                if k_force > 0:
+                    k = torch.full((B,), min(k_force, H), dtype=torch.long)
+                    kh = kh.detach()  # the pass did not use k^: no gradient to it
+                elif explore:
                     k = torch.where(k_random[:, l] > 0, k_random[:, l], k)
                 m_hard = (rank < k.unsqueeze(1)).to(dtype)
-                # straight-through: forward m_hard, backward d/dk^ of the surrogate sigmoid
-                m_soft = torch.sigmoid((kh.unsqueeze(1) - rank.to(dtype) - 0.5) / tau)
-                g = H * p * (m_hard + m_soft - m_soft.detach())
+                if k_force > 0:
+                    m_st = m_hard
+                else:
+                    # straight-through: forward m_hard, backward d/dk^ of the surrogate sigmoid
+                    m_soft = torch.sigmoid((kh.unsqueeze(1) - rank.to(dtype) - 0.5) / tau)
+                    m_st = m_hard + m_soft - m_soft.detach()
+                g = H * p * m_st
+                if gate_norm:
+                    g = g / (p * m_st).sum(dim=1, keepdim=True)
                 khat_t.append(kh)
                 khat_rep.append(kh.detach())
             else:
-                k = torch.full((B,), c["fixed_budget"], dtype=torch.long)
+                kf = min(k_force, H) if k_force > 0 else c["fixed_budget"]
+                k = torch.full((B,), kf, dtype=torch.long)
                 m_hard = (rank < k.unsqueeze(1)).to(dtype)
                 g = H * p * m_hard
+                if gate_norm:
+                    g = g / (p * m_hard).sum(dim=1, keepdim=True)
                 khat_rep.append(torch.full((B,), float(c["fixed_budget"]), dtype=dtype))
         gates.append(g)
         budgets.append(k)
@@ -183,17 +203,28 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
     }
 
 
-def bf_loss(cfg, out, labels, ce_scale, cost_scale):
+def bf_loss(cfg, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0):
     """loss = ce_scale * sum_b CE_b + cost_scale * sum_{b,l} (k^_bl - 1)/(H - 1) (cost: learned budget only).
-    Returns (loss, ce_sum, ce [B])."""
+    Added training options (docs/MODEL.md): with soft_targets q [B,C] the first term is ce_scale * sum_b of the
+    cross-entropy against q (in-place distillation); with k_target [B] (budget supervision) the loss gains
+    sup_scale * sum_{b,l} (k^_bl - k*_b)^2 / (H - 1)^2.
+    Returns (loss, ce_sum, ce [B]); ce and ce_sum are always against the labels."""
     logits = out["logits"]
     labels = torch.as_tensor(labels, dtype=torch.long)
-    ce = torch.logsumexp(logits, dim=-1) - logits.gather(1, labels.unsqueeze(1)).squeeze(1)
+    lse = torch.logsumexp(logits, dim=-1)
+    ce = lse - logits.gather(1, labels.unsqueeze(1)).squeeze(1)
     ce_sum = ce.sum()
-    loss = ce_scale * ce_sum
+    if soft_targets is not None:
+        q = torch.as_tensor(soft_targets).to(logits.dtype)
+        loss = ce_scale * (q * (lse.unsqueeze(1) - logits)).sum()
+    else:
+        loss = ce_scale * ce_sum
     if out["khat_t"] is not None:
         H = cfg["n_heads"]
         loss = loss + cost_scale * ((out["khat_t"] - 1.0) / (H - 1)).sum()
+        if k_target is not None and sup_scale != 0.0:
+            kt = torch.as_tensor(k_target).to(logits.dtype).unsqueeze(1)
+            loss = loss + sup_scale * ((out["khat_t"] - kt) ** 2).sum() / (H - 1) ** 2
     return loss, ce_sum, ce
 
 
@@ -206,6 +237,7 @@ def load_checkpoint(path, dtype=torch.float32):
 
 def model_from_group(g, dtype=torch.float32):
     cfg = {k: int(g.attrs[k]) for k in CONFIG_KEYS}
+    cfg.update({k: int(g.attrs.get(k, 0)) for k in OPTION_KEYS})
     model = BudgetFormerRef(cfg, dtype)
     with torch.no_grad():
         for name, shape in param_shapes(cfg):
@@ -220,7 +252,7 @@ def save_model(f, model):
     """Writes /model (float32 datasets and integer attributes) into an open h5py file."""
     import numpy as np
     g = f.require_group("model")
-    for k in CONFIG_KEYS:
+    for k in CONFIG_KEYS + OPTION_KEYS:
         g.attrs[k] = np.int64(model.cfg[k])
     for name, _ in param_shapes(model.cfg):
         g.create_dataset(name, data=model.params[name].detach().to(torch.float32).numpy())

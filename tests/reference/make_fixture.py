@@ -33,13 +33,19 @@ B = 6
 LENGTHS = [1, 12, 5, 8, 3, 10]
 
 CASES = [
-    # name, full_heads, fixed_budget, eps, tau, cost_scale, random budgets
+    # name, full_heads, fixed_budget, eps, tau, cost_scale, random budgets[, added options]
     ("learned_explore", 0, 0, 0.7, 0.8, 0.1, True),
     ("learned_exploit", 0, 0, 0.0, 1.0, 0.1, False),
     ("full_heads", 1, 0, 0.0, 1.0, 0.1, False),
     # Gumbel noise also perturbs the fixed-budget selection (docs/MODEL.md: S chosen by r + eps G); k_random is
     # left 0, since docs/MODEL.md leaves it open whether a fixed-budget model draws random budgets.
     ("fixed_budget", 0, 2, 0.5, 1.0, 0.1, False),
+    # Added options (docs/MODEL.md): renormalised gates; a forced budget with distillation targets (a sandwich
+    # pass); budget supervision with distillation targets.
+    ("gate_norm_explore", 0, 0, 0.7, 0.8, 0.1, True, dict(gate_norm=1)),
+    ("gate_norm_fixed", 0, 2, 0.5, 1.0, 0.1, False, dict(gate_norm=1)),
+    ("forced_k_distill", 0, 0, 0.5, 1.0, 0.1, False, dict(gate_norm=1, k_force=3, soft=True)),
+    ("supervised_distill", 0, 0, 0.0, 0.9, 0.1, False, dict(gate_norm=1, soft=True, sup_scale=0.2)),
 ]
 
 
@@ -82,14 +88,30 @@ def random_case(rs, cfg, eps, random_budgets):
     return params, tokens, labels, gumbel, k_random
 
 
-def run(cfg, params, tokens, lengths, labels, gumbel, k_random, eps, tau, ce_scale, cost_scale, dtype):
+def extras_for(rs, cfg, opts):
+    """The training-option inputs of a case: soft targets [B,C] and k* [B] (None when unused)."""
+    soft = k_target = None
+    if opts.get("soft"):
+        a = rs.uniform(0.1, 1.0, (B, cfg["n_classes"]))
+        soft = (a / a.sum(axis=1, keepdims=True)).astype(np.float32)
+    if opts.get("sup_scale"):
+        k_target = rs.randint(1, cfg["n_heads"] + 1, B).astype(np.float32)
+    return soft, k_target
+
+
+def run(cfg, params, tokens, lengths, labels, gumbel, k_random, eps, tau, ce_scale, cost_scale, dtype,
+        opts=None, soft=None, k_target=None):
+    opts = opts or {}
     model = BudgetFormerRef(cfg, dtype)
     with torch.no_grad():
         for name, a in params.items():
             model.params[name].copy_(torch.from_numpy(a).to(dtype))
     out = model(torch.from_numpy(tokens), torch.from_numpy(lengths), torch.from_numpy(gumbel),
-                torch.from_numpy(k_random), eps, tau)
-    loss, ce_sum, ce = model.loss(out, torch.from_numpy(labels), ce_scale, cost_scale)
+                torch.from_numpy(k_random), eps, tau, k_force=opts.get("k_force", 0))
+    loss, ce_sum, ce = model.loss(out, torch.from_numpy(labels), ce_scale, cost_scale,
+                                  None if soft is None else torch.from_numpy(soft),
+                                  None if k_target is None else torch.from_numpy(k_target),
+                                  opts.get("sup_scale", 0.0))
     model.zero_grad()
     loss.backward()
     grads = {}
@@ -111,7 +133,8 @@ def robust(cfg, case, data, r32, r64, eps):
         gaps = np.diff(np.sort(r, axis=-1), axis=-1)
         if gaps.min() < GAP_MIN:
             return "near-tie in relevance logits (gap %.3g)" % gaps.min()
-    if not cfg["full_heads"] and not cfg["fixed_budget"]:
+    # a forced budget does not depend on k^ (and draws no random budgets): no margins to keep there
+    if not cfg["full_heads"] and not cfg["fixed_budget"] and not case.startswith("forced"):
         kh = out64["khat"].numpy()
         dist = np.abs(kh - (np.floor(kh) + 0.5))  # distance from the nearest x.5
         if dist.min() < KHAT_MARGIN:
@@ -138,13 +161,20 @@ def robust(cfg, case, data, r32, r64, eps):
     return None
 
 
-def write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale):
+def write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale, opts=None, soft=None, k_target=None):
+    opts = opts or {}
     params, tokens, labels, gumbel, k_random = data
     out, loss, ce_sum, ce, grads = r32
     with h5py.File(path, "w") as f:
         g = f.create_group("model")
         for k, v in cfg.items():
             g.attrs[k] = np.int64(v)
+        # the training options of the case (absent = off): /explore attributes k_force, sup_scale and the
+        # datasets /explore/k_target [B], /input/soft_targets [B,C]
+        if soft is not None:
+            f.create_dataset("input/soft_targets", data=soft)
+        if k_target is not None:
+            f.create_dataset("explore/k_target", data=k_target)
         for name, _ in param_shapes(cfg):
             g.create_dataset(name, data=params[name].astype(np.float32))
         sdt = h5py.string_dtype("utf-8")
@@ -155,11 +185,13 @@ def write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale):
         f.create_dataset("input/tokens", data=tokens.astype(np.int32))
         f.create_dataset("input/lengths", data=np.array(LENGTHS, np.int32))
         f.create_dataset("input/labels", data=labels.astype(np.int32))
-        e = f.create_group("explore")
+        e = f.require_group("explore")
         e.attrs["eps"] = float(eps)
         e.attrs["tau"] = float(tau)
         e.attrs["ce_scale"] = float(ce_scale)
         e.attrs["cost_scale"] = float(cost_scale)
+        e.attrs["k_force"] = np.int64(opts.get("k_force", 0))
+        e.attrs["sup_scale"] = float(opts.get("sup_scale", 0.0))
         e.create_dataset("gumbel", data=gumbel.astype(np.float32))
         e.create_dataset("k_random", data=k_random.astype(np.int32))
         x = f.create_group("expect")
@@ -181,16 +213,20 @@ def main():
     os.makedirs(outdir, exist_ok=True)
     torch.set_num_threads(1)
     lengths = np.array(LENGTHS, np.int32)
-    for ci, (case, full, fixed, eps, tau, cost_scale, random_budgets) in enumerate(CASES):
+    for ci, (case, full, fixed, eps, tau, cost_scale, random_budgets, *more) in enumerate(CASES):
+        opts = more[0] if more else {}
         cfg = dict(SIZES, full_heads=full, fixed_budget=fixed)
+        if "gate_norm" in opts:
+            cfg["gate_norm"] = opts["gate_norm"]
         ce_scale = 1.0 / B
         for attempt in range(200):
             rs = np.random.RandomState(1000 * ci + attempt)
             data = random_case(rs, cfg, eps, random_budgets)
             params, tokens, labels, gumbel, k_random = data
+            soft, k_target = extras_for(rs, cfg, opts)
             args = (cfg, params, tokens, lengths, labels, gumbel, k_random, eps, tau, ce_scale, cost_scale)
-            r32 = run(*args, torch.float32)
-            r64 = run(*args, torch.float64)
+            r32 = run(*args, torch.float32, opts, soft, k_target)
+            r64 = run(*args, torch.float64, opts, soft, k_target)
             why = robust(cfg, case, data, r32, r64, eps)
             if why is None:
                 break
@@ -198,7 +234,7 @@ def main():
         else:
             sys.exit("make_fixture: no robust draw for case %s" % case)
         path = os.path.join(outdir, case + ".h5")
-        write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale)
+        write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale, opts, soft, k_target)
         out = r32[0]
         print("wrote %s (budgets %s, masks %s)" % (path, out["budget"].flatten().tolist(),
                                                    out["head_mask"].flatten().tolist()))

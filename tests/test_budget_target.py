@@ -1,0 +1,117 @@
+"""The budget controller (train.budget_target, dual ascent on lambda by the rank-0 coordinator) and the added
+training options (train.sandwich, train.budget_supervise), end to end on the tiny corpus.
+
+Checks, each named in the output:
+  converges        with train.budget_target = 0.5 (2 of 4 heads) the mean fraction of heads k/H that eval
+                   reports on the training and test files ends within 0.1 of 0.5 (tiny data, 240 updates), and
+                   lambda, stored in the checkpoint's /coordinator, is finite and not 0
+  target_moves     a target of 0.25 ends with fewer heads than 0.75 on the same data and seed
+  ranks_1_2_3      1, 2 and 3 ranks give the same losses at every update (1e-4 relative) and the same lambda
+                   (1e-4 relative); every rank of a 2- and a 3-rank run holds bitwise identical weights
+  resume_bitwise   a run stopped at update 40 (train.stop_at) and resumed gives a final checkpoint whose /model
+                   and /optim datasets and budget_lambda are bitwise those of the uninterrupted run
+  options_ranks    the sandwich rule with distillation, budget supervision and gate_norm: 1 and 2 ranks give
+                   the same losses (1e-4 relative) and 2 ranks agree bitwise
+"""
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bftest import EXE, check, finish, launcher, prepare, read_trace, run, train_args, work_dir  # noqa: E402
+
+WORK = work_dir("budget_target")
+DATA = prepare(WORK)
+BASE = ("train.batch_size=16", "train.warmup=5", "explore.eps_start=1", "explore.eps_end=0", "explore.steps=40",
+        "train.lr=3e-3", "train.budget_ramp=40")
+
+
+def train(name, ranks, *sets):
+    d = os.path.join(WORK, name)
+    trace = os.path.join(WORK, name + ".trace")
+    env = dict(os.environ, BF_TRACE=trace)
+    p = subprocess.run(launcher(ranks) + [EXE] + train_args(DATA, d, *(BASE + sets)), capture_output=True,
+                       text=True, env=env, timeout=300)
+    if p.returncode != 0:
+        sys.exit("training %s failed (%d):\n%s" % (name, p.returncode, p.stderr))
+    return d, read_trace(trace, ranks)
+
+
+def last_checkpoint(d):
+    c = os.path.join(d, "checkpoints")
+    return os.path.join(c, sorted(os.listdir(c))[-1])
+
+
+def lam(d):
+    with h5py.File(last_checkpoint(d), "r") as f:
+        return float(f["coordinator"].attrs["budget_lambda"])
+
+
+def fraction(d, data_file):
+    import json
+    p = run([EXE, "eval", "--checkpoint", last_checkpoint(d), "--data", data_file, "--json"])
+    j = json.loads(p.stdout)
+    return float(np.mean(j["mean_budget"])) / j["n_heads"]
+
+
+def losses(traces):
+    return [float(line.split()[2]) for line in traces[0]]
+
+
+def rel(a, b):
+    return max(abs(x - y) / max(abs(x), abs(y), 1e-30) for x, y in zip(a, b))
+
+
+def datasets(path):
+    out = {}
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and (name.startswith("model/") or name.startswith("optim/")):
+                out[name] = obj[()]
+        f.visititems(visit)
+        out["budget_lambda"] = f["coordinator"].attrs["budget_lambda"]
+    return out
+
+
+# converges / target_moves
+half, _ = train("half", 1, "train.steps=240", "train.budget_target=0.5")
+f_train, f_test = fraction(half, DATA + "/train.h5"), fraction(half, DATA + "/test.h5")
+check("converges", abs(f_train - 0.5) <= 0.1 and abs(f_test - 0.5) <= 0.1 and np.isfinite(lam(half)) and
+      lam(half) != 0.0, "fraction of heads train %.3f test %.3f, lambda %.4g" % (f_train, f_test, lam(half)))
+low, _ = train("low", 1, "train.steps=240", "train.budget_target=0.25")
+high, _ = train("high", 1, "train.steps=240", "train.budget_target=0.75")
+f_low, f_high = fraction(low, DATA + "/train.h5"), fraction(high, DATA + "/train.h5")
+check("target_moves", f_low + 0.1 < f_high, "fraction of heads at target 0.25: %.3f, at 0.75: %.3f" % (f_low, f_high))
+
+# ranks_1_2_3
+runs = {r: train("ranks%d" % r, r, "train.steps=60", "train.budget_target=0.5") for r in (1, 2, 3)}
+l1 = losses(runs[1][1])
+worst = max(rel(l1, losses(runs[r][1])) for r in (2, 3))
+lams = [lam(runs[r][0]) for r in (1, 2, 3)]
+lam_rel = max(abs(x - lams[0]) / max(abs(lams[0]), 1e-30) for x in lams)
+agree = all(len({line.split()[3] for line in rows}) == 1 for r in (2, 3) for rows in zip(*runs[r][1]))
+check("ranks_1_2_3", worst <= 1e-4 and lam_rel <= 1e-4 and agree,
+      "loss rel %.2g, lambda %s (rel %.2g), ranks bitwise equal: %s" % (worst, lams, lam_rel, agree))
+
+# resume_bitwise
+full, _ = train("full", 1, "train.steps=80", "train.budget_target=0.5")
+part, _ = train("part", 1, "train.steps=80", "train.budget_target=0.5", "train.stop_at=40")
+p = subprocess.run([EXE] + train_args(DATA, part, *(BASE + ("train.steps=80", "train.budget_target=0.5"))) +
+                   ["--resume", "auto"], capture_output=True, text=True, timeout=300)
+a, b = datasets(last_checkpoint(full)), datasets(last_checkpoint(part)) if p.returncode == 0 else {}
+same = p.returncode == 0 and a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+check("resume_bitwise", same, "resume exit %d, %d datasets compared, lambda %s vs %s" %
+      (p.returncode, len(a), a.get("budget_lambda"), b.get("budget_lambda")))
+
+# options_ranks
+opts = ("train.steps=30", "train.budget_target=0.5", "train.sandwich=1", "train.distill=0.7",
+        "train.budget_supervise=0.05", "model.gate_norm=1")
+o1, o2 = train("opt1", 1, *opts), train("opt2", 2, *opts)
+agree2 = all(len({line.split()[3] for line in rows}) == 1 for rows in zip(*o2[1]))
+d = rel(losses(o1[1]), losses(o2[1]))
+check("options_ranks", d <= 1e-4 and agree2, "loss rel %.2g, 2 ranks bitwise equal: %s" % (d, agree2))
+
+finish(WORK)
