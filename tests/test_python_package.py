@@ -96,11 +96,11 @@ def eval_json(ckpt, data, rec=None):
     return json.loads(run(args).stdout)
 
 
-def c_predict(ckpt, texts, work):
+def c_predict(ckpt, texts, work, *extra):
     inp = os.path.join(work, "predict-input.txt")
     with open(inp, "w", encoding="utf-8") as f:
         f.write("".join(t.replace("\n", " ").replace("\r", " ") + "\n" for t in texts))
-    p = run([EXE, "predict", "--checkpoint", ckpt, "--input", inp, "--json"])
+    p = run([EXE, "predict", "--checkpoint", ckpt, "--input", inp, "--json"] + list(extra))
     return [json.loads(line) for line in p.stdout.splitlines()]
 
 
@@ -258,6 +258,16 @@ def main():
           same, "first: %s vs %s" % (mine[:1], theirs[:1]))
     check("predict top_k: sorted, first = the label", all(
         d["top"][0][0] == d["label"] and d["top"][0][1] >= d["top"][-1][1] and len(d["top"]) == 3 for d in mine))
+    top3 = c_predict(ckpt, sample, work, "--top-k", "3")
+    check("predict top_k = 3 as budgetformer predict --top-k 3 --json", all(
+        [t["label"] for t in b["top"]] == [t[0] for t in a["top"]] and
+        all(abs(t["probability"] - u[1]) <= 2e-6 for t, u in zip(b["top"], a["top"])) for a, b in zip(mine, top3)),
+        "first: %s vs %s" % (mine[0].get("top"), top3[0].get("top")))
+    txt = subprocess.run([EXE, "predict", "--checkpoint", ckpt, "--top-k", "2"], input="move quickly on foot\n",
+                         capture_output=True, text=True)
+    f = txt.stdout.rstrip("\n").split("\t")
+    check("predict --top-k 2 text: LABEL PROB LABEL PROB HEADS", txt.returncode == 0 and len(f) == 5 and
+          f[4].startswith("L0="), txt.stdout + txt.stderr)
 
     # save: eval, predict and --resume accept it
     saved = os.path.join(work, "saved", "from-python.h5")
