@@ -11,6 +11,7 @@
 #include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
 #include "budgetformer/h5io.h"
+#include "budgetformer/textread.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]\n"
@@ -122,6 +123,10 @@ int bf_cmd_eval(int argc, char **argv) {
     bf_h5_init();
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
     bf_err err = {{0}};
+    if (bf_text_check_dataset_path("--data", data, &err)) {
+        fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
+        return 1;
+    }
     bf_dataset d;
     memset(&d, 0, sizeof d);
     bf_model m;

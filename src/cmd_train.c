@@ -8,6 +8,7 @@
 #include "budgetformer/config.h"
 #include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
+#include "budgetformer/textread.h"
 #include "budgetformer/train.h"
 
 static void usage(FILE *f) {
@@ -88,6 +89,14 @@ int bf_cmd_train(int argc, char **argv) {
         fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
         return 2;
     }
+    /* The common data mistakes (a missing file, a directory, unprepared text) named by their key. */
+    const char *const data_keys[3] = {"data.train", "data.valid", "data.test"};
+    const char *const data_paths[3] = {cfg.data_train, cfg.data_valid, cfg.data_test};
+    for (int k = 0; k < 3; k++)
+        if (data_paths[k][0] && bf_text_check_dataset_path(data_keys[k], data_paths[k], &err)) {
+            fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
+            return 1;
+        }
     bf_h5_init();
     pin_blas_threads();
     bf_dist dist;

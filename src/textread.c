@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "budgetformer/tokenize.h"
 
@@ -560,4 +561,52 @@ int bf_text_read_spec(const char *path, const bf_text_spec *spec, bf_text_rows *
     }
     fclose(f);
     return rc;
+}
+
+/* ---- a prepared dataset expected ---- */
+
+int bf_text_check_dataset_path(const char *key, const char *path, bf_err *err) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    char named[BF_ERR_LEN / 4]; /* "data.train = PATH" or "--data PATH" */
+    snprintf(named, sizeof named, key[0] == '-' ? "%s %.200s" : "%s = %.200s", key, path);
+    const char *split = strstr(key, "test") || key[0] == '-' ? "test" : strstr(key, "valid") ? "valid" : "train";
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (errno == ENOENT)
+            return bf_fail(err, "%s: no such file: expected a prepared dataset (budgetformer prepare --train FILE "
+                                "--test FILE --out DIR writes DIR/train.h5 and DIR/test.h5)",
+                           named);
+        return bf_fail(err, "%s: cannot read: %s", named, strerror(errno));
+    }
+    if (S_ISDIR(st.st_mode))
+        return bf_fail(err, "%s is a directory: expected a prepared dataset file in it, such as %s/%s.h5 "
+                            "(budgetformer prepare --out %s writes them)",
+                       named, path, split, path);
+    FILE *f = fopen(path, "rb");
+    if (!f) return bf_fail(err, "%s: cannot open: %s", named, strerror(errno));
+    /* The HDF5 signature is at offset 0, 512, 1024, 2048, ... (after a user block). */
+    unsigned char head[512];
+    size_t got0 = 0;
+    int found = 0;
+    for (long off = 0; !found && off < (long)st.st_size; off = off ? 2 * off : 512) {
+        unsigned char b[8];
+        if (fseek(f, off, SEEK_SET) != 0 || fread(b, 1, 8, f) != 8) break;
+        found = !memcmp(b, sig, 8);
+    }
+    if (!found && fseek(f, 0, SEEK_SET) == 0) got0 = fread(head, 1, sizeof head, f);
+    fclose(f);
+    if (found) return 0;
+    size_t printable = 0;
+    for (size_t i = 0; i < got0; i++) printable += head[i] >= 0x20 || head[i] == '\n' || head[i] == '\r' || head[i] == '\t';
+    bf_text_format fmt = bf_text_format_from_path(path);
+    if (got0 > 0 && (fmt != BF_TEXT_UNKNOWN || printable == got0))
+        return bf_fail(err, "%s: not a readable HDF5 file but %s: expected a prepared dataset; prepare the text "
+                            "first: budgetformer prepare --train FILE --test FILE --out DIR, then %s%sDIR/%s.h5 "
+                            "(docs/DATA.md)",
+                       named, fmt == BF_TEXT_CSV ? "a CSV file" : fmt == BF_TEXT_TSV ? "a TSV file" :
+                                  fmt == BF_TEXT_JSONL ? "a JSON Lines file" : "text",
+                       key, key[0] == '-' ? " " : " = ", split);
+    return bf_fail(err, "%s: not a readable HDF5 file (%s): expected a prepared dataset .h5 (budgetformer "
+                        "prepare writes them)",
+                   named, st.st_size == 0 ? "empty" : "truncated or another format?");
 }

@@ -68,4 +68,10 @@ typedef struct {
 int bf_text_read_spec(const char *path, const bf_text_spec *spec, bf_text_rows *out, bf_err *err);
 void bf_text_rows_free(bf_text_rows *r);
 
+/* The common mistakes where a prepared dataset is expected (key: the configuration key or option that named
+ * path, e.g. "data.train" or "--data"): a missing file, a directory, or a file that is not HDF5 (text, a
+ * CSV/TSV/JSON Lines file: prepare it first). Returns 0 when path is a file starting like HDF5, else -1 with
+ * err naming the key and path and suggesting the fix. */
+int bf_text_check_dataset_path(const char *key, const char *path, bf_err *err);
+
 #endif
