@@ -89,14 +89,6 @@ int bf_cmd_train(int argc, char **argv) {
         fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
         return 2;
     }
-    /* The common data mistakes (a missing file, a directory, unprepared text) named by their key. */
-    const char *const data_keys[3] = {"data.train", "data.valid", "data.test"};
-    const char *const data_paths[3] = {cfg.data_train, cfg.data_valid, cfg.data_test};
-    for (int k = 0; k < 3; k++)
-        if (data_paths[k][0] && bf_text_check_dataset_path(data_keys[k], data_paths[k], &err)) {
-            fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
-            return 1;
-        }
     bf_h5_init();
     pin_blas_threads();
     bf_dist dist;
@@ -107,6 +99,21 @@ int bf_cmd_train(int argc, char **argv) {
     if (bf_train_install_signal_handlers(dist.rank == 0))
         bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT handlers: a signal ends the run without a checkpoint");
     int rc = bf_train_run_opts(&cfg, &dist, &opts, &err);
+    if (rc < 0) {
+        /* A dataset that could not be opened: say which key named it and what the fix is (a missing file, a
+         * directory, unprepared text). */
+        const char *const data_keys[3] = {"data.train", "data.valid", "data.test"};
+        const char *const data_paths[3] = {cfg.data_train, cfg.data_valid, cfg.data_test};
+        for (int k = 0; k < 3; k++) {
+            size_t n = strlen(data_paths[k]);
+            bf_err hint;
+            if (n && !strncmp(err.msg, data_paths[k], n) && err.msg[n] == ':' &&
+                bf_text_check_dataset_path(data_keys[k], data_paths[k], &hint)) {
+                err = hint;
+                break;
+            }
+        }
+    }
     if (rc < 0 && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
     {
         if (dist.world > 1) fprintf(stderr, "budgetformer train: error on rank %d: %s\n", dist.rank, err.msg);
