@@ -150,9 +150,11 @@ static void print_text(const report *r) {
     const bf_ckpt_file *cf = &r->cf;
     printf("checkpoint    %s\n", cf->path);
     printf("file size     %lld bytes\n", cf->size);
+    char side[BF_CKPT_PATH_LEN + 80]; /* the digest file, "<dir>/.<name>.sha256" */
+    bf_checkpoint_sidecar_name(side, sizeof side, cf->path);
     printf("checksum      %s", bf_digest_status_name(cf->digest));
-    if (cf->digest == BF_DIGEST_VALID) printf(" (SHA-256 %s, matches %s.sha256)\n", cf->sha256, cf->path);
-    else if (cf->digest == BF_DIGEST_MISSING) printf(" (no %s.sha256 beside it: contents unverified; SHA-256 %s)\n", cf->path, cf->sha256);
+    if (cf->digest == BF_DIGEST_VALID) printf(" (SHA-256 %s, matches %s)\n", cf->sha256, side);
+    else if (cf->digest == BF_DIGEST_MISSING) printf(" (no %s beside it: contents unverified; SHA-256 %s)\n", side, cf->sha256);
     else printf(" (SHA-256 %s, sidecar says %s)\n", cf->sha256, cf->sidecar_sha256[0] ? cf->sidecar_sha256 : "nothing readable");
     if (r->format_version >= 0) printf("format        %lld%s\n", r->format_version, r->resumable ? " (resumable)" : "");
     if (r->have_state) {
