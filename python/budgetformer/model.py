@@ -233,6 +233,8 @@ class BudgetFormer(torch.nn.Module):
         if isinstance(texts, (str, bytes)):
             raise TypeError("predict expects a list of texts, not one text")
         texts = list(texts)
+        if not texts:
+            return []
         H, L = self.config["n_heads"], self.config["n_layers"]
         top_k = max(1, min(int(top_k), self.config["n_classes"]))
         was_training = self.training
