@@ -133,6 +133,10 @@ static const key_spec kKeys[] = {
             "for k^ in every layer, with weight train.supervise_weight. 0 = off."),
     K_FLOAT("train", "supervise_weight", supervise_weight, 0, 100, R_CLOSED, "0.1",
             "Weight of the budget-supervision term, the mean of (k^ - k*)^2 / (H - 1)^2."),
+    K_FLOAT("train", "supervise_rel", supervise_rel, 0, 1, R_CLOSED, "0",
+            "rho: with budget supervision, k* is the smallest k whose cross-entropy is within "
+            "max(train.budget_supervise, rho (CE_1 - CE_H)) of k = H's: the share of an input's gain from "
+            "more heads that may be given up."),
     K_LONG("train", "full_warmup", full_warmup, 0, 1e9, R_CLOSED, "0",
            "The first this many updates use every head (k = H, gates of the router) before the learned "
            "budget takes over; 0 = none."),
@@ -592,7 +596,7 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
         return bf_fail(err, "train.budget_target = %g is below 1/model.n_heads = %g: every input uses at least one "
                        "head", (double)c->budget_target, 1.0 / c->n_heads);
-    if (c->budget_supervise > 0.0f && !learned)
+    if ((c->budget_supervise > 0.0f || c->supervise_rel > 0.0f) && !learned)
         return bf_fail(err, "train.budget_supervise needs a learned budget: model.full_heads and model.fixed_budget "
                        "must be 0");
     if (c->sandwich && c->full_heads)

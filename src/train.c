@@ -179,6 +179,7 @@ typedef struct {
     float *teacher;              /* [micro*C] sandwich: the k = H pass's probabilities, mixed with the labels */
     float *ce_full;              /* [micro] budget supervision: cross-entropy at k = H */
     float *k_star;               /* [micro] budget supervision: the target budget k* */
+    float *ce_by_k;              /* [H-1, micro] budget supervision: cross-entropy at k = 1..H-1 */
     int *micro_starts;           /* [B+1] */
     char *config_text;
     bf_runlog log;
@@ -379,6 +380,7 @@ static int build_model(trainer *t, bf_err *err) {
     t->teacher = bf_xcalloc(mb * (size_t)mc.n_classes, sizeof(float));
     t->ce_full = bf_xcalloc(mb, sizeof(float));
     t->k_star = bf_xcalloc(mb, sizeof(float));
+    t->ce_by_k = bf_xcalloc(mb * H, sizeof(float));
     t->micro_starts = bf_xcalloc(B + 2, sizeof(int));
     bf_sampler_init(&t->sampler, t->train.n, c->seed);
     bf_coordinator_init(&t->coord, c);
@@ -406,7 +408,7 @@ static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore
     int n = b0->n, H = m->cfg.n_heads;
     size_t C = (size_t)m->cfg.n_classes;
     int warm = (long)step_no < c->full_warmup; /* step_no is 0-based */
-    int sandwich = c->sandwich && !warm, supervise = c->budget_supervise > 0.0f && !warm;
+    int sandwich = c->sandwich && !warm, supervise = (c->budget_supervise > 0.0f || c->supervise_rel > 0.0f) && !warm;
     bf_batch b = *b0;
     bf_explore ex = *ex0;
     if (sandwich || supervise) {
@@ -425,15 +427,23 @@ static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore
         }
     }
     if (supervise) {
-        /* k* = the smallest k whose cross-entropy is within delta of k = H's (k = H when none is). Gumbel noise
+        /* k* = the smallest k whose cross-entropy is within max(delta, rho (CE_1 - CE_H)) of k = H's (k = H
+         * when none is): rho (train.supervise_rel) measures the excess against what the input gains from more
+         * heads at all, so inputs that gain little get k* = 1 and those that gain much get more. Gumbel noise
          * stays on (eps > 0), so the head sets are those the learned pass may pick. */
-        for (int i = 0; i < n; i++) t->k_star[i] = (float)H;
+        size_t nn = (size_t)n;
         for (int k = H - 1; k >= 1; k--) {
             bf_explore fk = ex;
             fk.k_force = k;
             bf_model_forward(m, &b, &fk);
-            for (int i = 0; i < n; i++)
-                if (m->ce[i] <= t->ce_full[i] + c->budget_supervise) t->k_star[i] = (float)k;
+            memcpy(t->ce_by_k + (size_t)(k - 1) * nn, m->ce, nn * sizeof(float));
+        }
+        for (int i = 0; i < n; i++) {
+            float gain = t->ce_by_k[i] - t->ce_full[i]; /* CE_1 - CE_H */
+            float thr = t->ce_full[i] + fmaxf(c->budget_supervise, c->supervise_rel * gain);
+            t->k_star[i] = (float)H;
+            for (int k = H - 1; k >= 1; k--)
+                if (t->ce_by_k[(size_t)(k - 1) * nn + (size_t)i] <= thr) t->k_star[i] = (float)k;
         }
         ex.k_target = t->k_star;
         ex.sup_scale = c->supervise_weight / (float)(c->batch_size * m->cfg.n_layers);
@@ -1238,6 +1248,10 @@ static void trainer_free(trainer *t) {
     free(t->labels);
     free(t->gumbel);
     free(t->k_random);
+    free(t->teacher);
+    free(t->ce_full);
+    free(t->k_star);
+    free(t->ce_by_k);
     free(t->micro_starts);
     free(t->heads_keep);
     free(t->config_text);

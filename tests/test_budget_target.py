@@ -108,7 +108,7 @@ check("resume_bitwise", same, "resume exit %d, %d datasets compared, lambda %s v
 
 # options_ranks
 opts = ("train.steps=30", "train.budget_target=0.5", "train.sandwich=1", "train.distill=0.7",
-        "train.budget_supervise=0.05", "model.gate_norm=1")
+        "train.budget_supervise=0.05", "train.supervise_rel=0.5", "model.gate_norm=1")
 o1, o2 = train("opt1", 1, *opts), train("opt2", 2, *opts)
 agree2 = all(len({line.split()[3] for line in rows}) == 1 for rows in zip(*o2[1]))
 d = rel(losses(o1[1]), losses(o2[1]))

@@ -32,15 +32,19 @@ static void make_batch(int32_t *tok, int32_t *len, int32_t *lab, int V) {
     }
 }
 
-static void check_model(int d_model, int full_heads, int fixed_budget, float w_scale) {
+/* gate_norm: the added renormalised gates; k_override (NULL or [B, 3]): budgets set from outside (eval's
+ * budget controls), in both paths alike. */
+static void check_model_opts(int d_model, int full_heads, int fixed_budget, float w_scale, int gate_norm,
+                             const int32_t *k_override) {
     bf_model_config c = {.vocab_size = 40, .max_len = T, .d_model = d_model, .n_heads = 4, .n_layers = 3,
-                         .d_ff = 24, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget};
+                         .d_ff = 24, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget,
+                         .gate_norm = gate_norm};
     bf_model m;
     bf_model_init(&m, &c, B);
     random_weights(&m, 11, w_scale);
     int32_t tok[B * T], len[B], lab[B];
     make_batch(tok, len, lab, c.vocab_size);
-    bf_batch batch = {.n = B, .tokens = tok, .lengths = len, .labels = lab};
+    bf_batch batch = {.n = B, .tokens = tok, .lengths = len, .labels = lab, .k_override = k_override};
     bf_explore ex = {.eps = 0.0f, .tau = 1.0f};
     double ce_full = bf_model_forward(&m, &batch, &ex);
     float logits[B * 3];
@@ -62,6 +66,9 @@ static void check_model(int d_model, int full_heads, int fixed_budget, float w_s
     assert_true(fabs(ce_full - ce_skip) <= 1e-4);
     assert_memory_equal(budget, m.budget, sizeof budget);
     assert_memory_equal(mask, m.head_mask, sizeof mask);
+    if (k_override)
+        for (int i = 0; i < B * 3; i++)
+            if (k_override[i] > 0) assert_int_equal(m.budget[i], k_override[i]);
     /* Every head: q, k, v of all rows plus the kernel's scratch for the longest input, exactly. */
     size_t rows = 0, n_max = 0;
     for (int b = 0; b < B; b++) {
@@ -79,6 +86,21 @@ static void check_model(int d_model, int full_heads, int fixed_budget, float w_s
     bf_model_infer(&m, &batch, NULL);
     assert_memory_equal(again, m.logits, sizeof again);
     bf_model_free(&m);
+}
+
+static void check_model(int d_model, int full_heads, int fixed_budget, float w_scale) {
+    check_model_opts(d_model, full_heads, fixed_budget, w_scale, 0, NULL);
+}
+
+static void test_gate_norm_and_overrides(void **state) {
+    (void)state;
+    check_model_opts(16, 0, 0, 0.3f, 1, NULL);
+    check_model_opts(64, 0, 0, 0.3f, 1, NULL);
+    check_model_opts(16, 0, 2, 0.3f, 1, NULL);
+    int32_t ko[B * 3];
+    for (int i = 0; i < B * 3; i++) ko[i] = i % 5; /* 0 = the router's own k, else 1..4 */
+    check_model_opts(16, 0, 0, 0.3f, 0, ko);
+    check_model_opts(64, 0, 0, 0.3f, 1, ko);
 }
 
 static void test_learned_budget(void **state) {
@@ -130,6 +152,7 @@ int main(void) {
         cmocka_unit_test(test_learned_budget),
         cmocka_unit_test(test_learned_budget_fused_attention),
         cmocka_unit_test(test_fixed_budget),
+        cmocka_unit_test(test_gate_norm_and_overrides),
         cmocka_unit_test(test_full_heads),
         cmocka_unit_test(test_head_sets_vary),
     };

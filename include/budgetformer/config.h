@@ -59,6 +59,7 @@ typedef struct {
     float distill;        /* weight of the k = H pass's probabilities in the other passes' targets */
     float budget_supervise; /* delta > 0: k* = smallest k whose loss is within delta of k = H's is k^'s target */
     float supervise_weight; /* weight of (k^ - k*)^2 / (H-1)^2 */
+    float supervise_rel;    /* rho: the excess allowed is max(delta, rho (CE_1 - CE_H)) */
     long full_warmup;     /* the first this many updates use every head (k = H) */
     uint64_t seed;
     long log_every;   /* progress line and /metrics every this many steps */
