@@ -2,7 +2,8 @@
 
 Data: a fixed subset of the WordNet part-of-speech corpus (every 20th training row, every 8th test row of
 launch/make-wordnet-csv.sh; Debian's wordnet-base), or the tiny corpus of tests/data when wordnet-base is
-absent. A model trained by budgetformer (configs/wordnet-pos.ini shape, 400 updates with exploration) is
+absent. A model trained by budgetformer (configs/wordnet-pos.ini: 8 heads, 2 layers, at width 32; 400 updates
+with exploration) is
 loaded with budgetformer.load and must give, on every test input:
   - logits within 1e-4 of `eval --records`, the same budget and the same head set in every layer;
   - in training mode (exploration off), the same values; a backward pass runs;
@@ -35,6 +36,9 @@ import torch  # noqa: E402
 import budgetformer  # noqa: E402
 
 LOGIT_TOL = 1e-4
+# configs/wordnet-pos.ini's 8 heads and 2 layers at a quarter of its width and half its batch: a few seconds
+# in the Release build, about a minute under the sanitizers
+SMALL = ["--set", "model.d_model=32", "--set", "model.d_ff=64", "--set", "train.batch_size=32"]
 WORDNET = "/usr/share/wordnet/data.noun"
 
 
@@ -218,7 +222,7 @@ def main():
          "--set", "data.train=%s/train.h5" % data, "--set", "data.test=" + test_h5, "--set", "data.valid=",
          "--set", "run.dir=" + run_dir, "--set", "train.steps=400", "--set", "explore.steps=200",
          "--set", "train.eval_every=0", "--set", "checkpoint.every=0", "--set", "heads.every=100",
-         "--set", "train.log_every=100"])
+         "--set", "train.log_every=100", *SMALL])
     ckpt = sorted(glob.glob(os.path.join(run_dir, "checkpoints", "step-*.h5")))[-1]
     rec_path = os.path.join(work, "test-records.h5")
     ev = eval_json(ckpt, test_h5, rec_path)
@@ -293,7 +297,7 @@ def main():
                         "--set", "data.train=%s/train.h5" % data, "--set", "data.test=" + test_h5,
                         "--set", "data.valid=", "--set", "run.dir=" + os.path.join(work, "resumed"),
                         "--set", "train.steps=420", "--set", "explore.steps=200", "--set", "train.eval_every=0",
-                        "--set", "checkpoint.every=0", "--resume", saved], capture_output=True, text=True)
+                        "--set", "checkpoint.every=0", "--resume", saved, *SMALL], capture_output=True, text=True)
     check("save: train --resume continues from the saved checkpoint", p.returncode == 0 and
           os.path.exists(os.path.join(work, "resumed", "checkpoints", "step-00000420.h5")), p.stderr[-2000:])
 
