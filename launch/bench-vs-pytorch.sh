@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Speed benchmark (not a test): this project against the PyTorch reference of MODEL.md on the same model
+# Speed benchmark (not a test): this project against the PyTorch reference of docs/MODEL.md on the same model
 # and batch, one thread each, side by side in one run, alternating the two R times; prints medians and the
 # ratios the performance issue asks for, plus a 2-rank training line.
 #   usage: launch/bench-vs-pytorch.sh [ROUNDS] [-- extra bench flags, e.g. --d-model 128]

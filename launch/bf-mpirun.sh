@@ -17,7 +17,8 @@
 #   --threads T     OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) of every rank, default 1
 #   --grace S       Open MPI's odls_base_sigkill_timeout (default 1): on SIGTERM/SIGINT, mpirun sends the
 #                   ranks SIGCONT, waits S s, sends SIGTERM, waits S s, sends SIGKILL (Open MPI 4.x)
-#   --exe PATH      the program (default: $BF_EXE, else build/budgetformer next to this script's launch/)
+#   --exe PATH      the program (default: $BF_EXE, else budgetformer beside this script (an installed
+#                   bin/), else build/budgetformer next to this script's launch/, else budgetformer on PATH)
 #   --dry-run       print the mpirun command and exit
 # Environment: MPIRUN (default mpirun), BF_MPIRUN_EXTRA (extra mpirun options, split on blanks).
 #
@@ -32,7 +33,11 @@ usage() { sed -n '/^#   usage:/,/BUDGETFORMER-ARGS/s/^#   //p' "$0" >&2; echo "s
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ranks='' hostfile='' bind=core threads=1 grace='' dry=0
-exe=${BF_EXE:-$here/../build/budgetformer}
+if [ -n "${BF_EXE:-}" ]; then exe=$BF_EXE
+elif [ -x "$here/budgetformer" ]; then exe=$here/budgetformer            # installed: P/bin/bf-mpirun.sh
+elif [ -x "$here/../build/budgetformer" ]; then exe=$here/../build/budgetformer
+else exe=$(command -v budgetformer || echo "$here/../build/budgetformer")
+fi
 while [ $# -gt 0 ]; do
   case $1 in
     -n|-np|--ranks) ranks=${2:?-n needs a number}; shift 2 ;;

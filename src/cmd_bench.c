@@ -185,9 +185,22 @@ int bf_cmd_bench(int argc, char **argv) {
         }
         if (!found) {
             if (!strcmp(argv[i], "--help")) {
-                printf("usage: budgetformer bench [--d-model 256] [--heads 8] [--layers 4] [--d-ff 1024] [--max-len 128]\n"
-                       "                          [--batch 32] [--vocab 16384] [--classes 4] [--budget 4] [--repeats 10] [--warmup 2]\n"
-                       "                          [--only train|infer]\n");
+                printf("usage: budgetformer bench [options]\n"
+                       "Times training and inference of a random model on random inputs (every input max-len tokens)\n"
+                       "and prints one JSON object.\n"
+                       "options:\n"
+                       "  --d-model D     model width (default 256)\n"
+                       "  --heads H       heads per layer (default 8)\n"
+                       "  --layers L      layers (default 4)\n"
+                       "  --d-ff F        feed-forward width (default 1024)\n"
+                       "  --max-len T     tokens per input (default 128)\n"
+                       "  --batch B       inputs per batch (default 32)\n"
+                       "  --vocab V       vocabulary size (default 16384)\n"
+                       "  --classes C     classes (default 4)\n"
+                       "  --budget K      heads per input of the BudgetFormer model, 2..H-1 (default 4)\n"
+                       "  --repeats N     timed repetitions; the median is reported (default 10)\n"
+                       "  --warmup N      untimed repetitions first (default 2)\n"
+                       "  --only train|infer  time only training or only inference\n");
                 return 0;
             }
             fprintf(stderr, "budgetformer bench: error: unknown option '%s'\n", argv[i]);

@@ -19,12 +19,20 @@
 #include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
 #include "budgetformer/h5io.h"
+#include "budgetformer/textread.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]\n"
                "                         [--budget-control shuffle|constant [--control-seed N]]\n"
-               "  --records F          per-input records (docs/LOGS.md); with a control, of the control pass\n"
-               "  --json               print one JSON object instead of the report\n"
+               "Evaluates a checkpoint on a prepared dataset (.h5 from budgetformer prepare): accuracy, macro-F1,\n"
+               "mean budget per layer, budget histogram, FLOPs against full heads, samples/s. Under mpirun the\n"
+               "inputs are shared among the ranks.\n"
+               "options:\n"
+               "  --checkpoint FILE    the checkpoint (run.dir/checkpoints/step-XXXXXXXX.h5) (required)\n"
+               "  --data FILE          the prepared dataset .h5 to evaluate (required)\n"
+               "  --records FILE       also write one record per input (docs/LOGS.md, 'Evaluation records'); with a\n"
+               "                       control, of the control pass\n"
+               "  --json               print one JSON object instead of tables\n"
                "  --batch N            inputs per forward pass (default 64)\n"
                "  --budget-control C   also evaluate the same weights with the model's own budgets moved between\n"
                "                       inputs: shuffle = each input gets the budgets (all layers) of another input\n"
@@ -211,6 +219,10 @@ int bf_cmd_eval(int argc, char **argv) {
     bf_h5_init();
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
     bf_err err = {{0}};
+    if (bf_text_check_dataset_path("--data", data, &err)) {
+        fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
+        return 1;
+    }
     bf_dataset d;
     memset(&d, 0, sizeof d);
     bf_model m;

@@ -25,8 +25,11 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer inspect FILE [--json] [--force]\n"
-               "  prints a checkpoint's step, configuration, tensor shapes, checksum status, size, world size\n"
-               "  and provenance; --force also parses a file whose checksum does not match\n");
+               "Prints a checkpoint's step, configuration, tensor shapes, checksum status, size, world size and\n"
+               "provenance (docs/CHECKPOINTS.md).\n"
+               "options:\n"
+               "  --json   print one JSON object instead of text\n"
+               "  --force  also parse a file whose checksum does not match\n");
 }
 
 static void json_str(const char *s) { bf_json_str(stdout, s); }
@@ -148,9 +151,11 @@ static void print_text(const report *r) {
     const bf_ckpt_file *cf = &r->cf;
     printf("checkpoint    %s\n", cf->path);
     printf("file size     %lld bytes\n", cf->size);
+    char side[BF_CKPT_PATH_LEN + 80]; /* the digest file, "<dir>/.<name>.sha256" */
+    bf_checkpoint_sidecar_name(side, sizeof side, cf->path);
     printf("checksum      %s", bf_digest_status_name(cf->digest));
-    if (cf->digest == BF_DIGEST_VALID) printf(" (SHA-256 %s, matches %s.sha256)\n", cf->sha256, cf->path);
-    else if (cf->digest == BF_DIGEST_MISSING) printf(" (no %s.sha256 beside it: contents unverified; SHA-256 %s)\n", cf->path, cf->sha256);
+    if (cf->digest == BF_DIGEST_VALID) printf(" (SHA-256 %s, matches %s)\n", cf->sha256, side);
+    else if (cf->digest == BF_DIGEST_MISSING) printf(" (no %s beside it: contents unverified; SHA-256 %s)\n", side, cf->sha256);
     else printf(" (SHA-256 %s, sidecar says %s)\n", cf->sha256, cf->sidecar_sha256[0] ? cf->sidecar_sha256 : "nothing readable");
     if (r->format_version >= 0) printf("format        %lld%s\n", r->format_version, r->resumable ? " (resumable)" : "");
     if (r->have_state) {

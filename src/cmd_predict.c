@@ -1,4 +1,4 @@
-/* cmd_predict: `budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--batch N]`.
+/* cmd_predict: `budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--top-k N] [--batch N]`.
  *
  * Classifies raw text, one input per line, with the head-skipping inference path (bf_model_infer). Lines are
  * tokenised exactly as `prepare` tokenises a dataset row (docs/DATA.md) with the checkpoint's vocabulary
@@ -22,10 +22,16 @@
 #include "budgetformer/tokenize.h"
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--batch N]\n"
-               "  classifies each line of FILE (default: standard input) and prints, per line, the label, its\n"
-               "  probability and the heads used in each layer (text: LABEL<TAB>PROBABILITY<TAB>HEADS with HEADS\n"
-               "  like 'L0=1,3 L1=0'; --json: one JSON object per line). --batch: lines per forward pass (64)\n");
+    fprintf(f, "usage: budgetformer predict --checkpoint FILE [--input FILE|-] [--json] [--top-k N] [--batch N]\n"
+               "Classifies each line of the input and prints, per line, the label, its probability and the heads\n"
+               "used in each layer (text: LABEL<TAB>PROBABILITY<TAB>HEADS with HEADS like 'L0=1,3 L1=0').\n"
+               "options:\n"
+               "  --checkpoint FILE  the checkpoint (required)\n"
+               "  --input FILE|-     one input per line (default -: standard input)\n"
+               "  --json             one JSON object per line instead of text\n"
+               "  --top-k N          the N most probable labels (default 1): text LABEL<TAB>PROB for each, then\n"
+               "                     the heads; JSON adds \"top\": [{\"label\", \"class\", \"probability\"}, ...]\n"
+               "  --batch N          lines per forward pass (default 64)\n");
 }
 
 typedef struct {
@@ -40,6 +46,8 @@ typedef struct {
     char **labels;
     const char *input_name;
     int json;
+    int top_k;      /* labels printed per line, 1..C */
+    size_t *order;  /* [C] scratch: classes by decreasing logit */
 } printer;
 
 static void print_heads_text(const bf_model *m, int b) {
@@ -86,15 +94,39 @@ static void print_prediction(printer *p, const line_info *li, int b) {
     double sum = 0.0; /* softmax in double: the probability printed is that of the logits, to print precision */
     for (size_t c = 0; c < C; c++) sum += exp((double)z[c] - (double)z[best]);
     double prob = 1.0 / sum;
+    /* The top_k classes by decreasing logit (ties: the lower class first; the first is best). */
+    size_t K = (size_t)p->top_k;
+    for (size_t k = 0; k < K; k++) {
+        size_t pick = C;
+        for (size_t c = 0; c < C; c++) {
+            int taken = 0;
+            for (size_t j = 0; j < k; j++) taken |= p->order[j] == c;
+            if (!taken && (pick == C || z[c] > z[pick])) pick = c;
+        }
+        p->order[k] = pick;
+    }
     if (p->json) {
         printf("{\"line\": %lld, \"label\": ", li->line);
         bf_json_str(stdout, p->labels[best]);
         printf(", \"class\": %zu, \"probability\": %.6f, ", best, prob);
+        if (K > 1) {
+            printf("\"top\": [");
+            for (size_t k = 0; k < K; k++) {
+                size_t c = p->order[k];
+                printf("%s{\"label\": ", k ? ", " : "");
+                bf_json_str(stdout, p->labels[c]);
+                printf(", \"class\": %zu, \"probability\": %.6f}", c, exp((double)z[c] - (double)z[best]) / sum);
+            }
+            printf("], ");
+        }
         print_heads_json(m, b);
         if (li->empty) printf(", \"warning\": \"no tokens: classified as one <unk>\"");
         printf("}\n");
     } else {
-        printf("%s\t%.6f\t", p->labels[best], prob);
+        for (size_t k = 0; k < K; k++) {
+            size_t c = p->order[k];
+            printf("%s\t%.6f\t", p->labels[c], exp((double)z[c] - (double)z[best]) / sum);
+        }
         print_heads_text(m, b);
         printf("\n");
     }
@@ -139,10 +171,11 @@ static void flush_block(printer *p, bf_model *m, const line_info *info, int n_li
     fflush(stdout);
 }
 
-static int parse_args(int argc, char **argv, const char **ckpt, const char **input, int *json, int *batch) {
+static int parse_args(int argc, char **argv, const char **ckpt, const char **input, int *json, int *batch,
+                      int *top_k) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--input") || !strcmp(a, "--batch")) {
+        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--input") || !strcmp(a, "--batch") || !strcmp(a, "--top-k")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "budgetformer predict: error: %s needs a value\n", a);
                 return 2;
@@ -150,7 +183,15 @@ static int parse_args(int argc, char **argv, const char **ckpt, const char **inp
             const char *v = argv[++i];
             if (!strcmp(a, "--checkpoint")) *ckpt = v;
             else if (!strcmp(a, "--input")) *input = v;
-            else {
+            else if (!strcmp(a, "--top-k")) {
+                char *end;
+                long k = strtol(v, &end, 10);
+                if (*v == '\0' || *end || k < 1 || k > 100000) {
+                    fprintf(stderr, "budgetformer predict: error: --top-k expects an integer in 1..100000, got '%s'\n", v);
+                    return 2;
+                }
+                *top_k = (int)k;
+            } else {
                 char *end;
                 long b = strtol(v, &end, 10);
                 if (*v == '\0' || *end || b < 1 || b > 65536) {
@@ -180,8 +221,8 @@ static int parse_args(int argc, char **argv, const char **ckpt, const char **inp
 
 int bf_cmd_predict(int argc, char **argv) {
     const char *ckpt = NULL, *input = "-";
-    int json = 0, batch = 64;
-    int prc = parse_args(argc, argv, &ckpt, &input, &json, &batch);
+    int json = 0, batch = 64, top_k = 1;
+    int prc = parse_args(argc, argv, &ckpt, &input, &json, &batch, &top_k);
     if (prc) return prc < 0 ? 0 : prc;
     int from_stdin = !strcmp(input, "-");
     const char *input_name = from_stdin ? "<stdin>" : input;
@@ -213,7 +254,12 @@ int bf_cmd_predict(int argc, char **argv) {
     int32_t *tokens = bf_xcalloc((size_t)batch * T, sizeof *tokens);
     int32_t *lengths = bf_xcalloc((size_t)batch, sizeof *lengths);
     line_info *info = bf_xcalloc((size_t)batch, sizeof *info);
-    printer pr = {.m = &m, .labels = labels, .input_name = input_name, .json = json};
+    if ((size_t)top_k > (size_t)mc->n_classes) {
+        bf_warn("--top-k %d: the model has %d classes: printing all of them", top_k, mc->n_classes);
+        top_k = mc->n_classes;
+    }
+    printer pr = {.m = &m, .labels = labels, .input_name = input_name, .json = json, .top_k = top_k,
+                  .order = bf_xcalloc((size_t)mc->n_classes, sizeof(size_t))};
     bf_token_list tl = {0};
     char *line = NULL;
     size_t cap = 0;
@@ -261,6 +307,7 @@ int bf_cmd_predict(int argc, char **argv) {
     free(tokens);
     free(lengths);
     free(info);
+    free(pr.order);
 done:
     if (in && !from_stdin) fclose(in);
     bf_vocab_free(&vocab);

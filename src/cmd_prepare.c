@@ -1,6 +1,8 @@
-/* cmd_prepare: `budgetformer prepare`, labelled text (CSV/TSV) -> the dataset files of FILES.md.
+/* cmd_prepare: `budgetformer prepare`, labelled text (CSV/TSV/JSON Lines) -> the dataset files of FILES.md.
  *
- * Steps: read the training and test files (textread.c); hold out the validation rows of the training file
+ * Steps: read the training and test files (textread.c); warn about the common column mistakes (a header row
+ * read as data, the text column read as the label: a first row that looks like a header, many classes for
+ * the rows, labels that occur once); hold out the validation rows of the training file
  * by a hash of their source line; build the label mapping from the training file and the vocabulary from
  * the training rows (tokenize.c); encode every split; write each file under a staged name and rename them
  * all into place only when every one was written. docs/DATA.md describes the rules.
@@ -11,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -29,20 +32,31 @@ typedef struct {
     double valid_fraction;
     bf_text_format format; /* BF_TEXT_UNKNOWN: from the file extension */
     int header, skip_bad;
+    const char *label_col;   /* --label-column, or NULL */
+    char *text_cols_buf;     /* --text-columns, split at commas into text_cols */
+    const char *text_cols[64];
+    size_t n_text_cols;
 } prep_opts;
 
 static void print_usage(FILE *f) {
     fprintf(f,
             "usage: budgetformer prepare --train FILE --test FILE --out DIR [options]\n"
-            "Turns labelled text (CSV: label,text[,text...]; TSV: label<TAB>text) into DIR/train.h5, DIR/test.h5\n"
-            "and, with --valid-fraction, DIR/valid.h5 (docs/DATA.md).\n"
+            "Turns labelled text (CSV: label,text[,text...]; TSV: label<TAB>text; JSON Lines: {\"text\": ..., \"label\": ...}\n"
+            "per line) into DIR/train.h5, DIR/test.h5 and, with --valid-fraction, DIR/valid.h5 (docs/DATA.md).\n"
             "options:\n"
+            "  --train FILE          training file: the vocabulary and the labels come from it (required)\n"
+            "  --test FILE           test file, encoded with the training vocabulary and labels (required)\n"
+            "  --out DIR             output directory, created with its parents (required)\n"
             "  --max-len T           tokens kept per text (default 64)\n"
             "  --vocab-size V        vocabulary size including <pad> and <unk> (default 16384)\n"
             "  --min-count N         keep words seen at least N times in the training rows (default 1)\n"
             "  --valid-fraction X    hold out this fraction of the training file as valid.h5 (default 0)\n"
-            "  --format csv|tsv      input format (default: from the extension, .csv / .tsv / .txt)\n"
-            "  --header              skip the first row of each input file\n"
+            "  --format csv|tsv|jsonl  input format (default: from the extension, .csv / .tsv .txt / .jsonl .ndjson)\n"
+            "  --header              the first row of each CSV/TSV file is a header: skipped, and it names the columns\n"
+            "  --label-column C      the label's column: a 1-based number or a header name (default 1; JSON Lines:\n"
+            "                        the field name, default label)\n"
+            "  --text-columns C,...  the text columns, joined by one space (default: every other column; JSON Lines:\n"
+            "                        field names, default text)\n"
             "  --skip-bad-rows       skip malformed rows with a warning instead of failing\n");
 }
 
@@ -87,8 +101,9 @@ static int parse_args(int argc, char **argv, prep_opts *o) {
             else o->skip_bad = 1;
             continue;
         }
-        static const char *const with_value[] = {"--train",     "--test",      "--out",            "--max-len",
-                                                 "--vocab-size", "--min-count", "--valid-fraction", "--format"};
+        static const char *const with_value[] = {"--train",        "--test",        "--out",            "--max-len",
+                                                 "--vocab-size",   "--min-count",   "--valid-fraction", "--format",
+                                                 "--label-column", "--text-columns"};
         int known = 0;
         for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++) known |= !strcmp(flag, with_value[k]);
         if (!known) return usage_error("unknown option '%s'", flag);
@@ -99,7 +114,20 @@ static int parse_args(int argc, char **argv, prep_opts *o) {
         if (!strcmp(flag, "--train")) o->train = val;
         else if (!strcmp(flag, "--test")) o->test = val;
         else if (!strcmp(flag, "--out")) o->out = val;
-        else if (!strcmp(flag, "--max-len")) {
+        else if (!strcmp(flag, "--label-column")) o->label_col = val;
+        else if (!strcmp(flag, "--text-columns")) {
+            free(o->text_cols_buf);
+            o->text_cols_buf = bf_xstrdup(val);
+            o->n_text_cols = 0;
+            for (char *p = o->text_cols_buf, *next; p; p = next) {
+                next = strchr(p, ',');
+                if (next) *next++ = '\0';
+                if (!*p) return usage_error("--text-columns: empty column in '%s': expected C[,C...]", val);
+                if (o->n_text_cols == sizeof o->text_cols / sizeof *o->text_cols)
+                    return usage_error("--text-columns: more than %zu columns", sizeof o->text_cols / sizeof *o->text_cols);
+                o->text_cols[o->n_text_cols++] = p;
+            }
+        } else if (!strcmp(flag, "--max-len")) {
             if (parse_long(flag, val, 1, MAX_LEN_LIMIT, &o->max_len)) return 2;
         } else if (!strcmp(flag, "--vocab-size")) {
             if (parse_long(flag, val, 2, INT32_MAX, &o->vocab_size)) return 2;
@@ -114,7 +142,8 @@ static int parse_args(int argc, char **argv, prep_opts *o) {
             o->valid_fraction = x;
         } else {
             o->format = bf_text_format_from_name(val);
-            if (o->format == BF_TEXT_UNKNOWN) return usage_error("%s: expected csv or tsv, got '%s'", flag, val);
+            if (o->format == BF_TEXT_UNKNOWN)
+                return usage_error("%s: expected csv, tsv or jsonl, got '%s'", flag, val);
         }
     }
     if (!o->train) return usage_error("missing --train FILE");
@@ -125,7 +154,7 @@ static int parse_args(int argc, char **argv, prep_opts *o) {
         for (int k = 0; k < 2; k++)
             if (bf_text_format_from_path(paths[k]) == BF_TEXT_UNKNOWN)
                 return usage_error("--format: cannot tell the format of '%s' from its extension "
-                                   "(expected .csv, .tsv or .txt): give --format csv|tsv",
+                                   "(expected .csv, .tsv, .txt, .jsonl or .ndjson): give --format csv|tsv|jsonl",
                                    paths[k]);
     }
     return 0;
@@ -145,12 +174,86 @@ typedef struct {
 } split;
 
 static int read_file(const prep_opts *o, const char *path, bf_text_rows *rows, bf_err *err) {
-    bf_text_format fmt = o->format ? o->format : bf_text_format_from_path(path);
-    if (bf_text_read(path, fmt, o->header, o->skip_bad, rows, err) < 0) return -1;
+    bf_text_spec spec = {.fmt = o->format ? o->format : bf_text_format_from_path(path),
+                         .header = o->header,
+                         .skip_bad = o->skip_bad,
+                         .label_col = o->label_col,
+                         .text_cols = o->n_text_cols ? o->text_cols : NULL,
+                         .n_text_cols = o->n_text_cols};
+    if (bf_text_read_spec(path, &spec, rows, err) < 0) return -1;
     if (rows->n == 0)
         return bf_fail(err, "%s: no rows: expected at least one labelled row%s", path,
                        rows->n_bad ? " (every row was bad and skipped)" : "");
     return 0;
+}
+
+/* A first row whose label or text is one of these words (case-insensitive) looks like a header row. */
+static int header_word(const char *s) {
+    static const char *const words[] = {"label",   "labels", "class", "classes",  "category", "categories",
+                                        "target",  "y",      "tag",   "topic",    "sentiment", "text",
+                                        "sentence", "review", "title", "content", "body",      "document",
+                                        "input",   "id",     "name",  "question", "answer",   "description"};
+    while (*s == ' ') s++;
+    size_t n = strlen(s);
+    while (n && s[n - 1] == ' ') n--;
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strlen(words[i]) == n && !strncasecmp(s, words[i], n)) return 1;
+    return 0;
+}
+
+static int integer_text(const char *s) {
+    if (*s == '-') s++;
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
+/* Warnings for the column mistakes that prepare cannot tell from a real dataset: a header row read as data
+ * (no --header), the text read as the label (a `text,label` file read label-first: as many classes as rows),
+ * labels that occur once. */
+static void warn_column_mistakes(const prep_opts *o, const bf_text_rows *rows, const bf_labelmap *m) {
+    size_t n = rows->n, C = m->n_classes;
+    size_t *count = bf_xcalloc(C + 1, sizeof *count), *first = bf_xcalloc(C + 1, sizeof *first);
+    for (size_t i = 0; i < n; i++) {
+        int32_t c = bf_labelmap_class(m, rows->rows[i].label);
+        if (c < 0) continue;
+        if (count[c]++ == 0) first[c] = i;
+    }
+    bf_text_format fmt = o->format ? o->format : bf_text_format_from_path(o->train);
+    if (!o->header && fmt != BF_TEXT_JSONL && n >= 3) {
+        const bf_text_row *r0 = &rows->rows[0];
+        int32_t c0 = bf_labelmap_class(m, r0->label);
+        int others_integer = 1;
+        for (size_t i = 1; i < n && others_integer; i++) others_integer = integer_text(rows->rows[i].label);
+        if (c0 >= 0 && count[c0] == 1 &&
+            (header_word(r0->label) || (strlen(r0->text) == r0->text_len && header_word(r0->text)) ||
+             (others_integer && !integer_text(r0->label))))
+            bf_warn("%s:%lld: the first row ('%.40s', '%.40s') looks like a header row, and its label occurs "
+                    "nowhere else: give --header to skip it (and to name columns with --label-column and "
+                    "--text-columns)",
+                    o->train, (long long)r0->line, r0->label, r0->text);
+    }
+    if (C > 2 && 2 * C > n)
+        bf_warn("%s: %zu classes for %zu rows (%.1f rows per class): is the label column right? The label is "
+                "column 1 by default (a `text,label` file needs --label-column 2 or --label-column label "
+                "--header)",
+                o->train, C, n, (double)n / (double)C);
+    size_t once = 0;
+    char ex[256] = "";
+    size_t pos = 0;
+    for (size_t c = 0; c < C; c++)
+        if (count[c] == 1) {
+            if (once++ < 3 && pos < sizeof ex)
+                pos += (size_t)snprintf(ex + pos, sizeof ex - pos, "%s'%.40s' (line %lld)", once > 1 ? ", " : "",
+                                        m->names[c], (long long)rows->rows[first[c]].line);
+        }
+    if (once)
+        bf_warn("%s: %zu of %zu labels occur only once in the training file (%s%s): a class with one example can "
+                "hardly be learned; check the label column (--label-column)",
+                o->train, once, C, ex, once > 3 ? ", ..." : "");
+    free(count);
+    free(first);
 }
 
 /* Maps the labels of a split; a label unknown to the training file is a bad row (error, or skipped). */
@@ -169,8 +272,9 @@ static int map_labels(const prep_opts *o, split *s, const bf_labelmap *m, bf_tex
                          s->path, (long long)r->line, r->label, m->base, m->base + (long long)m->n_classes - 1);
             else
                 snprintf(msg, sizeof msg,
-                         "%s:%lld: label '%s' never occurs in the training file: expected one of its %zu labels",
-                         s->path, (long long)r->line, r->label, m->n_classes);
+                         "%s:%lld: label '%s' never occurs in the training file: expected one of its %zu labels%s",
+                         s->path, (long long)r->line, r->label, m->n_classes,
+                         i == 0 && !o->header && header_word(r->label) ? " (a header row? give --header)" : "");
             if (!o->skip_bad) return bf_fail(err, "%s", msg);
             if (src_for_count->n_bad++ == 0) snprintf(src_for_count->first_bad, sizeof src_for_count->first_bad, "%s", msg);
             continue;
@@ -296,6 +400,7 @@ static int run(const prep_opts *o, bf_err *err) {
         bf_fail(err, "%s:%lld: %s", o->train, (long long)train_rows.rows[bad_index].line, lerr.msg);
         goto done;
     }
+    warn_column_mistakes(o, &train_rows, &labels);
     for (int k = 0; k < N_SPLITS; k++) {
         if (k == SPLIT_VALID && o->valid_fraction <= 0) continue;
         if (map_labels(o, &sp[k], &labels, k == SPLIT_TEST ? &test_rows : &train_rows, err) < 0) goto done;
@@ -392,14 +497,20 @@ int bf_cmd_prepare(int argc, char **argv) {
     int p = parse_args(argc, argv, &o);
     if (p == 1) {
         print_usage(stdout);
+        free(o.text_cols_buf);
         return 0;
     }
-    if (p != 0) return p;
+    if (p != 0) {
+        free(o.text_cols_buf);
+        return p;
+    }
     bf_h5_init();
     bf_err err = {{0}};
+    int rc = 0;
     if (run(&o, &err) < 0) {
         fprintf(stderr, "budgetformer prepare: error: %s\n", err.msg);
-        return 1;
+        rc = 1;
     }
-    return 0;
+    free(o.text_cols_buf);
+    return rc;
 }

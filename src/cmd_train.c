@@ -8,14 +8,20 @@
 #include "budgetformer/config.h"
 #include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
+#include "budgetformer/textread.h"
 #include "budgetformer/train.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer train --config FILE [--set section.key=value ...] [--resume auto|FILE] [--quiet]\n"
                "       budgetformer train --help-config     (every configuration key)\n"
+               "options:\n"
+               "  --config FILE   the INI configuration (docs/CONFIG.md) (required)\n"
+               "  --set S.K=V     override one configuration key (repeatable; later ones win)\n"
                "  --resume auto   continue from the newest valid checkpoint in run.dir/checkpoints (a new run\n"
                "                  when there is none)\n"
                "  --resume FILE   continue from that checkpoint\n"
+               "  --quiet         no progress lines and info messages (warnings and errors still print)\n"
+               "  --help-config   list every configuration key with its type, default and range\n"
                "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT after writing a\n"
                "checkpoint (continue with --resume auto); see docs/FAILURES.md\n");
 }
@@ -93,6 +99,21 @@ int bf_cmd_train(int argc, char **argv) {
     if (bf_train_install_signal_handlers(dist.rank == 0))
         bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT handlers: a signal ends the run without a checkpoint");
     int rc = bf_train_run_opts(&cfg, &dist, &opts, &err);
+    if (rc < 0) {
+        /* A dataset that could not be opened: say which key named it and what the fix is (a missing file, a
+         * directory, unprepared text). */
+        const char *const data_keys[3] = {"data.train", "data.valid", "data.test"};
+        const char *const data_paths[3] = {cfg.data_train, cfg.data_valid, cfg.data_test};
+        for (int k = 0; k < 3; k++) {
+            size_t n = strlen(data_paths[k]);
+            bf_err hint;
+            if (n && !strncmp(err.msg, data_paths[k], n) && err.msg[n] == ':' &&
+                bf_text_check_dataset_path(data_keys[k], data_paths[k], &hint)) {
+                err = hint;
+                break;
+            }
+        }
+    }
     if (rc < 0 && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
     {
         if (dist.world > 1) fprintf(stderr, "budgetformer train: error on rank %d: %s\n", dist.rank, err.msg);

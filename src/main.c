@@ -8,10 +8,10 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: budgetformer <command> [options]\n"
             "commands:\n"
-            "  prepare  --train FILE --test FILE --out DIR [...]   text CSV/TSV -> dataset .h5 files\n"
+            "  prepare  --train FILE --test FILE --out DIR [...]   text CSV/TSV/JSONL -> dataset .h5 files\n"
             "  train    --config FILE [--set key=value ...]        train a model\n"
             "  eval     --checkpoint FILE --data FILE [--records FILE] [--json]\n"
-            "  predict  --checkpoint FILE [--input FILE|-] [--json]  classify text lines (head-skipping)\n"
+            "  predict  --checkpoint FILE [--input FILE|-] [--top-k N]  classify text lines (head-skipping)\n"
             "  heads    FILE [--json]                              head usage from a log.h5 or records file\n"
             "  inspect  FILE                                       a checkpoint's step, configuration, shapes\n"
             "  bench    [--d-model 256 ...]                        time training and inference (JSON)\n"

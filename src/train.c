@@ -706,6 +706,7 @@ static int run_loop(trainer *t, bf_err *err) {
      * the summed k/H of the budgets inference would use (the budget controller). */
     double *red = bf_xcalloc((size_t)L + 4, sizeof(double));
     float *mean_budget = bf_xcalloc((size_t)L, sizeof(float));
+    double *heads_acc_l = bf_xcalloc((size_t)L, sizeof(double)); /* per layer, for the progress line */
     double t_start = bf_wall_seconds(), t_mark = t_start, comm_mark = 0.0;
     long first = t->start_step + 1, mark_step = t->start_step;
     double loss_acc = 0.0, heads_acc = 0.0;
@@ -802,6 +803,7 @@ static int run_loop(trainer *t, bf_err *err) {
             }
             loss_acc += loss;
             heads_acc += heads;
+            for (int l = 0; l < L; l++) heads_acc_l[l] += mean_budget[l];
             acc_steps++;
         }
         if (!skip && (step % c->heads_every == 0 || step == last)) {
@@ -837,15 +839,19 @@ static int run_loop(trainer *t, bf_err *err) {
             if (c->budget_target > 0.0f)
                 snprintf(budget_note, sizeof budget_note, " | k/H %.3f (target %.3f, lambda %.3g)", exploit_frac,
                          bf_coordinator_budget_target(&t->coord, step), (double)lambda);
+            char per_layer[64 * 8] = ""; /* mean heads of each layer since the last line */
+            for (int l = 0, k = 0; l < L && k < (int)sizeof per_layer - 8; l++)
+                k += snprintf(per_layer + k, sizeof per_layer - (size_t)k, "%s%.2f", l ? " " : "", heads_acc_l[l] / acc_steps);
             if (root)
-                fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads %.2f/%d%s | lr %.2e | %.0f samples/s | "
+                fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads [%s]/%d%s | lr %.2e | %.0f samples/s | "
                                 "comm %.0f%% | ETA %s\n",
-                        step, c->steps, loss_acc / acc_steps, eps, heads_acc / acc_steps, H, budget_note, lr, sps,
+                        step, c->steps, loss_acc / acc_steps, eps, per_layer, H, budget_note, lr, sps,
                         100.0 * comm_frac, eta);
             t_mark = now;
             comm_mark = t->dist->comm_seconds;
             mark_step = step;
             loss_acc = heads_acc = 0.0;
+            memset(heads_acc_l, 0, (size_t)L * sizeof *heads_acc_l);
             acc_steps = 0;
             if (agree(t, root ? bf_runlog_flush(&t->log, err) : 0, err) &&
                 after_write_failure(t, "writing log.h5", err)) {
@@ -863,6 +869,7 @@ static int run_loop(trainer *t, bf_err *err) {
     free(st.budget_sum);
     free(red);
     free(mean_budget);
+    free(heads_acc_l);
     if (rc) return -1;
     if (stopped) return stop_on_request(t, stop_step, err);
     if (first > last) {

@@ -1,6 +1,6 @@
-/* test_model_props: properties of the model that MODEL.md states, checked through the model API.
+/* test_model_props: properties of the model that docs/MODEL.md states, checked through the model API.
  *   (a) with W_rel = 0, b_rel = 0 and k = H (fixed_budget = H = 4, a power of two) the forward pass equals the
- *       full multi-head model with the same weights (MODEL.md: exactly; checked to 1e-6 and reported);
+ *       full multi-head model with the same weights (docs/MODEL.md: exactly; checked to 1e-6 and reported);
  *   (b) padding and batch composition never change an output: an input's logits, k^, cross-entropy, budget and
  *       head mask are the same (to 2e-6 max(1, |value|); choices exactly) alone, in a batch before or after
  *       others, and with garbage tokens after its length. Not bit-identical: BLAS may sum in another order for
@@ -131,7 +131,7 @@ static void test_uniform_router_equals_full_heads(void **state) {
     copy_params(&full, &fixed);
     inputs in;
     make_inputs(&in, 6, 302);
-    /* MODEL.md leaves open whether a fixed-budget model draws random budgets: exploration here is Gumbel only */
+    /* docs/MODEL.md leaves open whether a fixed-budget model draws random budgets: exploration here is Gumbel only */
     memset(in.k_random, 0, sizeof in.k_random);
     outputs a, b;
     run(&full, &in, 0.0f, &b);

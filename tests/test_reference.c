@@ -2,7 +2,7 @@
  *
  * The group setup runs tests/reference/make_fixture.py, which writes small random models, one batch with its
  * exploration draws and the reference's float32 outputs and gradients. Each test loads one fixture into a
- * bf_model through the tensor table (stored names of MODEL.md), runs forward and backward and compares:
+ * bf_model through the tensor table (stored names of docs/MODEL.md), runs forward and backward and compares:
  *   logits, khat, ce_sum, loss   |a - b| <= 1e-5 + 1e-4 |b| per element
  *   budget, head_mask            exactly (the fixture keeps every discrete choice away from ties)
  *   every gradient tensor        max |a - b| <= 1e-4 + 1e-3 max |b| over the tensor
@@ -123,7 +123,7 @@ static int check_fixture(const char *name) {
 
     bf_model m;
     bf_model_init(&m, &cfg, B);
-    /* Every tensor of MODEL.md is in the table (6 global + 16 per layer) and is read by its stored name. */
+    /* Every tensor of docs/MODEL.md is in the table (6 global + 16 per layer) and is read by its stored name. */
     assert_int_equal(m.n_tensors, 6 + 16 * cfg.n_layers);
     for (int i = 0; i < m.n_tensors; i++) {
         const bf_tensor_info *t = &m.tensors[i];

@@ -1,4 +1,5 @@
-/* textread: labelled text rows from CSV (RFC 4180, via libcsv) or TSV files, with their source lines.
+/* textread: labelled text rows from CSV (RFC 4180, via libcsv), TSV or JSON Lines (via jansson) files, with
+ * their source lines.
  *
  *   bf_text_rows rows = {0};
  *   if (bf_text_read("train.csv", BF_TEXT_CSV, 0, 0, &rows, &err) < 0) ...;   // err: "train.csv:7: ..."
@@ -10,6 +11,11 @@
  * into the text; every row must have the column count of the file's first row (at least 2).
  * TSV: `label<TAB>text`; the text is the rest of the line after the first tab (a trailing CR is dropped);
  * blank lines are skipped.
+ * Columns (bf_text_read_spec): label_col and text_cols pick the label column and the text columns of a CSV or
+ * TSV file by 1-based number or, with a header row, by name (the texts of several columns are joined by one
+ * space); TSV lines are then split at every tab. JSON Lines: one JSON object per line; the label is the field
+ * label_col ("label" by default; a string or an integer), the text the fields text_cols ("text"; strings)
+ * joined by one space; blank lines are skipped.
  * Every field must be valid UTF-8 and the label must be non-empty. A row breaking these rules is a bad row:
  * an error naming file:line and what was expected, or, with skip_bad, skipped and counted in n_bad.
  */
@@ -21,7 +27,7 @@
 
 #include "budgetformer/util.h"
 
-typedef enum { BF_TEXT_UNKNOWN = 0, BF_TEXT_CSV = 1, BF_TEXT_TSV = 2 } bf_text_format;
+typedef enum { BF_TEXT_UNKNOWN = 0, BF_TEXT_CSV = 1, BF_TEXT_TSV = 2, BF_TEXT_JSONL = 3 } bf_text_format;
 
 typedef struct {
     char *label;     /* NUL-terminated, non-empty, valid UTF-8 */
@@ -37,14 +43,35 @@ typedef struct {
     char first_bad[BF_ERR_LEN];   /* the message of the first skipped row */
 } bf_text_rows;
 
-/* .csv -> CSV; .tsv and .txt -> TSV (case-insensitive); else BF_TEXT_UNKNOWN. */
+/* .csv -> CSV; .tsv and .txt -> TSV; .jsonl and .ndjson -> JSON Lines (case-insensitive); else
+ * BF_TEXT_UNKNOWN. */
 bf_text_format bf_text_format_from_path(const char *path);
-/* "csv" / "tsv" -> the format; else BF_TEXT_UNKNOWN. */
+/* "csv" / "tsv" / "jsonl" -> the format; else BF_TEXT_UNKNOWN. */
 bf_text_format bf_text_format_from_name(const char *name);
 
 /* Reads every row of path, appending to out. header: skip the file's first row. Returns 0, or -1 with err
  * set ("FILE:LINE: ... expected ..."). */
 int bf_text_read(const char *path, bf_text_format fmt, int header, int skip_bad, bf_text_rows *out, bf_err *err);
+
+/* What to read and how. label_col / text_cols NULL: the defaults above (CSV: column 1 and the other columns;
+ * TSV: label<TAB>text; JSON Lines: fields "label" and "text"). A column given as digits only is a 1-based
+ * number, else a name (CSV/TSV: needs header). */
+typedef struct {
+    bf_text_format fmt;
+    int header, skip_bad;
+    const char *label_col;
+    const char *const *text_cols;
+    size_t n_text_cols;
+} bf_text_spec;
+/* As bf_text_read; a column that does not exist (a number beyond the first row's columns, a name missing
+ * from the header, a name without a header row) is an error naming the file and the option. */
+int bf_text_read_spec(const char *path, const bf_text_spec *spec, bf_text_rows *out, bf_err *err);
 void bf_text_rows_free(bf_text_rows *r);
+
+/* The common mistakes where a prepared dataset is expected (key: the configuration key or option that named
+ * path, e.g. "data.train" or "--data"): a missing file, a directory, or a file that is not HDF5 (text, a
+ * CSV/TSV/JSON Lines file: prepare it first). Returns 0 when path is a file starting like HDF5, else -1 with
+ * err naming the key and path and suggesting the fix. */
+int bf_text_check_dataset_path(const char *key, const char *path, bf_err *err);
 
 #endif

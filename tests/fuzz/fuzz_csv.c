@@ -3,13 +3,13 @@
  *
  * Input: byte 0 picks the options, the rest is the file.
  *   bit 0: TSV (else CSV)    bit 1: header    bit 2: skip bad rows    bits 3..7: vocabulary size 2 + n
- *   bit 7 also: min_count 2 (else 1)
+ *   bit 7 also: min_count 2 (else 1); bits 0, 1 and 6 all set: JSON Lines instead (no header)
  *
  * Besides "no crash, leak, hang or undefined behaviour" (ASan, UBSan, -timeout), it checks:
  *   - bf_utf8_valid agrees with an independent decoder (RFC 3629), offset of the first bad byte included;
  *   - tokens are non-empty, lowercase, free of separators, punctuation tokens are one byte, word tokens are
  *     word bytes only, and tokenising the tokens joined by spaces gives the same tokens;
- *   - bf_text_read returns 0 or -1; -1 only without skip_bad, with a message "PATH:..."; rows have a
+ *   - bf_text_read (JSON Lines: bf_text_read_spec) returns 0 or -1; -1 only without skip_bad, with a message "PATH:..."; rows have a
  *     non-empty NUL-free UTF-8 label, UTF-8 text terminated at text_len, lines in [1, lines of the file]
  *     and non-decreasing; a TSV label has no tab and a TSV text no newline;
  *   - the label mapping sends every training label into [0, C) and back to its name (name labels sorted);
@@ -198,8 +198,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     const unsigned opts = data[0];
     const char *body = (const char *)data + 1;
     const size_t n = size - 1;
-    const bf_text_format fmt = (opts & 1) ? BF_TEXT_TSV : BF_TEXT_CSV;
-    const int header = (opts >> 1) & 1, skip_bad = (opts >> 2) & 1;
+    const int jsonl = (opts & 0x43) == 0x43;
+    const bf_text_format fmt = jsonl ? BF_TEXT_JSONL : (opts & 1) ? BF_TEXT_TSV : BF_TEXT_CSV;
+    const int header = jsonl ? 0 : (opts >> 1) & 1, skip_bad = (opts >> 2) & 1;
     const size_t max_size = 2 + (opts >> 3);
     const int64_t min_count = 1 + (opts >> 7);
 
@@ -212,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     for (size_t i = 0; i < n; i++) n_lines += body[i] == '\n';
     bf_text_rows rows = {0};
     bf_err err = {{0}};
-    int rc = bf_text_read(path, fmt, header, skip_bad, &rows, &err);
+    int rc = bf_text_read(path, fmt, header, skip_bad, &rows, &err); /* the JSON Lines defaults: label, text */
     BF_FUZZ_REQUIRE(rc == 0 || rc == -1, "bf_text_read returned %d", rc);
     if (rc < 0) {
         BF_FUZZ_REQUIRE(!skip_bad, "bf_text_read failed with skip_bad: %s", err.msg);

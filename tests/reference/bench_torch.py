@@ -1,4 +1,4 @@
-"""PyTorch side of the speed benchmark (launch/bench-vs-pytorch.sh): the model of MODEL.md written the way a
+"""PyTorch side of the speed benchmark (launch/bench-vs-pytorch.sh): the model of docs/MODEL.md written the way a
 careful PyTorch user would (fused nn.functional ops, batched attention, torch.optim.AdamW), timed on one
 thread on the same shape and batch as `budgetformer bench`. Prints one JSON object.
 

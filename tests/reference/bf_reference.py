@@ -1,8 +1,8 @@
-"""PyTorch reference of the BudgetFormer model contract (/work/shared/docs/MODEL.md).
+"""PyTorch reference of the BudgetFormer model contract (docs/MODEL.md).
 
-Written from MODEL.md alone, independently of the C code, so that the C trainer can be checked against it:
+Written from docs/MODEL.md alone, independently of the C code, so that the C trainer can be checked against it:
 forward on padded [B, T] token ids with lengths, the straight-through budget/selection estimator, the loss
-the C backward differentiates, and checkpoint I/O under the stored names of MODEL.md.
+the C backward differentiates, and checkpoint I/O under the stored names of docs/MODEL.md.
 
     cfg = dict(vocab_size=50, max_len=12, d_model=16, n_heads=4, n_layers=2, d_ff=24, n_classes=3,
                full_heads=0, fixed_budget=0)
@@ -27,7 +27,7 @@ LN_EPS = 1e-5
 
 
 def param_shapes(cfg):
-    """(stored name without the /model/ prefix, shape) in MODEL.md order."""
+    """(stored name without the /model/ prefix, shape) in docs/MODEL.md order."""
     V, T, D, H = cfg["vocab_size"], cfg["max_len"], cfg["d_model"], cfg["n_heads"]
     F, C = cfg["d_ff"], cfg["n_classes"]
     out = [("tok_emb", (V, D)), ("pos_emb", (T, D))]
@@ -229,7 +229,7 @@ def bf_loss(cfg, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=
 
 
 def load_checkpoint(path, dtype=torch.float32):
-    """Reads /model (attributes and datasets under the MODEL.md names) of an HDF5 checkpoint."""
+    """Reads /model (attributes and datasets under the docs/MODEL.md names) of an HDF5 checkpoint."""
     import h5py
     with h5py.File(path, "r") as f:
         return model_from_group(f["model"], dtype)

@@ -1,4 +1,4 @@
-"""Checks `budgetformer eval --records` against the independent PyTorch reference of MODEL.md.
+"""Checks `budgetformer eval --records` against the independent PyTorch reference of docs/MODEL.md.
 
     /usr/bin/python3 tests/reference/compare_records.py CHECKPOINT.h5 DATASET.h5 RECORDS.h5 [--min-agree 0.999]
 

@@ -1,6 +1,6 @@
 """Writes the reference fixtures for tests/test_reference.c: python3 make_fixture.py OUTDIR
 
-Each OUTDIR/<case>.h5 holds a small random model in the checkpoint layout of MODEL.md (/model datasets and
+Each OUTDIR/<case>.h5 holds a small random model in the checkpoint layout of docs/MODEL.md (/model datasets and
 integer attributes, /vocab, /label_names), one batch and its exploration draws, and what bf_reference.py
 computes for them in float32:
     /input/tokens int32 [B,T] (PAD = 0 after the length), /input/lengths int32 [B], /input/labels int32 [B]
@@ -37,8 +37,8 @@ CASES = [
     ("learned_explore", 0, 0, 0.7, 0.8, 0.1, True),
     ("learned_exploit", 0, 0, 0.0, 1.0, 0.1, False),
     ("full_heads", 1, 0, 0.0, 1.0, 0.1, False),
-    # Gumbel noise also perturbs the fixed-budget selection (MODEL.md: S chosen by r + eps G); k_random is
-    # left 0, since MODEL.md leaves it open whether a fixed-budget model draws random budgets.
+    # Gumbel noise also perturbs the fixed-budget selection (docs/MODEL.md: S chosen by r + eps G); k_random is
+    # left 0, since docs/MODEL.md leaves it open whether a fixed-budget model draws random budgets.
     ("fixed_budget", 0, 2, 0.5, 1.0, 0.1, False),
     # Added options (docs/MODEL.md): renormalised gates; a forced budget with distillation targets (a sandwich
     # pass); budget supervision with distillation targets.
