@@ -543,6 +543,9 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (!c->data_train[0])
         return bf_fail(err, "data.train is not set: give the prepared training set in the config file "
                        "([data] train = PATH) or with --set data.train=PATH");
+    if (!c->run_dir[0])
+        return bf_fail(err, "run.dir is empty: give the run directory ([run] dir = PATH or --set run.dir=PATH); "
+                       "an empty run.dir would put config.ini, log.h5 and checkpoints/ into the root directory /");
     if (c->d_model % c->n_heads)
         return bf_fail(err, "model.d_model (%d) must be divisible by model.n_heads (%d)", c->d_model, c->n_heads);
     if (c->fixed_budget > c->n_heads)

@@ -21,6 +21,7 @@
 #include "budgetformer/headstats.h"
 #include "budgetformer/model.h"
 #include "budgetformer/optim.h"
+#include "budgetformer/rundir.h"
 #include "budgetformer/runlog.h"
 #include "budgetformer/sampler.h"
 #include "budgetformer/schedule.h"
@@ -192,6 +193,8 @@ typedef struct {
     int64_t *heads_keep;  /* [heads.block_len] the counts kept across an early /heads record */
     int check_alloc;      /* BF_CHECK_ALLOC=1: the training step must not allocate after the first */
     fault_plan fault;     /* BF_FAULT */
+    bf_run_lock lock;     /* run.dir/.lock, held by rank 0 for the whole run */
+    int wrote_run;        /* rank 0 has written into run.dir (else a failed start removes what it created) */
 } trainer;
 
 /* FNV-1a over the bytes of the weights: equal checksums on every rank mean bitwise-equal replicas. */
@@ -265,6 +268,7 @@ static int prepare_run_dir(trainer *t, bf_err *err) {
                             "continue it with --resume auto", dir, p);
     snprintf(p, sizeof p, "%s/checkpoints", dir);
     if (bf_mkdir_p(p, err)) return -1;
+    t->wrote_run = 1;
     /* config.ini: the resolved configuration of the run as it goes on now (a resume may change stop_at...). */
     snprintf(p, sizeof p, "%s/config.ini", dir);
     snprintf(tmp, sizeof tmp, "%s/.config.ini.tmp", dir);
@@ -1155,8 +1159,11 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
                 cfg->batch_size, t.world);
         return agree(&t, -1, err);
     }
+    t.lock.fd = -1;
     int rc = agree(&t, load_data(&t, err), err);
     if (rc == 0) rc = agree(&t, build_model(&t, err), err);
+    /* The lock before the first read of run.dir: a second run is refused before it reads or writes anything. */
+    if (rc == 0) rc = agree(&t, t.rank == 0 ? bf_run_dir_lock(&t.lock, cfg->run_dir, err) : 0, err);
     if (rc == 0) rc = resume_state(&t, err);
     if (rc == 0) rc = agree(&t, t.rank == 0 ? prepare_run_dir(&t, err) : 0, err);
     if (rc == 0) {
@@ -1175,6 +1182,7 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
             bf_info("BF_CHECK_ALLOC: no update after the first allocated (bf_alloc_count unchanged)");
     }
     trainer_free(&t);
+    bf_run_dir_unlock(&t.lock, !t.wrote_run);
     return rc;
 }
 

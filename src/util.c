@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static int g_quiet = 0;
 static size_t g_allocs = 0; /* single-threaded by design: one process per rank, one thread */
@@ -100,22 +101,46 @@ int bf_path_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-int bf_mkdir_p(const char *path, bf_err *err) {
+/* mkdir -p that leaves nothing behind when it fails: the directories it made are removed again, deepest
+ * first, so a run.dir that cannot be created does not leave a half-made tree (docs/FAILURES.md). */
+int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err) {
     char buf[4096];
     size_t n = strlen(path);
+    if (made && made_len) made[0] = '\0';
     if (n == 0 || n >= sizeof buf) return bf_fail(err, "directory path '%s' is empty or too long", path);
     memcpy(buf, path, n + 1);
-    for (size_t i = 1; i <= n; i++) {
-        if (buf[i] == '/' || buf[i] == '\0') {
-            char c = buf[i];
-            buf[i] = '\0';
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
-                return bf_fail(err, "cannot create directory '%s': %s", buf, strerror(errno));
-            buf[i] = c;
+    size_t first_made = 0; /* end of the first prefix this call created; 0 = none yet */
+    int rc = 0;
+    for (size_t i = 1; i <= n && rc == 0; i++) {
+        if (buf[i] != '/' && buf[i] != '\0') continue;
+        char c = buf[i];
+        buf[i] = '\0';
+        if (mkdir(buf, 0777) == 0) {
+            if (!first_made) first_made = i;
+        } else if (errno != EEXIST) {
+            int e = errno;
+            rc = bf_fail(err, "cannot create directory '%s': %s%s", buf, strerror(e),
+                         e == ENOTDIR ? " (a part of the path is a file, not a directory)" : "");
         }
+        buf[i] = c;
     }
     struct stat st;
-    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
-        return bf_fail(err, "'%s' exists and is not a directory", path);
-    return 0;
+    if (rc == 0 && (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))) {
+        int e = errno;
+        rc = bf_fail(err, "'%s' exists and is not a directory%s", path, e == ELOOP ? " (a symbolic link loop)" : "");
+    }
+    if (rc && first_made) {
+        /* Undo, deepest first: every prefix from the first one made on was made by this call. */
+        memcpy(buf, path, n + 1);
+        for (size_t i = n; i >= first_made; i--) {
+            if (buf[i] != '/' && buf[i] != '\0') continue;
+            buf[i] = '\0';
+            rmdir(buf); /* only empty directories go; one that fails to go was not ours to remove */
+        }
+    } else if (rc == 0 && first_made && made && made_len) {
+        snprintf(made, made_len, "%.*s", (int)first_made, path);
+    }
+    return rc;
 }
+
+int bf_mkdir_p(const char *path, bf_err *err) { return bf_mkdir_p_ex(path, NULL, 0, err); }

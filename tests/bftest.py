@@ -13,10 +13,13 @@ Checks are recorded in the module's list `failures`; a test ends with finish() o
 """
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 EXE = os.environ["BF_EXE"]
 SRC = os.environ["BF_SOURCE_DIR"]
@@ -158,3 +161,53 @@ def report():
         print("%d check(s) failed" % len(failures))
         sys.exit(1)
     print("all checks passed")
+
+
+class Watched:
+    """A process whose merged stdout/stderr lines are read by a thread, so the test can wait for a line."""
+
+    def __init__(self, cmd, env):
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines, self.q = [], queue.Queue()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.q.put(line)
+        self.q.put(None)
+
+    def wait_for(self, pred, timeout=TIMEOUT):
+        """Returns the first line (from now on) for which pred is true, or None at EOF or timeout."""
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                line = self.q.get(timeout=max(0.01, end - time.time()))
+            except queue.Empty:
+                break
+            if line is None:
+                self.q.put(None)
+                return None
+            self.lines.append(line)
+            if pred(line):
+                return line
+        return None
+
+    def finish(self, timeout=TIMEOUT):
+        try:
+            rc = self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+        self.wait_for(lambda _l: False, timeout=10)
+        return rc, "".join(self.lines)
+
+
+def progress_step(line):
+    """The update number of a progress line 'step    100/3000 | ...', else None."""
+    if line.startswith("step ") and "|" in line:
+        try:
+            return int(line.split()[1].split("/")[0])
+        except ValueError:
+            return None
+    return None

@@ -54,6 +54,9 @@ double bf_cpu_seconds(void);
 
 /* Creates a directory and its parents (like mkdir -p). Returns 0 or -1 with err set. */
 int bf_mkdir_p(const char *path, bf_err *err);
+/* The same; on failure the directories it created are removed again (nothing is left). On success `made`
+ * (if not NULL) receives the topmost directory it created, "" when all existed. */
+int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err);
 /* 1 if path exists. */
 int bf_path_exists(const char *path);
 
