@@ -455,10 +455,8 @@ static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_
     checkpoint_path(t, step, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/checkpoints", c->run_dir);
     if (bf_path_exists(path)) {
-        bf_ckpt_file cf;
         bf_err why;
-        int valid = bf_checkpoint_open_ex(path, BF_DIGEST_REQUIRED, 0, &cf, &why) == 0;
-        bf_checkpoint_close(&cf);
+        int valid = bf_checkpoint_validate(path, &why) == 0;
         if (valid) {
             /* Only reached when a valid checkpoint of this step exists already (e.g. written by another run
              * into the same directory): it is never overwritten. */
@@ -1054,10 +1052,8 @@ static int resume_file(trainer *t, const char *path, bf_err *err) {
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (e[i].step <= t->start_step) break;
-        bf_ckpt_file cf;
         bf_err ignore;
-        int valid = bf_checkpoint_open_ex(e[i].path, BF_DIGEST_REQUIRED, 0, &cf, &ignore) == 0;
-        bf_checkpoint_close(&cf);
+        int valid = bf_checkpoint_validate(e[i].path, &ignore) == 0;
         if (valid)
             rc = bf_fail(err, "--resume %s: run.dir holds a newer valid checkpoint %s that continuing from step %ld "
                               "could overwrite; use --resume auto, or move the newer checkpoints away first",

@@ -123,7 +123,7 @@ def valid_steps(run_dir, why=False):
     for n in checkpoint_names(run_dir):
         rc, j, err = inspect(os.path.join(run_dir, "checkpoints", n))
         if rc == 0 and j["checksum"]["status"] == "valid":
-            steps.append(int(n[5:13]))
+            steps.append(int(n[5:-3]))
         else:
             bad.append(n + ": " + err.strip() if why else n)
     return steps, bad

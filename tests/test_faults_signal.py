@@ -108,7 +108,7 @@ def part_one_rank(data):
           "exit %s, %s" % (rc, names))
     if len(names) != 1:
         return
-    step = int(names[0][5:13])
+    step = int(names[0][5:-3])
     irc, j, _ = inspect(os.path.join(run_dir, "checkpoints", names[0]))
     check("one_rank_sigint: the checkpoint is valid and says MPI was not initialised",
           irc == 0 and j["checksum"]["status"] == "valid" and
