@@ -25,6 +25,21 @@ static void pin_blas_threads(void) {
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
 }
 
+/* What the run writes in run.dir must not be, or link to, what it reads: --config run.dir/config.ini would
+ * be replaced by the resolved configuration, a data file named log.h5 by the log. */
+static int check_outputs(const bf_config *c, const char *config_path, const char *resume, bf_err *err) {
+    static const char *const names[] = {"config.ini", ".config.ini.tmp", "log.h5", "log.h5.tmp", ".lock"};
+    char paths[5][BF_PATH_LEN + 32];
+    bf_named_path out[5];
+    for (int i = 0; i < 5; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", c->run_dir, names[i]);
+        out[i] = (bf_named_path){i < 2 ? "run.dir/config.ini" : i < 4 ? "run.dir/log.h5" : "run.dir/.lock", paths[i]};
+    }
+    const bf_named_path in[] = {{"--config", config_path}, {"data.train", c->data_train}, {"data.valid", c->data_valid},
+                                {"data.test", c->data_test}, {"--resume", resume && strcmp(resume, "auto") ? resume : NULL}};
+    return bf_check_outputs(out, 5, in, 5, err);
+}
+
 int bf_cmd_train(int argc, char **argv) {
     const char *config_path = NULL;
     bf_config cfg;
@@ -80,6 +95,10 @@ int bf_cmd_train(int argc, char **argv) {
             return 2;
         }
     if (bf_config_validate(&cfg, &err)) {
+        fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
+        return 2;
+    }
+    if (check_outputs(&cfg, config_path, opts.resume, &err)) {
         fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
         return 2;
     }

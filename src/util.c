@@ -144,3 +144,25 @@ int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err) {
 }
 
 int bf_mkdir_p(const char *path, bf_err *err) { return bf_mkdir_p_ex(path, NULL, 0, err); }
+
+int bf_same_file(const char *a, const char *b) {
+    struct stat x, y;
+    return stat(a, &x) == 0 && stat(b, &y) == 0 && x.st_dev == y.st_dev && x.st_ino == y.st_ino;
+}
+
+int bf_check_outputs(const bf_named_path *out, size_t n_out, const bf_named_path *in, size_t n_in, bf_err *err) {
+    for (size_t i = 0; i < n_out; i++) {
+        if (!out[i].path || !out[i].path[0]) continue;
+        for (size_t j = 0; j < n_in; j++) {
+            if (!in[j].path || !in[j].path[0] || !bf_same_file(out[i].path, in[j].path)) continue;
+            struct stat ls;
+            int link = lstat(out[i].path, &ls) == 0 && S_ISLNK(ls.st_mode);
+            const char *rel = link ? "a symbolic link to the input"
+                              : strcmp(out[i].path, in[j].path) ? "the same file (another path or a hard link) as the input"
+                                                                : "the input";
+            return bf_fail(err, "the output %s = %s is %s %s = %s: writing it would overwrite that input; choose "
+                                "another output path", out[i].what, out[i].path, rel, in[j].what, in[j].path);
+        }
+    }
+    return 0;
+}

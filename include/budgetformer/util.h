@@ -60,4 +60,16 @@ int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err);
 /* 1 if path exists. */
 int bf_path_exists(const char *path);
 
+/* 1 if both paths exist and name one file (symbolic links followed, hard links alike): st_dev and st_ino. */
+int bf_same_file(const char *a, const char *b);
+
+/* A file a command writes or reads, and the option or key that named it (for messages). */
+typedef struct {
+    const char *what; /* "--records", "data.train", "run.dir/log.h5" */
+    const char *path; /* NULL or "" = not given */
+} bf_named_path;
+/* Outputs never overwrite inputs: -1 with err naming both (and saying when a link joins them) if an output
+ * that exists is one of the inputs, compared by device and inode, not by name. */
+int bf_check_outputs(const bf_named_path *out, size_t n_out, const bf_named_path *in, size_t n_in, bf_err *err);
+
 #endif
