@@ -16,7 +16,8 @@ static void usage(FILE *f) {
                "  --resume auto   continue from the newest valid checkpoint in run.dir/checkpoints (a new run\n"
                "                  when there is none)\n"
                "  --resume FILE   continue from that checkpoint\n"
-               "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT after writing a\n"
+               "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT/SIGHUP (or a\n"
+               "closed stderr, SIGPIPE) after writing a "
                "checkpoint (continue with --resume auto); see docs/FAILURES.md\n");
 }
 
@@ -110,7 +111,7 @@ int bf_cmd_train(int argc, char **argv) {
     if (dist.rank != 0) bf_set_quiet(1);
     /* After MPI_Init, so that ours are the handlers in force (docs/FAILURES.md). */
     if (bf_train_install_signal_handlers(dist.rank == 0))
-        bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT handlers: a signal ends the run without a checkpoint");
+        bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT/SIGHUP/SIGPIPE handlers: a signal ends the run without a checkpoint");
     int rc = bf_train_run_opts(&cfg, &dist, &opts, &err);
     if (rc < 0 && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
     {

@@ -26,11 +26,21 @@ void bf_eval_counts_free(bf_eval_counts *e) {
 }
 
 void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e, bf_eval_records *rec) {
+    bf_evaluate_until(m, d, lo, hi, e, rec, NULL, NULL);
+}
+
+int bf_evaluate_until(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e,
+                      bf_eval_records *rec, int (*stop)(void *), void *stop_ctx) {
     const bf_model_config *c = &m->cfg;
     size_t T = (size_t)d->max_len, C = (size_t)c->n_classes, L = (size_t)c->n_layers, H = (size_t)c->n_heads;
     BF_CHECK(d->max_len == c->max_len, "dataset max_len %d differs from the model's %d", d->max_len, c->max_len);
     double t0 = bf_wall_seconds();
     for (size_t start = lo; start < hi; start += (size_t)m->max_batch) {
+        if (stop && stop(stop_ctx)) { /* a batch boundary: the counts so far are whole batches */
+            e->n += (int64_t)(start - lo);
+            e->seconds += bf_wall_seconds() - t0;
+            return 1;
+        }
         size_t n = hi - start < (size_t)m->max_batch ? hi - start : (size_t)m->max_batch;
         bf_batch b = {.n = (int)n, .tokens = d->tokens + start * T, .lengths = d->lengths + start,
                       .labels = d->labels + start};
@@ -73,6 +83,7 @@ void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval
     }
     e->n += (int64_t)(hi - lo);
     e->seconds += bf_wall_seconds() - t0;
+    return 0;
 }
 
 double bf_eval_accuracy(const bf_eval_counts *e) {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "budgetformer/checkpoint.h"
@@ -26,13 +27,14 @@
 #include "budgetformer/sampler.h"
 #include "budgetformer/schedule.h"
 
-/* ---- stop on request: SIGTERM, SIGUSR1, SIGINT ------------------------------------------------------ */
+/* ---- stop on request: SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGPIPE --------------------------------------- */
 
 /* The handler only records the signal; the loop reads the flag at the next step boundary, where every rank
  * agrees on it through the step's loss reduction (docs/FAILURES.md). */
 static volatile sig_atomic_t g_stop_signal = 0;  /* the first stop signal received; 0 = none */
 static volatile sig_atomic_t g_stop_count = 0;   /* stop signals received (capped) */
 static int g_announce = 0;                        /* this rank prints the handler's notes (rank 0) */
+static volatile sig_atomic_t g_stderr_broken = 0; /* SIGPIPE seen: stderr's reader is gone, say nothing more */
 
 static void say(const char *msg, size_t len) {
     ssize_t r = write(STDERR_FILENO, msg, len); /* async-signal-safe, unlike stdio */
@@ -42,6 +44,14 @@ static void say(const char *msg, size_t len) {
 
 static void on_stop_signal(int sig) {
     int saved_errno = errno;
+    /* A closed stderr pipe (the terminal or `| head` went away): writing a note would raise SIGPIPE again. */
+    if (sig == SIGPIPE) g_stderr_broken = 1;
+    if (g_stderr_broken) {
+        if (g_stop_count < 1000) g_stop_count++;
+        if (g_stop_signal == 0) g_stop_signal = sig;
+        errno = saved_errno;
+        return;
+    }
     if (g_stop_count < 1000) g_stop_count++;
     if (g_stop_signal == 0) {
         g_stop_signal = sig;
@@ -62,7 +72,9 @@ int bf_train_install_signal_handlers(int announce) {
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART; /* file writes and MPI's polling carry on; the save is never cut short */
-    const int sigs[] = {SIGTERM, SIGUSR1, SIGINT};
+    /* SIGHUP (the terminal or ssh session went away) and SIGPIPE (stderr's reader went away) used to end the
+     * run without a checkpoint: they are stop requests like the others. */
+    const int sigs[] = {SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGPIPE};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaddset(&sa.sa_mask, sigs[i]);
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
         if (sigaction(sigs[i], &sa, NULL) != 0) return -1;
@@ -76,6 +88,8 @@ static const char *signal_name(int sig) {
     case SIGTERM: return "SIGTERM";
     case SIGUSR1: return "SIGUSR1";
     case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    case SIGPIPE: return "SIGPIPE (stderr closed)";
     default: return "a signal";
     }
 }
@@ -88,6 +102,7 @@ typedef struct {
     long save_step;             /* ... the save of this step; -1: the first save of this process */
     int save_delay_ms;          /* BF_CKPT_DELAY */
     long alloc_step;            /* one stray allocation inside this update (BF_CHECK_ALLOC catches it) */
+    long eval_delay_ms;         /* slow_eval: a pause before every evaluation batch (to signal during one) */
 } fault_plan;
 
 static int parse_count(const char *item, const char *text, long lo, long *out, bf_err *err) {
@@ -101,7 +116,7 @@ static int parse_count(const char *item, const char *text, long lo, long *out, b
 }
 
 /* Comma-separated items: nan_at_step:N[:COUNT], crash_in_save:PHASE[:STEP], enospc_in_save[:STEP],
- * delay_in_save:MS[:STEP], alloc_in_step:N. */
+ * delay_in_save:MS[:STEP], alloc_in_step:N, slow_eval:MS. */
 static int parse_faults(const char *spec, fault_plan *fp, bf_err *err) {
     static const char *const phases[] = {"before_data", "mid_data", "before_rename", "after_rename"};
     static const bf_ckpt_fault phase_fault[] = {BF_CKPT_CRASH_BEFORE_DATA, BF_CKPT_CRASH_MID_DATA,
@@ -142,12 +157,16 @@ static int parse_faults(const char *spec, fault_plan *fp, bf_err *err) {
             fp->save_fault = BF_CKPT_DELAY;
             rc = parse_count(whole, a1, 0, &ms, err) || (a2 && parse_count(whole, a2, 1, &fp->save_step, err));
             fp->save_delay_ms = (int)(ms > 600000 ? 600000 : ms);
+        } else if (!strcmp(name, "slow_eval")) {
+            rc = a2 ? bf_fail(err, "BF_FAULT: '%s': expected slow_eval:MS", whole)
+                    : parse_count(whole, a1, 0, &fp->eval_delay_ms, err);
+            if (fp->eval_delay_ms > 60000) fp->eval_delay_ms = 60000;
         } else if (!strcmp(name, "alloc_in_step")) {
             rc = a2 ? bf_fail(err, "BF_FAULT: '%s': expected alloc_in_step:N", whole)
                     : parse_count(whole, a1, 1, &fp->alloc_step, err);
         } else {
             rc = bf_fail(err, "BF_FAULT: unknown fault '%s' (known: nan_at_step:N[:COUNT], crash_in_save:PHASE[:STEP], "
-                              "enospc_in_save[:STEP], delay_in_save:MS[:STEP], alloc_in_step:N)", whole);
+                              "enospc_in_save[:STEP], delay_in_save:MS[:STEP], alloc_in_step:N, slow_eval:MS)", whole);
         }
         if (rc) return -1;
     }
@@ -541,17 +560,38 @@ static void report_eval(const char *what, const bf_eval_counts *e) {
             what, bf_eval_accuracy(e), bf_eval_macro_f1(e), heads, e->n_heads, (long long)e->n);
 }
 
-static void evaluate_set(trainer *t, const bf_dataset *d, const char *what, double *acc) {
+/* Asked before every evaluation batch: a stop request ends the evaluation there (BF_FAULT=slow_eval pauses
+ * first, so tests can signal during one). */
+static int eval_should_stop(void *ctx) {
+    const trainer *t = ctx;
+    if (t->fault.eval_delay_ms > 0) {
+        struct timespec ts = {.tv_sec = t->fault.eval_delay_ms / 1000, .tv_nsec = t->fault.eval_delay_ms % 1000 * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !g_stop_signal) {}
+    }
+    return g_stop_signal != 0;
+}
+
+/* Evaluates a set over the ranks and reports it. Returns 1 when a stop request (on any rank) interrupted it:
+ * nothing is reported then, and the caller stops as on a request after an update. */
+static int evaluate_set(trainer *t, const bf_dataset *d, const char *what, double *acc) {
     bf_eval_counts e;
     bf_eval_counts_init(&e, &t->model.cfg);
     /* Each rank evaluates a contiguous shard; the counts add up. */
     size_t lo, hi;
     bf_eval_shard(d->n, t->rank, t->world, &lo, &hi);
-    bf_evaluate(&t->model, d, lo, hi, &e, NULL);
+    double cut[1] = {bf_evaluate_until(&t->model, d, lo, hi, &e, NULL, eval_should_stop, t) ? 1.0 : 0.0};
+    bf_dist_allreduce_max_f64(t->dist, cut, 1); /* every rank learns that one was interrupted */
+    if (cut[0] > 0.0) {
+        if (t->rank == 0)
+            bf_info("%s evaluation interrupted by a stop request (at a batch boundary); it is not reported", what);
+        bf_eval_counts_free(&e);
+        return 1;
+    }
     bf_eval_counts_reduce(t->dist, &e);
     if (t->rank == 0) report_eval(what, &e);
     if (acc) *acc = bf_eval_accuracy(&e);
     bf_eval_counts_free(&e);
+    return 0;
 }
 
 /* eps of update `step`: the coordinator on rank 0 decides, every rank receives the same value. */
@@ -740,7 +780,11 @@ static int run_loop(trainer *t, bf_err *err) {
                 break;
             }
         }
-        if (eval_now) evaluate_set(t, &t->valid, "valid", NULL);
+        if (eval_now && evaluate_set(t, &t->valid, "valid", NULL)) { /* a stop request during validation */
+            stopped = 1;
+            stop_step = step;
+            break;
+        }
         if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step != last &&
             save_checkpoint(t, step, err) && after_write_failure(t, "the periodic checkpoint", err)) {
             rc = -1;
@@ -785,8 +829,13 @@ static int run_loop(trainer *t, bf_err *err) {
                     "skipped (--resume auto runs it); exit status %d", signal_name(g_stop_signal), BF_EXIT_PREEMPTED);
         return BF_EXIT_PREEMPTED;
     }
-    if (t->have_valid) evaluate_set(t, &t->valid, "valid", NULL);
-    if (t->have_test) evaluate_set(t, &t->test, "test", NULL);
+    if ((t->have_valid && evaluate_set(t, &t->valid, "valid", NULL)) ||
+        (t->have_test && evaluate_set(t, &t->test, "test", NULL))) {
+        if (root)
+            bf_info("stopped on request during the final evaluation: the final checkpoint is written; exit status %d "
+                    "(--resume auto has nothing to train and runs the evaluation)", BF_EXIT_PREEMPTED);
+        return BF_EXIT_PREEMPTED;
+    }
     return 0;
 }
 

@@ -37,6 +37,11 @@ void bf_eval_counts_free(bf_eval_counts *e);
 /* Evaluates inputs [lo, hi) in batches of at most m->max_batch with the head-skipping inference path
  * (bf_model_infer); adds to counts; fills rec rows lo..hi-1 when rec is not NULL. */
 void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e, bf_eval_records *rec);
+/* The same, asking stop(stop_ctx) before every batch: when it returns non-zero the evaluation ends there
+ * (the counts hold the whole batches done) and 1 is returned; 0 when every input was evaluated. A stop
+ * request during training's validation thus waits for one batch, not the whole set. stop may be NULL. */
+int bf_evaluate_until(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e,
+                      bf_eval_records *rec, int (*stop)(void *), void *stop_ctx);
 
 double bf_eval_accuracy(const bf_eval_counts *e);
 /* Macro-F1: mean over the classes present in labels or predictions. */
