@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <openssl/evp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -172,4 +173,21 @@ fail:
     if (f >= 0) H5Fclose(f);
     unlink(tmp);
     return -1;
+}
+
+/* SHA-256 over what training reads: shape, tokens, lengths, labels, vocabulary and class names (each string
+ * with its terminating NUL, so boundaries count). */
+void bf_dataset_digest(const bf_dataset *d, unsigned char out[32]) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    BF_CHECK(c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1, "OpenSSL SHA-256 init failed");
+    int64_t shape[4] = {(int64_t)d->n, d->max_len, d->n_classes, (int64_t)d->vocab_size};
+    EVP_DigestUpdate(c, shape, sizeof shape);
+    EVP_DigestUpdate(c, d->tokens, d->n * (size_t)d->max_len * sizeof(int32_t));
+    EVP_DigestUpdate(c, d->lengths, d->n * sizeof(int32_t));
+    EVP_DigestUpdate(c, d->labels, d->n * sizeof(int32_t));
+    for (size_t i = 0; i < d->vocab_size; i++) EVP_DigestUpdate(c, d->vocab[i], strlen(d->vocab[i]) + 1);
+    for (int i = 0; i < d->n_classes; i++) EVP_DigestUpdate(c, d->label_names[i], strlen(d->label_names[i]) + 1);
+    unsigned int len = 0;
+    BF_CHECK(EVP_DigestFinal_ex(c, out, &len) == 1 && len == 32, "OpenSSL SHA-256 failed");
+    EVP_MD_CTX_free(c);
 }

@@ -268,6 +268,33 @@ static int load_data(trainer *t, bf_err *err) {
     return 0;
 }
 
+/* Every rank must train on the same bytes: a file that differs between nodes (a stale copy, another
+ * version at the same path) would otherwise train silently or fail later in an MPI call that names no
+ * file. Each rank compares its digest of each set with rank 0's; the differing rank names the file. */
+static int check_same_data(trainer *t, bf_err *err) {
+    if (t->world == 1) return 0;
+    const bf_dataset *sets[3] = {&t->train, t->have_valid ? &t->valid : NULL, t->have_test ? &t->test : NULL};
+    const char *keys[3] = {"data.train", "data.valid", "data.test"};
+    const char *paths[3] = {t->cfg->data_train, t->cfg->data_valid, t->cfg->data_test};
+    int rc = 0;
+    for (int k = 0; k < 3; k++) {
+        if (!sets[k]) continue;
+        int64_t mine[4], root[4];
+        bf_dataset_digest(sets[k], (unsigned char *)mine);
+        memcpy(root, mine, sizeof root);
+        bf_dist_bcast_i64(t->dist, root, 4, 0);
+        if (rc == 0 && memcmp(mine, root, sizeof mine)) {
+            char host[256] = "?";
+            if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "?");
+            rc = bf_fail(err, "%s = %s on rank %d (host %s) holds other data than on rank 0 (%zu inputs here; the "
+                              "SHA-256 of the loaded contents differs): every rank must read the same file; copy the "
+                              "same version to every node or put it on a shared file system", keys[k], paths[k],
+                         t->rank, host, sets[k]->n);
+        }
+    }
+    return rc;
+}
+
 /* The first of run.dir's config.ini, log.h5, checkpoints/ that exists (written to p), or 0. */
 static int run_dir_marker(const char *dir, char *p, size_t len) {
     const char *markers[] = {"config.ini", "log.h5", "checkpoints"};
@@ -1206,6 +1233,7 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
     }
     t.lock.fd = -1;
     int rc = agree(&t, load_data(&t, err), err);
+    if (rc == 0) rc = agree(&t, check_same_data(&t, err), err);
     if (rc == 0) rc = agree(&t, build_model(&t, err), err);
     /* The lock before the first read of run.dir: a second run is refused before it reads or writes anything. */
     if (rc == 0) rc = agree(&t, t.rank == 0 ? bf_run_dir_lock(&t.lock, cfg->run_dir, err) : 0, err);

@@ -29,5 +29,8 @@ int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err);
  * valid). */
 int bf_dataset_write(const bf_dataset *d, const char *path, bf_err *err);
 void bf_dataset_free(bf_dataset *d);
+/* SHA-256 of the loaded contents (shape, tokens, lengths, labels, vocabulary, class names): ranks compare it
+ * to be sure they all train on the same data. */
+void bf_dataset_digest(const bf_dataset *d, unsigned char out[32]);
 
 #endif
