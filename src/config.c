@@ -146,6 +146,12 @@ static const key_spec kKeys[] = {
     K_INT("dist", "bucket_kb", bucket_kb, 1, 1048576, "1024",
           "Gradient allreduce bucket size in KiB: buckets are sent (non-blocking) as soon as backward "
           "completes them, overlapping communication with the rest of backward."),
+    K_FLOAT("dist", "timeout", dist_timeout, 0, 1e6, R_CLOSED, "600",
+            "Watchdog: a collective (gradient allreduce, loss reduction, broadcast, the wait while rank 0 writes "
+            "a checkpoint) that waits longer than this many seconds for the other ranks ends the job, naming the "
+            "step and the ranks that did not arrive (a stopped rank, a frozen node, a stuck file system) instead "
+            "of hanging for ever; 0 = wait for ever. Keep it above the longest checkpoint and log write "
+            "(docs/FAILURES.md)."),
 };
 #define N_KEYS (sizeof kKeys / sizeof kKeys[0])
 

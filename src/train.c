@@ -691,6 +691,7 @@ static int run_loop(trainer *t, bf_err *err) {
         bf_runlog_reserve(&t->log, t->log.n + (size_t)(last - t->start_step),
                           t->log.nh + (size_t)((last - t->start_step) / c->heads_every) + 2);
     for (long step = first; step <= last; step++) {
+        t->dist->step = step; /* for the watchdog's message */
         size_t allocs_before = bf_alloc_count();
         double ts = bf_wall_seconds(), comm0 = t->dist->comm_seconds;
         float eps = coordinated_eps(t, step);
@@ -875,7 +876,7 @@ static int run_loop(trainer *t, bf_err *err) {
 static const char *const kFreeOnResume[] = {
     "train.steps", "train.stop_at", "train.log_every", "train.eval_every", "train.micro_batch", "data.train",
     "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb",
-    "train.max_nonfinite", "checkpoint.on_error"};
+    "dist.timeout", "train.max_nonfinite", "checkpoint.on_error"};
 
 /* "section.key" -> value lines of a configuration written by bf_config_write_file. */
 typedef struct {
@@ -1223,6 +1224,8 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
     err->msg[0] = '\0';
     const char *check = getenv("BF_CHECK_ALLOC");
     t.check_alloc = check && *check && strcmp(check, "0") != 0;
+    /* Before the first collective of the run: none waits for ever on a rank that stopped. */
+    bf_dist_set_watchdog(dist, cfg->dist_timeout, bf_train_stop_signal);
     if (parse_faults(getenv("BF_FAULT"), &t.fault, err)) return agree(&t, -1, err);
     if (t.rank == 0 && getenv("BF_FAULT") && *getenv("BF_FAULT"))
         bf_warn("BF_FAULT=%s: fault injection for tests is on", getenv("BF_FAULT"));
