@@ -41,6 +41,24 @@ static int check_outputs(const bf_config *c, const char *config_path, const char
     return bf_check_outputs(out, 5, in, 5, err);
 }
 
+/* BF_STATUS_FILE (set by launch/bf-mpirun.sh): rank 0 leaves the run's exit status there. When a scheduler
+ * sends SIGTERM to mpirun as well as to the ranks, mpirun's own status says only that it was signalled; the
+ * wrapper reads this file to exit 75 after the ranks checkpointed (docs/FAILURES.md). Every rank agreed on
+ * the status before it is written. */
+static void write_status_file(int status) {
+    const char *path = getenv("BF_STATUS_FILE");
+    if (!path || !*path) return;
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return;
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    int ok = fprintf(f, "%d\n", status) > 0;
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        bf_warn("BF_STATUS_FILE=%s: cannot write the exit status there", path);
+    }
+}
+
 int bf_cmd_train(int argc, char **argv) {
     const char *config_path = NULL;
     bf_config cfg;
@@ -118,7 +136,10 @@ int bf_cmd_train(int argc, char **argv) {
         if (dist.world > 1) fprintf(stderr, "budgetformer train: error on rank %d: %s\n", dist.rank, err.msg);
         else fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
     }
+    int rank = dist.rank;
     bf_dist_finalize(&dist);
     /* 0 done, 1 failed, 2 usage (above), 75 stopped on request with a checkpoint written (requeue). */
-    return rc == BF_EXIT_PREEMPTED ? BF_EXIT_PREEMPTED : rc ? 1 : 0;
+    int status = rc == BF_EXIT_PREEMPTED ? BF_EXIT_PREEMPTED : rc ? 1 : 0;
+    if (rank == 0) write_status_file(status);
+    return status;
 }

@@ -130,7 +130,8 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
         if (now - t0 > 0.01) pause_us(now - t0 > 1.0 ? 2000 : 100);
         if ((spins & 63) == 0 || now - t0 > 0.01) {
             if (take_here(NULL)) roll_call(d, call, now - t0); /* another rank timed out: answer */
-            if (d->stop_requested && d->stop_requested() && !d->stop_noted && now - t0 > 1.0) {
+            if (d->stop_requested && d->stop_requested() && !d->stop_noted &&
+                now - t0 > (d->timeout < 20.0f ? d->timeout / 2.0 : 10.0)) { /* not during a healthy save */
                 d->stop_noted = 1;
                 fprintf(stderr, "budgetformer: rank %d: a stop was requested while %s at step %ld waits for the "
                                 "other ranks (%.0f s so far): it takes effect when they arrive; the watchdog ends "

@@ -211,3 +211,44 @@ def progress_step(line):
         except ValueError:
             return None
     return None
+
+
+def process_parents():
+    """{pid: parent pid} of every process (from /proc)."""
+    parent = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open("/proc/%s/stat" % p) as f:
+                    parent[int(p)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    return parent
+
+
+def descendants(root_pid):
+    """The pids of every process below root_pid."""
+    parent = process_parents()
+    out = []
+    for pid in parent:
+        q = parent.get(pid)
+        while q is not None and q != root_pid and q > 1:
+            q = parent.get(q)
+        if q == root_pid:
+            out.append(pid)
+    return out
+
+
+def rank_pids(launcher_pid):
+    """{rank: pid} of the processes below launcher_pid that have OMPI_COMM_WORLD_RANK in their environment."""
+    out = {}
+    for pid in descendants(launcher_pid):
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            exe = os.readlink("/proc/%d/exe" % pid)
+        except OSError:
+            continue
+        if b"OMPI_COMM_WORLD_RANK" in env and os.path.basename(exe) == os.path.basename(EXE):
+            out[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
+    return out

@@ -14,38 +14,10 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import (EXE, Watched, check, finish, mpirun, prepare, progress_step, run, train_args,  # noqa: E402
-                    valid_steps, work_dir)
+from bftest import (EXE, Watched, check, finish, mpirun, prepare, progress_step, rank_pids, run,  # noqa: E402
+                    train_args, valid_steps, work_dir)
 
 WORK = work_dir("faults_watchdog")
-
-
-def rank_pids(launcher_pid):
-    """{rank: pid} of the processes below launcher_pid that have OMPI_COMM_WORLD_RANK in their environment."""
-    parent = {}
-    for p in os.listdir("/proc"):
-        if p.isdigit():
-            try:
-                with open("/proc/%s/stat" % p) as f:
-                    parent[int(p)] = int(f.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
-    out = {}
-    for pid in parent:
-        q = pid
-        while q in parent and q != launcher_pid and q > 1:
-            q = parent[q]
-        if q != launcher_pid or pid == launcher_pid:
-            continue
-        try:
-            with open("/proc/%d/environ" % pid, "rb") as f:
-                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
-        except OSError:
-            continue
-        if b"OMPI_COMM_WORLD_RANK" in env and os.path.basename(os.readlink("/proc/%d/exe" % pid)) == \
-                os.path.basename(EXE):
-            out[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
-    return out
 
 
 def main():
