@@ -150,6 +150,7 @@ static int write_whole_file(const char *path, const void *buf, size_t len, int d
 
 /* Reads a whole file into memory (*buf malloc'd). Returns 0, or -1 with err set (errno kept in *e). */
 static int read_whole_file(const char *path, unsigned char **buf, size_t *len, bf_err *err) {
+    if (bf_check_input_file(path, err)) return -1;
     FILE *f = fopen(path, "rb");
     if (!f) return bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;

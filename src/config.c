@@ -497,6 +497,8 @@ static int parse_ini(bf_config *c, ini_ctx *ctx, bf_err *err) {
 }
 
 int bf_config_load(bf_config *c, const char *path, bf_err *err) {
+    bf_err why;
+    if (bf_check_input_file(path, &why)) return bf_fail(err, "config file %s", why.msg);
     FILE *f = fopen(path, "r");
     if (!f) return bf_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
     ini_ctx ctx = {.name = path, .f = f};

@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 void bf_h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -19,19 +20,42 @@ hid_t bf_h5_create(const char *path, bf_err *err) {
     return f;
 }
 
+/* Why HDF5 refused a file: empty, not HDF5 at all (no signature where HDF5 puts it), or HDF5 but damaged. */
+static void describe_not_hdf5(const char *path, bf_err *err) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return;
+    }
+    unsigned char buf[8];
+    long long size = 0;
+    int found = 0;
+    /* The signature sits at offset 0, 512, 1024, 2048, ... (a user block may come first). */
+    for (long off = 0; off <= (1L << 20) && !found; off = off ? 2 * off : 512) {
+        if (fseek(f, off, SEEK_SET) != 0 || fread(buf, 1, 8, f) != 8) break;
+        found = !memcmp(buf, sig, 8);
+    }
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    fclose(f);
+    if (size == 0) bf_fail(err, "%s: an empty file, not HDF5", path);
+    else if (found)
+        bf_fail(err, "%s: an HDF5 file that HDF5 cannot read (%lld bytes): truncated or damaged?", path, size);
+    else
+        bf_fail(err, "%s: not an HDF5 file (no HDF5 signature in its %lld bytes: another format, e.g. the CSV "
+                     "before `budgetformer prepare`?)", path, size);
+}
+
 hid_t bf_h5_open_read(const char *path, bf_err *err) {
     bf_h5_init();
-    if (!bf_path_exists(path)) {
-        bf_fail(err, "%s: no such file", path);
-        return -1;
-    }
+    if (bf_check_input_file(path, err)) return -1;
 #if H5_VERSION_GE(1, 12, 0)
     htri_t is_h5 = H5Fis_accessible(path, H5P_DEFAULT);
 #else
     htri_t is_h5 = H5Fis_hdf5(path);
 #endif
     if (is_h5 <= 0) {
-        bf_fail(err, "%s: not a readable HDF5 file (truncated or another format?)", path);
+        describe_not_hdf5(path, err);
         return -1;
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);

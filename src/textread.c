@@ -280,6 +280,7 @@ static int read_tsv(FILE *f, reader *r, int header) {
 int bf_text_read(const char *path, bf_text_format fmt, int header, int skip_bad, bf_text_rows *out, bf_err *err) {
     if (fmt != BF_TEXT_CSV && fmt != BF_TEXT_TSV)
         return bf_fail(err, "%s: unknown text format: expected csv or tsv", path);
+    if (bf_check_input_file(path, err)) return -1;
     FILE *f = fopen(path, "rb");
     if (!f) return bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
     reader rd = {.path = path, .skip_bad = skip_bad, .out = out, .err = err, .failed = 0};

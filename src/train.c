@@ -252,16 +252,24 @@ static int check_compatible(const bf_dataset *tr, const bf_dataset *d, const cha
     return 0;
 }
 
+/* Loads one set; the message starts with the key that named the file (data.train: ...). */
+static int load_set(bf_dataset *d, const char *key, const char *path, bf_err *err) {
+    if (bf_dataset_load(d, path, err) == 0) return 0;
+    char msg[BF_ERR_LEN];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return bf_fail(err, "%s: %s", key, msg);
+}
+
 static int load_data(trainer *t, bf_err *err) {
     const bf_config *c = t->cfg;
-    if (bf_dataset_load(&t->train, c->data_train, err)) return -1;
+    if (load_set(&t->train, "data.train", c->data_train, err)) return -1;
     if (c->data_valid[0]) {
-        if (bf_dataset_load(&t->valid, c->data_valid, err)) return -1;
+        if (load_set(&t->valid, "data.valid", c->data_valid, err)) return -1;
         t->have_valid = 1;
         if (check_compatible(&t->train, &t->valid, "data.valid", c->data_valid, err)) return -1;
     }
     if (c->data_test[0]) {
-        if (bf_dataset_load(&t->test, c->data_test, err)) return -1;
+        if (load_set(&t->test, "data.test", c->data_test, err)) return -1;
         t->have_test = 1;
         if (check_compatible(&t->train, &t->test, "data.test", c->data_test, err)) return -1;
     }

@@ -166,3 +166,29 @@ int bf_check_outputs(const bf_named_path *out, size_t n_out, const bf_named_path
     }
     return 0;
 }
+
+/* Why a path cannot be read as a file, in the user's words: the errno of stat alone reads "no such file" for
+ * a dangling link and "Too many levels of symbolic links" for a loop, and a directory fails later as a
+ * "truncated" file. */
+int bf_check_input_file(const char *path, bf_err *err) {
+    struct stat st, ls;
+    if (!path[0]) return bf_fail(err, "an empty path was given for a file");
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) return bf_fail(err, "%s: is a directory, not a file", path);
+        if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode))
+            return bf_fail(err, "%s: not a regular file (a socket or device?)", path);
+        return 0;
+    }
+    int e = errno;
+    if (e == ELOOP) return bf_fail(err, "%s: a symbolic link loop (too many levels of symbolic links)", path);
+    if (e == ENOENT && lstat(path, &ls) == 0 && S_ISLNK(ls.st_mode)) {
+        char target[1024];
+        ssize_t n = readlink(path, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = '\0';
+        return bf_fail(err, "%s: a dangling symbolic link (to '%s', which does not exist)", path, target);
+    }
+    if (e == ENOENT) return bf_fail(err, "%s: no such file", path);
+    if (e == ENOTDIR) return bf_fail(err, "%s: a part of the path is a file, not a directory", path);
+    if (e == EACCES) return bf_fail(err, "%s: permission denied", path);
+    return bf_fail(err, "%s: cannot open: %s", path, strerror(e));
+}

@@ -60,6 +60,10 @@ int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err);
 /* 1 if path exists. */
 int bf_path_exists(const char *path);
 
+/* 0 when path can be opened as an input file; else -1 with err saying why in the user's words: no such file,
+ * a dangling symbolic link (naming its target), a symbolic link loop, a directory, permission denied. */
+int bf_check_input_file(const char *path, bf_err *err);
+
 /* 1 if both paths exist and name one file (symbolic links followed, hard links alike): st_dev and st_ino. */
 int bf_same_file(const char *a, const char *b);
 
