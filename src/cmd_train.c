@@ -8,6 +8,7 @@
 #include "budgetformer/config.h"
 #include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
+#include "budgetformer/ops.h"
 #include "budgetformer/train.h"
 
 static void usage(FILE *f) {
@@ -130,6 +131,13 @@ int bf_cmd_train(int argc, char **argv) {
     /* After MPI_Init, so that ours are the handlers in force (docs/FAILURES.md). */
     if (bf_train_install_signal_handlers(dist.rank == 0))
         bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT/SIGHUP/SIGPIPE handlers: a signal ends the run without a checkpoint");
+    /* OpenBLAS's buffers now, under any address-space limit: later it would hang retrying (docs/FAILURES.md). */
+    if (bf_ops_reserve_blas(&err)) {
+        fprintf(stderr, "budgetformer train: error%s: %s\n", dist.world > 1 ? " on a rank" : "", err.msg);
+        if (dist.world > 1) bf_dist_abort(&dist, 1);
+        bf_dist_finalize(&dist);
+        return 1;
+    }
     int rc = bf_train_run_opts(&cfg, &dist, &opts, &err);
     if (rc < 0 && (dist.rank == 0 || !strstr(err.msg, "(its message is above)")))
     {

@@ -254,7 +254,12 @@ static int check_compatible(const bf_dataset *tr, const bf_dataset *d, const cha
 
 /* Loads one set; the message starts with the key that named the file (data.train: ...). */
 static int load_set(bf_dataset *d, const char *key, const char *path, bf_err *err) {
-    if (bf_dataset_load(d, path, err) == 0) return 0;
+    static char what[BF_PATH_LEN + 64];
+    snprintf(what, sizeof what, "%s = %s", key, path);
+    bf_alloc_context(what); /* an allocation that fails names the file */
+    int rc = bf_dataset_load(d, path, err);
+    bf_alloc_context(NULL);
+    if (rc == 0) return 0;
     char msg[BF_ERR_LEN];
     snprintf(msg, sizeof msg, "%s", err->msg);
     return bf_fail(err, "%s: %s", key, msg);
@@ -417,6 +422,11 @@ static int build_model(trainer *t, bf_err *err) {
         return bf_fail(err, "model.* settings with data.train = %s give an invalid model: %s", c->data_train, msg);
     int part = (c->batch_size + t->world - 1) / t->world;
     t->micro = c->micro_batch > 0 && c->micro_batch < part ? c->micro_batch : part;
+    static char what[256];
+    snprintf(what, sizeof what, "the model (model.d_model = %d, n_layers = %d, d_ff = %d, vocabulary %d: weights, "
+             "gradients, AdamW moments and activations of a micro-batch of %d)", c->d_model, c->n_layers, c->d_ff,
+             mc.vocab_size, t->micro);
+    bf_alloc_context(what);
     bf_model_init(&t->model, &mc, t->micro);
     bf_model_init_weights(&t->model, c->seed);
     t->adam_m = bf_xcalloc(t->model.n_params, sizeof(float));
@@ -436,6 +446,7 @@ static int build_model(trainer *t, bf_err *err) {
     bf_headstats_init(&t->heads, mc.n_classes, mc.n_layers, mc.n_heads);
     t->heads_keep = bf_xcalloc(t->heads.block_len, sizeof(int64_t));
     create_grad_sync(t);
+    bf_alloc_context(NULL);
     return 0;
 }
 

@@ -3,9 +3,11 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,24 +37,44 @@ noreturn void bf_die_at(const char *file, int line, const char *fmt, ...) {
     exit(1);
 }
 
+static const char *g_alloc_what = NULL; /* what the large allocations now being made are for */
+
+void bf_alloc_context(const char *what) { g_alloc_what = what; }
+
+/* Out of memory: what was being allocated, how much, and the address-space limit when one is set. No
+ * "(at file:line)": the user's data or settings caused it, not a broken invariant (the place comes last). */
+static noreturn void out_of_memory(size_t bytes, const char *file, int line) {
+    char limit[160] = "";
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        snprintf(limit, sizeof limit, " under the address-space limit of %llu MiB (ulimit -v, or the scheduler's "
+                 "h_vmem / mem limit)", (unsigned long long)(rl.rlim_cur >> 20));
+    fprintf(stderr, "budgetformer: error: out of memory: allocating %.1f MiB%s%s failed%s; %s [%s:%d]\n",
+            (double)bytes / 1048576.0, g_alloc_what ? " for " : "", g_alloc_what ? g_alloc_what : "", limit,
+            limit[0] ? "raise the limit or reduce the batch, model or data size"
+                     : "reduce the batch, model or data size, or use more ranks",
+            file, line);
+    exit(1);
+}
+
 void *bf_malloc_at(size_t size, const char *file, int line) {
     g_allocs++;
     void *p = malloc(size ? size : 1);
-    if (!p) bf_die_at(file, line, "out of memory allocating %zu bytes; reduce the batch or model size", size);
+    if (!p) out_of_memory(size, file, line);
     return p;
 }
 
 void *bf_calloc_at(size_t n, size_t size, const char *file, int line) {
     g_allocs++;
     void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) bf_die_at(file, line, "out of memory allocating %zu x %zu bytes; reduce the batch or model size", n, size);
+    if (!p) out_of_memory(n && size > SIZE_MAX / n ? SIZE_MAX : n * size, file, line);
     return p;
 }
 
 void *bf_realloc_at(void *p, size_t size, const char *file, int line) {
     g_allocs++;
     void *q = realloc(p, size ? size : 1);
-    if (!q) bf_die_at(file, line, "out of memory reallocating to %zu bytes", size);
+    if (!q) out_of_memory(size, file, line);
     return q;
 }
 

@@ -39,6 +39,10 @@ char *bf_strdup_at(const char *s, const char *file, int line);
 #define bf_xrealloc(p, size) bf_realloc_at((p), (size), __FILE__, __LINE__)
 #define bf_xstrdup(s) bf_strdup_at((s), __FILE__, __LINE__)
 
+/* Names what the allocations from now on are for ("the model of model.d_model = 64 ..."; a static or long-lived
+ * string; NULL = nothing): an allocation that fails says so, with its size and any address-space limit. */
+void bf_alloc_context(const char *what);
+
 /* Number of allocations made through the wrappers above since the start: tests use it to show that the
  * training step allocates nothing after the first. */
 size_t bf_alloc_count(void);
