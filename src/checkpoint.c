@@ -511,6 +511,16 @@ static int build_image(const char *name, const bf_model *m, const bf_ckpt_meta *
     return rc;
 }
 
+int bf_checkpoint_image(const bf_model *m, const bf_ckpt_meta *meta, unsigned char **image, size_t *len,
+                        bf_err *err) {
+    *image = NULL;
+    *len = 0;
+    return check_before_save("the checkpoint image", m, meta, err) ||
+                   build_image("checkpoint image [in memory]", m, meta, image, len, err)
+               ? -1
+               : 0;
+}
+
 int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err) {
     char tmp[2 * BF_CKPT_PATH_LEN + 160], side[2 * BF_CKPT_PATH_LEN + 160], side_tmp[2 * BF_CKPT_PATH_LEN + 200];
     tmp_name_for(tmp, sizeof tmp, path);

@@ -69,10 +69,8 @@ static int read_vec(hid_t f, const char *path, const char *name, hid_t type, siz
     return 0;
 }
 
-int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err) {
-    memset(d, 0, sizeof *d);
-    hid_t f = bf_h5_open_read(path, err);
-    if (f < 0) return -1;
+/* Reads and checks the dataset of an open file (closed here); `path` names it in messages. */
+static int load_from(bf_dataset *d, hid_t f, const char *path, bf_err *err) {
     bf_dataset x = {0};
     size_t n_names = 0;
     long long max_len = 0, n_classes = 0;
@@ -129,6 +127,20 @@ done:
     if (rc == 0) *d = x;
     else bf_dataset_free(&x);
     return rc;
+}
+
+int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err) {
+    memset(d, 0, sizeof *d);
+    hid_t f = bf_h5_open_read(path, err);
+    if (f < 0) return -1;
+    return load_from(d, f, path, err);
+}
+
+int bf_dataset_load_image(bf_dataset *d, const void *buf, size_t len, const char *name, bf_err *err) {
+    memset(d, 0, sizeof *d);
+    hid_t f = bf_h5_open_image(buf, len, name, err);
+    if (f < 0) return -1;
+    return load_from(d, f, name, err);
 }
 
 /* Flushes a written file to disk so the rename never exposes an empty file after a crash. */

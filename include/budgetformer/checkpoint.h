@@ -61,6 +61,10 @@ typedef struct {
  * final names on failure. */
 int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err);
 
+/* The bytes bf_checkpoint_save would write (same checks), malloc'd into *image (the fuzz targets). */
+int bf_checkpoint_image(const bf_model *m, const bf_ckpt_meta *meta, unsigned char **image, size_t *len,
+                        bf_err *err);
+
 /* Fault injection for tests (BF_FAULT, docs/FAILURES.md): arms one fault for the next bf_checkpoint_save of
  * this process only. The crashes send SIGKILL to the process itself at that point of the save. */
 typedef enum {

@@ -25,6 +25,8 @@ typedef struct {
 } bf_dataset;
 
 int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err);
+/* The same from a file image in memory (the libFuzzer target; `name` appears in messages). */
+int bf_dataset_load_image(bf_dataset *d, const void *buf, size_t len, const char *name, bf_err *err);
 /* Writes a complete file (to a temporary name, then renamed into place, so a partial file never looks
  * valid). */
 int bf_dataset_write(const bf_dataset *d, const char *path, bf_err *err);
