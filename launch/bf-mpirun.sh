@@ -15,8 +15,11 @@
 #   --bind core     (default) --map-by core --bind-to core; with --threads T > 1 each rank gets T cores
 #                   (--map-by slot:PE=T --bind-to core); none: no binding (--bind-to none)
 #   --threads T     OPENBLAS_NUM_THREADS (and OMP_NUM_THREADS) of every rank, default 1
-#   --grace S       Open MPI's odls_base_sigkill_timeout (default 1): on SIGTERM/SIGINT, mpirun sends the
-#                   ranks SIGCONT, waits S s, sends SIGTERM, waits S s, sends SIGKILL (Open MPI 4.x)
+#   --grace S       Open MPI's odls_base_sigkill_timeout (default 30 here; Open MPI's own default is 1): on
+#                   SIGTERM/SIGINT, or when a rank dies, mpirun sends the ranks SIGCONT, waits S s, sends
+#                   SIGTERM, waits S s, sends SIGKILL (Open MPI 4.x). A scheduler that sends SIGTERM to every
+#                   process of the job (PBS, SGE, LSF) thus leaves the ranks 2 S s for their update and
+#                   checkpoint instead of about 2 s
 #   --exe PATH      the program (default: $BF_EXE, else budgetformer beside this script (an installed
 #                   bin/), else build/budgetformer next to this script's launch/, else budgetformer on PATH)
 #   --dry-run       print the mpirun command and exit
@@ -24,9 +27,11 @@
 #
 # Signals: SIGTERM, SIGINT and SIGUSR1 sent to this script all reach mpirun as SIGUSR1, which mpirun passes
 # to every rank at once: the trainer finishes its update, writes a checkpoint and exits with status 75
-# (this script's status too; docs/FAILURES.md). SIGTERM or SIGINT sent to mpirun itself would make it end
-# the job on its own: SIGTERM to the ranks --grace (1) s later and SIGKILL --grace s after that, too soon
-# for a checkpoint; so signal this script (or send SIGUSR1 to mpirun). See docs/CLUSTER.md.
+# (this script's status too; docs/FAILURES.md). SIGTERM sent to mpirun itself as well (a scheduler that
+# signals every process of the job) makes mpirun end the job on its own, but only after --grace s, and the
+# ranks have it too: they checkpoint and exit 75. Rank 0 leaves that status in BF_STATUS_FILE (a temporary
+# file of this script): once it is there, this script ends mpirun's wait (SIGKILL to mpirun, whose ranks
+# have exited) and exits 75 whatever mpirun's own status. See docs/FAILURES.md.
 set -euo pipefail
 
 usage() { sed -n '/^#   usage:/,/BUDGETFORMER-ARGS/s/^#   //p' "$0" >&2; echo "see the header of $0 for every option" >&2; }
@@ -92,8 +97,10 @@ if [ "$bind" = core ] && [ "$oversubscribed" = 0 ]; then
 else
   cmd+=(--bind-to none)
 fi
-[ -n "$grace" ] && cmd+=(--mca odls_base_sigkill_timeout "$grace")
-cmd+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads")
+cmd+=(--mca odls_base_sigkill_timeout "${grace:-30}")
+status_file=$(mktemp "${TMPDIR:-/tmp}/bf-mpirun-status.XXXXXX")
+rm -f "$status_file"
+cmd+=(-x "OPENBLAS_NUM_THREADS=$threads" -x "OMP_NUM_THREADS=$threads" -x "BF_STATUS_FILE=$status_file")
 # shellcheck disable=SC2206
 [ -n "${BF_MPIRUN_EXTRA:-}" ] && cmd+=($BF_MPIRUN_EXTRA)
 cmd+=("$exe" "$@")
@@ -102,6 +109,7 @@ printf 'bf-mpirun: running:' >&2
 printf ' %q' "${cmd[@]}" >&2
 printf '\n' >&2
 [ "$dry" = 1 ] && exit 0
+trap 'rm -f "$status_file" "$status_file.tmp"' EXIT
 
 # mpirun runs in the background so this shell can take signals and pass them on; wait returns early
 # (status > 128) when a trapped signal arrives, so wait again until mpirun has really exited.
@@ -113,13 +121,26 @@ pid=$!
 set +m
 # Every stop signal goes on as SIGUSR1: mpirun forwards it to the ranks untouched, whereas on SIGTERM/SIGINT
 # it would kill them about a second later (Open MPI 4), before a checkpoint could be written.
+stopping=0
 for sig in TERM INT USR1; do
   # shellcheck disable=SC2064  # $sig and $pid are meant to expand now
-  trap "echo 'bf-mpirun: SIG$sig: asking the ranks to checkpoint and stop (SIGUSR1 to mpirun, pid $pid)' >&2; kill -s USR1 $pid 2>/dev/null || true" "$sig"
+  trap "stopping=1; echo 'bf-mpirun: SIG$sig: asking the ranks to checkpoint and stop (SIGUSR1 to mpirun, pid $pid)' >&2; kill -s USR1 $pid 2>/dev/null || true" "$sig"
 done
 rc=0
 while :; do
   wait "$pid" && rc=0 || rc=$?
   kill -0 "$pid" 2>/dev/null || break
+  # A stop signal arrived. If mpirun was signalled too it waits out --grace even after the ranks have gone:
+  # once rank 0 has left its status, give mpirun 5 s to finish on its own, then end it.
+  while [ "$stopping" = 1 ] && kill -0 "$pid" 2>/dev/null && [ ! -s "$status_file" ]; do sleep 0.2; done
+  if [ -s "$status_file" ]; then
+    for _ in $(seq 25); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -0 "$pid" 2>/dev/null && { echo "bf-mpirun: the ranks have exited; ending mpirun's wait (SIGKILL)" >&2; kill -s KILL "$pid" 2>/dev/null || true; }
+  fi
 done
+# The ranks' agreed status (75: stopped on request with a checkpoint) when mpirun's only says it was signalled.
+if [ "$rc" != 0 ] && [ "$(cat "$status_file" 2>/dev/null)" = 75 ]; then
+  echo "bf-mpirun: the ranks stopped on request with a checkpoint (mpirun's status was $rc): exit status 75" >&2
+  rc=75
+fi
 exit "$rc"

@@ -151,6 +151,7 @@ static int write_whole_file(const char *path, const void *buf, size_t len, int d
 
 /* Reads a whole file into memory (*buf malloc'd). Returns 0, or -1 with err set (errno kept in *e). */
 static int read_whole_file(const char *path, unsigned char **buf, size_t *len, bf_err *err) {
+    if (bf_check_input_file(path, err)) return -1;
     FILE *f = fopen(path, "rb");
     if (!f) return bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -249,6 +250,116 @@ static int create_group(hid_t f, const char *name, bf_err *err) {
     hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return bf_fail(err, "cannot create group %s", name);
     H5Gclose(g);
+    return 0;
+}
+
+/* ---- meaning: a checkpoint that parses can still be wrong ------------------------------------------ */
+
+/* Finite is not enough: a state that loads must also be one that training could have produced, else it puts
+ * NaN into the weights a few updates later (a negative second moment under a square root) or maps two tokens
+ * to one id. The same checks run before a save (such a state is never written) and after a load (never
+ * used); `where` names the file. Each message names the field and what was expected. */
+
+static int first_nonfinite(const float *x, size_t n, size_t *at) {
+    for (size_t i = 0; i < n; i++)
+        if (!(x[i] - x[i] == 0.0f)) {
+            *at = i;
+            return 1;
+        }
+    return 0;
+}
+
+static int cmp_str_ptr(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* -1 with err naming the first repeated string of names[0..n), else 0. */
+static int check_unique(const char *where, const char *what, const char *const *names, size_t n, bf_err *err) {
+    if (n < 2) return 0;
+    const char **sorted = bf_xmalloc(n * sizeof *sorted);
+    memcpy(sorted, names, n * sizeof *sorted);
+    qsort(sorted, n, sizeof *sorted, cmp_str_ptr);
+    const char *dup = NULL;
+    for (size_t i = 1; i < n && !dup; i++)
+        if (!strcmp(sorted[i - 1], sorted[i])) dup = sorted[i];
+    int rc = 0;
+    if (dup) {
+        size_t a = 0, b = 0;
+        for (a = 0; a < n && strcmp(names[a], dup); a++) {}
+        for (b = a + 1; b < n && strcmp(names[b], dup); b++) {}
+        rc = bf_fail(err, "%s: %s holds \"%.200s\" twice (entries %zu and %zu): every entry must be unique", where,
+                     what, dup, a, b);
+    }
+    free(sorted);
+    return rc;
+}
+
+static int check_names(const char *where, const bf_model_config *c, const char *const *vocab, size_t nv,
+                       const char *const *labels, size_t nl, bf_err *err) {
+    if (vocab && nv != (size_t)c->vocab_size)
+        return bf_fail(err, "%s: /vocab has %zu entries but /model says vocab_size %d", where, nv, c->vocab_size);
+    if (labels && nl != (size_t)c->n_classes)
+        return bf_fail(err, "%s: /label_names has %zu entries but /model says n_classes %d", where, nl, c->n_classes);
+    if (vocab && check_unique(where, "/vocab (the vocabulary)", vocab, nv, err)) return -1;
+    if (labels && check_unique(where, "/label_names", labels, nl, err)) return -1;
+    return 0;
+}
+
+static int check_weights(const char *where, const bf_model *m, bf_err *err) {
+    size_t at;
+    if (!first_nonfinite(m->params, m->n_params, &at)) return 0;
+    const char *name = "?";
+    for (int i = 0; i < m->n_tensors; i++)
+        if (at >= m->tensors[i].offset && at < m->tensors[i].offset + m->tensors[i].numel) name = m->tensors[i].name;
+    return bf_fail(err, "%s: the model holds a non-finite weight (/model/%s, element %zu of the parameter table)",
+                   where, name, at);
+}
+
+/* The training state beyond the model: AdamW moments, counters, coordinator, head counts. */
+static int check_training(const char *where, const bf_model *m, const float *am, const float *av, long step,
+                          long skipped, long nonfinite, const bf_coordinator *co, const int64_t *hs, size_t hs_len,
+                          bf_err *err) {
+    size_t n = m->n_params, at;
+    if (first_nonfinite(am, n, &at))
+        return bf_fail(err, "%s: /optim/m[%zu] (AdamW first moment) = %g is not finite", where, at, (double)am[at]);
+    if (first_nonfinite(av, n, &at))
+        return bf_fail(err, "%s: /optim/v[%zu] (AdamW second moment) = %g is not finite", where, at, (double)av[at]);
+    for (size_t i = 0; i < n; i++)
+        if (av[i] < 0.0f)
+            return bf_fail(err, "%s: /optim/v[%zu] (AdamW second moment) = %g is negative: it is a running mean of "
+                                "squared gradients, so it must be >= 0 (a negative one puts NaN into the weights)",
+                           where, i, (double)av[i]);
+    if (skipped > step)
+        return bf_fail(err, "%s: /state skipped_steps = %ld exceeds step %ld: more updates skipped than made", where,
+                       skipped, step);
+    if (nonfinite > skipped)
+        return bf_fail(err, "%s: /state nonfinite_run = %ld exceeds skipped_steps = %ld", where, nonfinite, skipped);
+    if (co) {
+        if (!(co->eps_start >= 0.0f && co->eps_start <= 1.0f && co->eps_end >= 0.0f && co->eps_end <= 1.0f))
+            return bf_fail(err, "%s: /coordinator eps_start = %g, eps_end = %g: exploration rates must be in [0, 1]",
+                           where, (double)co->eps_start, (double)co->eps_end);
+        if (co->window_n > co->window)
+            return bf_fail(err, "%s: /coordinator window_n = %ld exceeds window = %ld", where, co->window_n, co->window);
+        if (!isfinite(co->window_sum) || !isfinite(co->prev_mean))
+            return bf_fail(err, "%s: /coordinator window_sum or prev_mean is not finite", where);
+    }
+    for (size_t i = 0; hs && i < hs_len; i++)
+        if (hs[i] < 0)
+            return bf_fail(err, "%s: /headstats/block[%zu] = %lld: a head-usage count must be >= 0", where, i,
+                           (long long)hs[i]);
+    return 0;
+}
+
+/* Before writing: the state must pass the checks a load makes, so no checkpoint is written that a resume
+ * would refuse. */
+static int check_before_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err) {
+    if (check_weights(path, m, err) ||
+        check_names(path, &m->cfg, meta->vocab, meta->vocab_size, meta->label_names, meta->n_classes, err))
+        return -1;
+    if (meta->adam_m && meta->adam_v &&
+        check_training(path, m, meta->adam_m, meta->adam_v, meta->step, meta->skipped_steps, meta->nonfinite_run,
+                       meta->coord, meta->headstats, meta->headstats_len, err))
+        return -1;
     return 0;
 }
 
@@ -406,6 +517,16 @@ static int build_image(const char *name, const bf_model *m, const bf_ckpt_meta *
     return rc;
 }
 
+int bf_checkpoint_image(const bf_model *m, const bf_ckpt_meta *meta, unsigned char **image, size_t *len,
+                        bf_err *err) {
+    *image = NULL;
+    *len = 0;
+    return check_before_save("the checkpoint image", m, meta, err) ||
+                   build_image("checkpoint image [in memory]", m, meta, image, len, err)
+               ? -1
+               : 0;
+}
+
 int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err) {
     char tmp[2 * BF_CKPT_PATH_LEN + 160], side[2 * BF_CKPT_PATH_LEN + 160], side_tmp[2 * BF_CKPT_PATH_LEN + 200];
     tmp_name_for(tmp, sizeof tmp, path);
@@ -413,7 +534,8 @@ int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *
     snprintf(side_tmp, sizeof side_tmp, "%s.tmp", side); /* hidden already: ".<name>.sha256.tmp" */
     unsigned char *image = NULL;
     size_t len = 0;
-    int rc = build_image(tmp, m, meta, &image, &len, err);
+    int rc = check_before_save(path, m, meta, err);
+    if (rc == 0) rc = build_image(tmp, m, meta, &image, &len, err);
     char hex[65] = "";
     if (rc == 0) {
         sha256_hex(image, len, hex);
@@ -477,7 +599,7 @@ int bf_checkpoint_open_ex(const char *path, bf_digest_policy policy, int open_hd
     bf_h5_init();
     if (bf_checkpoint_is_temp_name(path))
         return bf_fail(err, "%s is a temporary file left by an interrupted save, not a checkpoint; "
-                            "checkpoints are named step-XXXXXXXX.h5", path);
+                            "checkpoints are named step-NNNNNNNN.h5", path);
     unsigned char *buf = NULL;
     size_t len = 0;
     if (read_whole_file(path, &buf, &len, err)) return -1;
@@ -645,12 +767,6 @@ int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *
     return 0;
 }
 
-static int all_finite(const float *x, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (!(x[i] - x[i] == 0.0f)) return 0;
-    return 1;
-}
-
 static int read_model_tensors(const bf_ckpt_file *cf, bf_model *m, bf_err *err) {
     bf_model_config fc;
     if (bf_checkpoint_file_model_config(cf, &fc, err)) return -1;
@@ -664,8 +780,7 @@ static int read_model_tensors(const bf_ckpt_file *cf, bf_model *m, bf_err *err) 
         if (bf_h5_read_into(cf->file, name, H5T_NATIVE_FLOAT, t->ndim, dims, m->params + t->offset, err)) return -1;
     }
     /* A weight that is not finite means a damaged or diverged checkpoint: refuse it rather than predict NaN. */
-    if (!all_finite(m->params, m->n_params)) return bf_fail(err, "%s: the model holds a non-finite weight", cf->path);
-    return 0;
+    return check_weights(cf->path, m, err);
 }
 
 int bf_checkpoint_read_model(const bf_ckpt_file *cf, bf_model *m, bf_err *err) {
@@ -674,23 +789,37 @@ int bf_checkpoint_read_model(const bf_ckpt_file *cf, bf_model *m, bf_err *err) {
 
 static int read_names(const bf_ckpt_file *cf, const bf_model *m, char ***vocab, size_t *vocab_size,
                       char ***label_names, size_t *n_classes, bf_err *err) {
-    if (vocab) {
-        if (bf_h5_read_strings(cf->file, "/vocab", vocab, vocab_size, err)) return -1;
-        if (*vocab_size != (size_t)m->cfg.vocab_size) {
+    if (vocab && bf_h5_read_strings(cf->file, "/vocab", vocab, vocab_size, err)) return -1;
+    if (label_names && bf_h5_read_strings(cf->file, "/label_names", label_names, n_classes, err)) return -1;
+    if (check_names(cf->path, &m->cfg, vocab ? (const char *const *)*vocab : NULL, vocab ? *vocab_size : 0,
+                    label_names ? (const char *const *)*label_names : NULL, label_names ? *n_classes : 0, err)) {
+        if (vocab) {
             bf_h5_free_strings(*vocab, *vocab_size);
             *vocab = NULL;
-            return bf_fail(err, "%s: /vocab has %zu entries but /model says vocab_size %d", cf->path, *vocab_size,
-                           m->cfg.vocab_size);
         }
-    }
-    if (label_names) {
-        if (bf_h5_read_strings(cf->file, "/label_names", label_names, n_classes, err)) return -1;
-        if (*n_classes != (size_t)m->cfg.n_classes) {
+        if (label_names) {
             bf_h5_free_strings(*label_names, *n_classes);
             *label_names = NULL;
-            return bf_fail(err, "%s: /label_names has %zu entries but /model says n_classes %d", cf->path, *n_classes,
-                           m->cfg.n_classes);
         }
+        return -1;
+    }
+    return 0;
+}
+
+/* /optim's step counter and /headstats' shape attributes must agree with /state and /model. */
+static int check_attrs(const bf_ckpt_file *cf, const bf_model *m, long step, bf_err *err) {
+    long long t = 0;
+    if (bf_h5_read_attr_int(cf->file, "/optim", "t", &t, err)) return -1;
+    if (t != step)
+        return bf_fail(err, "%s: /optim attribute t = %lld but /state step = %ld: the AdamW moments belong to another "
+                            "step", cf->path, t, step);
+    const char *names[] = {"n_classes", "n_layers", "n_heads"};
+    const int want[] = {m->cfg.n_classes, m->cfg.n_layers, m->cfg.n_heads};
+    for (int i = 0; i < 3; i++) {
+        long long v = 0;
+        if (bf_h5_read_attr_int(cf->file, "/headstats", names[i], &v, err)) return -1;
+        if (v != want[i])
+            return bf_fail(err, "%s: /headstats attribute %s = %lld but /model says %d", cf->path, names[i], v, want[i]);
     }
     return 0;
 }
@@ -708,8 +837,6 @@ int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam
     unsigned long long n = m->n_params;
     if (rc == 0) rc = bf_h5_read_into(cf->file, "/optim/m", H5T_NATIVE_FLOAT, 1, &n, adam_m, err);
     if (rc == 0) rc = bf_h5_read_into(cf->file, "/optim/v", H5T_NATIVE_FLOAT, 1, &n, adam_v, err);
-    if (rc == 0 && (!all_finite(adam_m, m->n_params) || !all_finite(adam_v, m->n_params)))
-        rc = bf_fail(err, "%s: the AdamW moments /optim/m or /optim/v hold a non-finite value", cf->path);
     if (rc == 0) rc = require_group(cf, "/headstats", "head-usage counts since the last /heads record", err);
     if (rc == 0) {
         unsigned long long hd[1] = {0};
@@ -729,7 +856,31 @@ int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam
             rc = bf_fail(err, "%s: /headstats/block has %zu counts, expected %zu for this model", cf->path,
                          st->headstats_len, headstats_len);
     }
+    if (rc == 0) rc = check_attrs(cf, m, st->step, err);
+    if (rc == 0)
+        rc = check_training(cf->path, m, adam_m, adam_v, st->step, st->skipped_steps, st->nonfinite_run, &st->coord,
+                            st->headstats, st->headstats_len, err);
     if (rc) bf_ckpt_state_free(st);
+    return rc;
+}
+
+int bf_checkpoint_validate(const char *path, bf_err *err) {
+    bf_ckpt_file cf;
+    int rc = bf_checkpoint_open(path, BF_DIGEST_REQUIRED, &cf, err);
+    bf_model_config mc;
+    if (rc == 0) rc = bf_checkpoint_file_model_config(&cf, &mc, err);
+    if (rc == 0) {
+        bf_model m;
+        bf_model_init(&m, &mc, 1);
+        float *am = bf_xmalloc(m.n_params * sizeof(float)), *av = bf_xmalloc(m.n_params * sizeof(float));
+        bf_ckpt_state st;
+        rc = bf_checkpoint_read_training(&cf, &m, am, av, 0, &st, err);
+        if (rc == 0) bf_ckpt_state_free(&st);
+        free(am);
+        free(av);
+        bf_model_free(&m);
+    }
+    bf_checkpoint_close(&cf);
     return rc;
 }
 
@@ -781,16 +932,19 @@ int bf_checkpoint_open_model(const char *path, int max_batch, bf_model *m, char 
 
 /* ---- directories ------------------------------------------------------------------------------- */
 
-/* step-XXXXXXXX.h5 exactly (8 decimal digits), optionally followed by `suffix`; returns the step or -1. */
+/* step-<digits>.h5, optionally followed by `suffix`; returns the step or -1. The digits are the step as
+ * "%08ld" prints it: exactly 8 (leading zeros, the only form before steps could pass 99,999,999), or 9 and more
+ * without a leading zero, up to the 10 that train.steps' 10^9 needs. Only that canonical form is accepted, so
+ * each step has one name. */
 static long parse_name(const char *name, const char *suffix) {
-    size_t sl = strlen(suffix);
-    if (strncmp(name, "step-", 5) != 0 || strlen(name) != 5 + 8 + 3 + sl) return -1;
+    if (strncmp(name, "step-", 5) != 0) return -1;
+    size_t nd = 0;
+    while (name[5 + nd] >= '0' && name[5 + nd] <= '9') nd++;
+    if (nd < 8 || nd > 12 || (nd > 8 && name[5] == '0')) return -1;
     long step = 0;
-    for (int i = 5; i < 13; i++) {
-        if (name[i] < '0' || name[i] > '9') return -1;
-        step = step * 10 + (name[i] - '0');
-    }
-    if (strncmp(name + 13, ".h5", 3) != 0 || strcmp(name + 16, suffix) != 0) return -1;
+    for (size_t i = 0; i < nd; i++) step = step * 10 + (name[5 + i] - '0');
+    const char *rest = name + 5 + nd;
+    if (strncmp(rest, ".h5", 3) != 0 || strcmp(rest + 3, suffix) != 0) return -1;
     return step;
 }
 
@@ -871,10 +1025,10 @@ int bf_checkpoint_rotate(const char *dir, int keep, long up_to_step, bf_err *err
     if (bf_checkpoint_list(dir, &e, &n, err)) return -1;
     int kept = 0, deleted = 0;
     for (size_t i = 0; i < n; i++) {
-        bf_ckpt_file cf;
         bf_err ignore;
-        int ok = bf_checkpoint_open_ex(e[i].path, BF_DIGEST_REQUIRED, 0, &cf, &ignore) == 0;
-        bf_checkpoint_close(&cf);
+        /* Valid = what a resume accepts (digest and meaning), not only the digest: a checkpoint that a resume
+         * would refuse must not count as kept, or the good ones before it would go. */
+        int ok = bf_checkpoint_validate(e[i].path, &ignore) == 0;
         if (!ok) continue;  /* invalid files are never deleted (nor counted as kept) */
         if (kept < keep) {  /* the newest valid ones, by step */
             kept++;

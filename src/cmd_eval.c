@@ -216,9 +216,21 @@ int bf_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "budgetformer eval: error: --control-seed applies to --budget-control shuffle only\n");
         return 2;
     }
+    bf_err err = {{0}};
+    if (records) {
+        /* --records (and its temporary name) must not be, or link to, the checkpoint, its digest or the data. */
+        char side[2 * BF_CKPT_PATH_LEN + 160], tmp[BF_CKPT_PATH_LEN + 8];
+        bf_checkpoint_sidecar_name(side, sizeof side, ckpt);
+        snprintf(tmp, sizeof tmp, "%s.tmp", records);
+        const bf_named_path out[] = {{"--records", records}, {"--records (its temporary file)", tmp}};
+        const bf_named_path in[] = {{"--checkpoint", ckpt}, {"--checkpoint's digest file", side}, {"--data", data}};
+        if (bf_check_outputs(out, 2, in, 3, &err)) {
+            fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
+            return 2;
+        }
+    }
     bf_h5_init();
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
-    bf_err err = {{0}};
     if (bf_text_check_dataset_path("--data", data, &err)) {
         fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
         return 1;

@@ -504,8 +504,21 @@ int bf_cmd_prepare(int argc, char **argv) {
         free(o.text_cols_buf);
         return p;
     }
-    bf_h5_init();
     bf_err err = {{0}};
+    /* The files written (valid.h5 also when a stale one is removed) must not be, or link to, an input. */
+    char outs[3][4096 + 16];
+    const char *const split_files[] = {"train.h5", "valid.h5", "test.h5"};
+    bf_named_path out[3], in[] = {{"--train", o.train}, {"--test", o.test}};
+    for (int k = 0; k < 3; k++) {
+        snprintf(outs[k], sizeof outs[k], "%.4096s/%s", o.out, split_files[k]);
+        out[k] = (bf_named_path){"--out", outs[k]};
+    }
+    if (bf_check_outputs(out, 3, in, 2, &err)) {
+        fprintf(stderr, "budgetformer prepare: error: %s\n", err.msg);
+        free(o.text_cols_buf);
+        return 2;
+    }
+    bf_h5_init();
     int rc = 0;
     if (run(&o, &err) < 0) {
         fprintf(stderr, "budgetformer prepare: error: %s\n", err.msg);

@@ -9,6 +9,7 @@
 #include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
 #include "budgetformer/textread.h"
+#include "budgetformer/ops.h"
 #include "budgetformer/train.h"
 
 static void usage(FILE *f) {
@@ -22,13 +23,47 @@ static void usage(FILE *f) {
                "  --resume FILE   continue from that checkpoint\n"
                "  --quiet         no progress lines and info messages (warnings and errors still print)\n"
                "  --help-config   list every configuration key with its type, default and range\n"
-               "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT after writing a\n"
+               "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT/SIGHUP (or a\n"
+               "closed stderr, SIGPIPE) after writing a "
                "checkpoint (continue with --resume auto); see docs/FAILURES.md\n");
 }
 
 /* One OpenBLAS thread per process unless the user asked otherwise: ranks are the parallelism. */
 static void pin_blas_threads(void) {
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
+}
+
+/* What the run writes in run.dir must not be, or link to, what it reads: --config run.dir/config.ini would
+ * be replaced by the resolved configuration, a data file named log.h5 by the log. */
+static int check_outputs(const bf_config *c, const char *config_path, const char *resume, bf_err *err) {
+    static const char *const names[] = {"config.ini", ".config.ini.tmp", "log.h5", "log.h5.tmp", ".lock"};
+    char paths[5][BF_PATH_LEN + 32];
+    bf_named_path out[5];
+    for (int i = 0; i < 5; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/%s", c->run_dir, names[i]);
+        out[i] = (bf_named_path){i < 2 ? "run.dir/config.ini" : i < 4 ? "run.dir/log.h5" : "run.dir/.lock", paths[i]};
+    }
+    const bf_named_path in[] = {{"--config", config_path}, {"data.train", c->data_train}, {"data.valid", c->data_valid},
+                                {"data.test", c->data_test}, {"--resume", resume && strcmp(resume, "auto") ? resume : NULL}};
+    return bf_check_outputs(out, 5, in, 5, err);
+}
+
+/* BF_STATUS_FILE (set by launch/bf-mpirun.sh): rank 0 leaves the run's exit status there. When a scheduler
+ * sends SIGTERM to mpirun as well as to the ranks, mpirun's own status says only that it was signalled; the
+ * wrapper reads this file to exit 75 after the ranks checkpointed (docs/FAILURES.md). Every rank agreed on
+ * the status before it is written. */
+static void write_status_file(int status) {
+    const char *path = getenv("BF_STATUS_FILE");
+    if (!path || !*path) return;
+    char tmp[4096];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp", path) >= sizeof tmp) return;
+    FILE *f = fopen(tmp, "w");
+    if (!f) return;
+    int ok = fprintf(f, "%d\n", status) > 0;
+    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+        remove(tmp);
+        bf_warn("BF_STATUS_FILE=%s: cannot write the exit status there", path);
+    }
 }
 
 int bf_cmd_train(int argc, char **argv) {
@@ -89,6 +124,10 @@ int bf_cmd_train(int argc, char **argv) {
         fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
         return 2;
     }
+    if (check_outputs(&cfg, config_path, opts.resume, &err)) {
+        fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
+        return 2;
+    }
     bf_h5_init();
     pin_blas_threads();
     bf_dist dist;
@@ -97,7 +136,14 @@ int bf_cmd_train(int argc, char **argv) {
     if (dist.rank != 0) bf_set_quiet(1);
     /* After MPI_Init, so that ours are the handlers in force (docs/FAILURES.md). */
     if (bf_train_install_signal_handlers(dist.rank == 0))
-        bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT handlers: a signal ends the run without a checkpoint");
+        bf_warn("cannot install the SIGTERM/SIGUSR1/SIGINT/SIGHUP/SIGPIPE handlers: a signal ends the run without a checkpoint");
+    /* OpenBLAS's buffers now, under any address-space limit: later it would hang retrying (docs/FAILURES.md). */
+    if (bf_ops_reserve_blas(&err)) {
+        fprintf(stderr, "budgetformer train: error%s: %s\n", dist.world > 1 ? " on a rank" : "", err.msg);
+        if (dist.world > 1) bf_dist_abort(&dist, 1);
+        bf_dist_finalize(&dist);
+        return 1;
+    }
     int rc = bf_train_run_opts(&cfg, &dist, &opts, &err);
     if (rc < 0) {
         /* A dataset that could not be opened: say which key named it and what the fix is (a missing file, a
@@ -119,7 +165,10 @@ int bf_cmd_train(int argc, char **argv) {
         if (dist.world > 1) fprintf(stderr, "budgetformer train: error on rank %d: %s\n", dist.rank, err.msg);
         else fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
     }
+    int rank = dist.rank;
     bf_dist_finalize(&dist);
     /* 0 done, 1 failed, 2 usage (above), 75 stopped on request with a checkpoint written (requeue). */
-    return rc == BF_EXIT_PREEMPTED ? BF_EXIT_PREEMPTED : rc ? 1 : 0;
+    int status = rc == BF_EXIT_PREEMPTED ? BF_EXIT_PREEMPTED : rc ? 1 : 0;
+    if (rank == 0) write_status_file(status);
+    return status;
 }

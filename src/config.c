@@ -184,6 +184,12 @@ static const key_spec kKeys[] = {
     K_INT("dist", "bucket_kb", bucket_kb, 1, 1048576, "1024",
           "Gradient allreduce bucket size in KiB: buckets are sent (non-blocking) as soon as backward "
           "completes them, overlapping communication with the rest of backward."),
+    K_FLOAT("dist", "timeout", dist_timeout, 0, 1e6, R_CLOSED, "600",
+            "Watchdog: a collective (gradient allreduce, loss reduction, broadcast, the wait while rank 0 writes "
+            "a checkpoint) that waits longer than this many seconds for the other ranks ends the job, naming the "
+            "step and the ranks that did not arrive (a stopped rank, a frozen node, a stuck file system) instead "
+            "of hanging for ever; 0 = wait for ever. Keep it above the longest checkpoint and log write "
+            "(docs/FAILURES.md)."),
 };
 #define N_KEYS (sizeof kKeys / sizeof kKeys[0])
 
@@ -529,6 +535,8 @@ static int parse_ini(bf_config *c, ini_ctx *ctx, bf_err *err) {
 }
 
 int bf_config_load(bf_config *c, const char *path, bf_err *err) {
+    bf_err why;
+    if (bf_check_input_file(path, &why)) return bf_fail(err, "config file %s", why.msg);
     FILE *f = fopen(path, "r");
     if (!f) return bf_fail(err, "cannot open config file '%s': %s", path, strerror(errno));
     ini_ctx ctx = {.name = path, .f = f};
@@ -581,6 +589,9 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (!c->data_train[0])
         return bf_fail(err, "data.train is not set: give the prepared training set in the config file "
                        "([data] train = PATH) or with --set data.train=PATH");
+    if (!c->run_dir[0])
+        return bf_fail(err, "run.dir is empty: give the run directory ([run] dir = PATH or --set run.dir=PATH); "
+                       "an empty run.dir would put config.ini, log.h5 and checkpoints/ into the root directory /");
     if (c->d_model % c->n_heads)
         return bf_fail(err, "model.d_model (%d) must be divisible by model.n_heads (%d)", c->d_model, c->n_heads);
     if (c->fixed_budget > c->n_heads)

@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <openssl/evp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -68,10 +69,8 @@ static int read_vec(hid_t f, const char *path, const char *name, hid_t type, siz
     return 0;
 }
 
-int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err) {
-    memset(d, 0, sizeof *d);
-    hid_t f = bf_h5_open_read(path, err);
-    if (f < 0) return -1;
+/* Reads and checks the dataset of an open file (closed here); `path` names it in messages. */
+static int load_from(bf_dataset *d, hid_t f, const char *path, bf_err *err) {
     bf_dataset x = {0};
     size_t n_names = 0;
     long long max_len = 0, n_classes = 0;
@@ -130,6 +129,20 @@ done:
     return rc;
 }
 
+int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err) {
+    memset(d, 0, sizeof *d);
+    hid_t f = bf_h5_open_read(path, err);
+    if (f < 0) return -1;
+    return load_from(d, f, path, err);
+}
+
+int bf_dataset_load_image(bf_dataset *d, const void *buf, size_t len, const char *name, bf_err *err) {
+    memset(d, 0, sizeof *d);
+    hid_t f = bf_h5_open_image(buf, len, name, err);
+    if (f < 0) return -1;
+    return load_from(d, f, name, err);
+}
+
 /* Flushes a written file to disk so the rename never exposes an empty file after a crash. */
 static void fsync_path(const char *path) {
     int fd = open(path, O_RDONLY);
@@ -172,4 +185,21 @@ fail:
     if (f >= 0) H5Fclose(f);
     unlink(tmp);
     return -1;
+}
+
+/* SHA-256 over what training reads: shape, tokens, lengths, labels, vocabulary and class names (each string
+ * with its terminating NUL, so boundaries count). */
+void bf_dataset_digest(const bf_dataset *d, unsigned char out[32]) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    BF_CHECK(c && EVP_DigestInit_ex(c, EVP_sha256(), NULL) == 1, "OpenSSL SHA-256 init failed");
+    int64_t shape[4] = {(int64_t)d->n, d->max_len, d->n_classes, (int64_t)d->vocab_size};
+    EVP_DigestUpdate(c, shape, sizeof shape);
+    EVP_DigestUpdate(c, d->tokens, d->n * (size_t)d->max_len * sizeof(int32_t));
+    EVP_DigestUpdate(c, d->lengths, d->n * sizeof(int32_t));
+    EVP_DigestUpdate(c, d->labels, d->n * sizeof(int32_t));
+    for (size_t i = 0; i < d->vocab_size; i++) EVP_DigestUpdate(c, d->vocab[i], strlen(d->vocab[i]) + 1);
+    for (int i = 0; i < d->n_classes; i++) EVP_DigestUpdate(c, d->label_names[i], strlen(d->label_names[i]) + 1);
+    unsigned int len = 0;
+    BF_CHECK(EVP_DigestFinal_ex(c, out, &len) == 1 && len == 32, "OpenSSL SHA-256 failed");
+    EVP_MD_CTX_free(c);
 }

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "budgetformer/util.h"
 
@@ -31,6 +32,123 @@ static void check_mpi(const bf_dist *d, int rc, const char *call) {
 
 #define MPI_CHECK(d, call) check_mpi((d), (call), #call)
 
+/* ---- the watchdog (docs/FAILURES.md, "A rank that stops") --------------------------------------------
+ *
+ * Every collective is started non-blocking and waited for by polling MPI_Test against a deadline of
+ * d->timeout seconds. A collective that is not complete by then starts a roll call on a duplicate of
+ * MPI_COMM_WORLD: the rank sends "here" to every other rank, and every rank that is waiting in a collective
+ * (it polls for such messages) answers the same way. Ranks that have not answered within a few seconds did
+ * not arrive; the lowest rank that did names them with the step and the collective, and MPI_Abort ends the
+ * job (mpirun then also kills a stopped process). Polling, rather than MPI_Wait, is also what lets a stop
+ * signal be noticed while waiting. */
+
+static MPI_Comm g_watch = MPI_COMM_NULL; /* roll calls only */
+#define TAG_HERE 7301
+
+/* Sends "here, waiting in collective number seq" to every other rank (once per roll call). */
+static void send_here(bf_dist *d, long long *note, MPI_Request *reqs) {
+    for (int r = 0, k = 0; r < d->world; r++)
+        if (r != d->rank) MPI_Isend(note, 2, MPI_LONG_LONG, r, TAG_HERE, g_watch, &reqs[k++]);
+}
+
+/* Receives pending "here" notes; marks their senders in seen[]. Returns how many arrived. */
+static int take_here(unsigned char *seen) {
+    int got = 0;
+    for (;;) {
+        int flag = 0;
+        MPI_Status st;
+        if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_HERE, g_watch, &flag, &st) != MPI_SUCCESS || !flag) return got;
+        long long note[2];
+        MPI_Recv(note, 2, MPI_LONG_LONG, st.MPI_SOURCE, TAG_HERE, g_watch, MPI_STATUS_IGNORE);
+        if (seen) seen[st.MPI_SOURCE] = 1;
+        got++;
+    }
+}
+
+static void pause_us(long us) {
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = us * 1000L};
+    nanosleep(&ts, NULL);
+}
+
+/* The roll call after a timeout (or when another rank started one): who is waiting in a collective? Never
+ * returns. */
+static void roll_call(bf_dist *d, const char *call, double waited) {
+    int W = d->world;
+    unsigned char *seen = bf_xcalloc((size_t)W, 1);
+    MPI_Request *reqs = bf_xcalloc((size_t)W, sizeof *reqs);
+    long long note[2] = {d->step, (long long)d->rank};
+    seen[d->rank] = 1;
+    send_here(d, note, reqs);
+    /* Answers travel in microseconds; a few seconds cover a loaded node. */
+    double end = bf_wall_seconds() + (d->timeout < 5.0 ? d->timeout : 5.0);
+    while (bf_wall_seconds() < end) {
+        take_here(seen);
+        pause_us(1000);
+    }
+    char missing[512] = "";
+    int n_missing = 0, lowest = -1;
+    for (int r = 0; r < W; r++) {
+        if (seen[r]) {
+            if (lowest < 0) lowest = r;
+            continue;
+        }
+        size_t k = strlen(missing);
+        if (k < sizeof missing - 16) snprintf(missing + k, sizeof missing - k, "%s%d", n_missing ? ", " : "", r);
+        n_missing++;
+    }
+    if (d->rank == lowest) {
+        if (n_missing)
+            fprintf(stderr, "budgetformer: error: watchdog: %s at step %ld waited %.0f s (dist.timeout = %g s) and "
+                            "rank%s %s of %d did not arrive (stopped, a frozen node or a stuck file system?); "
+                            "ending the job: the checkpoints written so far stay valid, continue with --resume auto "
+                            "once the cause is fixed\n",
+                    call, d->step, waited, (double)d->timeout, n_missing > 1 ? "s" : "", missing, W);
+        else
+            fprintf(stderr, "budgetformer: error: watchdog: %s at step %ld waited %.0f s (dist.timeout = %g s); "
+                            "every rank answered the roll call, so the ranks are in different collectives (a "
+                            "bug) or the network is stuck; ending the job\n", call, d->step, waited,
+                    (double)d->timeout);
+        fflush(stderr);
+    }
+    MPI_Abort(MPI_COMM_WORLD, 1);
+    exit(1);
+}
+
+/* Waits for one request of a collective, within d->timeout. */
+static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
+    if (d->timeout <= 0.0f || g_watch == MPI_COMM_NULL) {
+        MPI_CHECK(d, MPI_Wait(req, MPI_STATUS_IGNORE));
+        return;
+    }
+    double t0 = bf_wall_seconds(), deadline = t0 + d->timeout;
+    for (long spins = 0;; spins++) {
+        int flag = 0;
+        check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
+        if (flag) return;
+        double now = bf_wall_seconds();
+        /* Spin first (a collective of a healthy step completes in microseconds); then yield the core. */
+        if (now - t0 > 0.01) pause_us(now - t0 > 1.0 ? 2000 : 100);
+        if ((spins & 63) == 0 || now - t0 > 0.01) {
+            if (take_here(NULL)) roll_call(d, call, now - t0); /* another rank timed out: answer */
+            if (d->stop_requested && d->stop_requested() && !d->stop_noted &&
+                now - t0 > (d->timeout < 20.0f ? d->timeout / 2.0 : 10.0)) { /* not during a healthy save */
+                d->stop_noted = 1;
+                fprintf(stderr, "budgetformer: rank %d: a stop was requested while %s at step %ld waits for the "
+                                "other ranks (%.0f s so far): it takes effect when they arrive; the watchdog ends "
+                                "the job %.0f s after the wait began if they do not (dist.timeout)\n",
+                        d->rank, call, d->step, now - t0, (double)d->timeout);
+            }
+        }
+        if (now > deadline) roll_call(d, call, now - t0);
+    }
+}
+
+void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void)) {
+    d->timeout = (float)timeout_s;
+    d->stop_requested = stop_requested;
+    if (d->mpi && d->world > 1 && g_watch == MPI_COMM_NULL) MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &g_watch));
+}
+
 int bf_dist_init(bf_dist *d, int *argc, char ***argv) {
     memset(d, 0, sizeof *d);
     d->world = 1;
@@ -49,6 +167,7 @@ int bf_dist_init(bf_dist *d, int *argc, char ***argv) {
 }
 
 void bf_dist_finalize(bf_dist *d) {
+    if (g_watch != MPI_COMM_NULL) MPI_Comm_free(&g_watch);
     if (d->mpi) MPI_Finalize();
     d->mpi = 0;
 }
@@ -75,14 +194,18 @@ const char *bf_dist_library_version(void) {
 void bf_dist_barrier(bf_dist *d) {
     if (d->world == 1) return;
     double t = bf_wall_seconds();
-    MPI_CHECK(d, MPI_Barrier(MPI_COMM_WORLD));
+    MPI_Request req;
+    MPI_CHECK(d, MPI_Ibarrier(MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a barrier");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
 static void allreduce(bf_dist *d, void *buf, size_t n, MPI_Datatype type, MPI_Op op) {
     if (d->world == 1 || n == 0) return;
     double t = bf_wall_seconds();
-    MPI_CHECK(d, MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, type, op, MPI_COMM_WORLD));
+    MPI_Request req;
+    MPI_CHECK(d, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, type, op, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "an allreduce");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -94,7 +217,9 @@ void bf_dist_allreduce_max_f64(bf_dist *d, double *buf, size_t n) { allreduce(d,
 static void bcast(bf_dist *d, void *buf, size_t n, MPI_Datatype type, int root) {
     if (d->world == 1 || n == 0) return;
     double t = bf_wall_seconds();
-    MPI_CHECK(d, MPI_Bcast(buf, (int)n, type, root, MPI_COMM_WORLD));
+    MPI_Request req;
+    MPI_CHECK(d, MPI_Ibcast(buf, (int)n, type, root, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a broadcast");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -114,10 +239,13 @@ void bf_dist_gather_bytes(bf_dist *d, const void *send, size_t count, size_t siz
         displs = bf_xcalloc((size_t)d->world, sizeof(int));
     }
     double t = bf_wall_seconds();
-    MPI_CHECK(d, MPI_Gather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD));
+    MPI_Request req;
+    MPI_CHECK(d, MPI_Igather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a gather");
     if (d->rank == 0)
         for (int r = 1; r < d->world; r++) displs[r] = displs[r - 1] + counts[r - 1];
-    MPI_CHECK(d, MPI_Gatherv(send, bytes, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD));
+    MPI_CHECK(d, MPI_Igatherv(send, bytes, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a gather");
     d->comm_seconds += bf_wall_seconds() - t;
     free(counts);
     free(displs);
@@ -214,7 +342,7 @@ void bf_grad_sync_wait(bf_grad_sync *s) {
     for (int k = 0; k < s->n_buckets; k++) {
         bucket *b = &s->buckets[k];
         if (!b->started) start_bucket(s, b);
-        if (s->d->world > 1) MPI_CHECK(s->d, MPI_Wait(&b->req, MPI_STATUS_IGNORE));
+        if (s->d->world > 1) wait_req(s->d, &b->req, "the gradient allreduce");
     }
     s->d->comm_seconds += bf_wall_seconds() - t;
     /* Ready for the next step. */

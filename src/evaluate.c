@@ -26,17 +26,37 @@ void bf_eval_counts_free(bf_eval_counts *e) {
     memset(e, 0, sizeof *e);
 }
 
+static int evaluate_core(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, const int32_t *k_override,
+                         bf_eval_counts *e, bf_eval_records *rec, int (*stop)(void *), void *stop_ctx);
+
 void bf_evaluate(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e, bf_eval_records *rec) {
-    bf_evaluate_override(m, d, lo, hi, NULL, e, rec);
+    evaluate_core(m, d, lo, hi, NULL, e, rec, NULL, NULL);
 }
 
 void bf_evaluate_override(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, const int32_t *k_override,
                           bf_eval_counts *e, bf_eval_records *rec) {
+    evaluate_core(m, d, lo, hi, k_override, e, rec, NULL, NULL);
+}
+
+int bf_evaluate_until(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e,
+                      bf_eval_records *rec, int (*stop)(void *), void *stop_ctx) {
+    return evaluate_core(m, d, lo, hi, NULL, e, rec, stop, stop_ctx);
+}
+
+/* The one evaluation loop: budgets from outside (k_override, NULL = none) and a stop check before every batch
+ * (stop may be NULL). */
+static int evaluate_core(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, const int32_t *k_override,
+                         bf_eval_counts *e, bf_eval_records *rec, int (*stop)(void *), void *stop_ctx) {
     const bf_model_config *c = &m->cfg;
     size_t T = (size_t)d->max_len, C = (size_t)c->n_classes, L = (size_t)c->n_layers, H = (size_t)c->n_heads;
     BF_CHECK(d->max_len == c->max_len, "dataset max_len %d differs from the model's %d", d->max_len, c->max_len);
     double t0 = bf_wall_seconds();
     for (size_t start = lo; start < hi; start += (size_t)m->max_batch) {
+        if (stop && stop(stop_ctx)) { /* a batch boundary: the counts so far are whole batches */
+            e->n += (int64_t)(start - lo);
+            e->seconds += bf_wall_seconds() - t0;
+            return 1;
+        }
         size_t n = hi - start < (size_t)m->max_batch ? hi - start : (size_t)m->max_batch;
         bf_batch b = {.n = (int)n, .tokens = d->tokens + start * T, .lengths = d->lengths + start,
                       .labels = d->labels + start, .k_override = k_override ? k_override + start * L : NULL};
@@ -81,6 +101,7 @@ void bf_evaluate_override(bf_model *m, const bf_dataset *d, size_t lo, size_t hi
     }
     e->n += (int64_t)(hi - lo);
     e->seconds += bf_wall_seconds() - t0;
+    return 0;
 }
 
 double bf_eval_accuracy(const bf_eval_counts *e) {

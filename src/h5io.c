@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 void bf_h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
@@ -19,23 +20,65 @@ hid_t bf_h5_create(const char *path, bf_err *err) {
     return f;
 }
 
+/* Why HDF5 refused a file: empty, not HDF5 at all (no signature where HDF5 puts it), or HDF5 but damaged. */
+static void describe_not_hdf5(const char *path, bf_err *err) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        return;
+    }
+    unsigned char buf[8];
+    long long size = 0;
+    int found = 0;
+    /* The signature sits at offset 0, 512, 1024, 2048, ... (a user block may come first). */
+    for (long off = 0; off <= (1L << 20) && !found; off = off ? 2 * off : 512) {
+        if (fseek(f, off, SEEK_SET) != 0 || fread(buf, 1, 8, f) != 8) break;
+        found = !memcmp(buf, sig, 8);
+    }
+    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+    fclose(f);
+    if (size == 0) bf_fail(err, "%s: an empty file, not HDF5", path);
+    else if (found)
+        bf_fail(err, "%s: an HDF5 file that HDF5 cannot read (%lld bytes): truncated or damaged?", path, size);
+    else
+        bf_fail(err, "%s: not an HDF5 file (no HDF5 signature in its %lld bytes: another format, e.g. the CSV "
+                     "before `budgetformer prepare`?)", path, size);
+}
+
 hid_t bf_h5_open_read(const char *path, bf_err *err) {
     bf_h5_init();
-    if (!bf_path_exists(path)) {
-        bf_fail(err, "%s: no such file", path);
-        return -1;
-    }
+    if (bf_check_input_file(path, err)) return -1;
 #if H5_VERSION_GE(1, 12, 0)
     htri_t is_h5 = H5Fis_accessible(path, H5P_DEFAULT);
 #else
     htri_t is_h5 = H5Fis_hdf5(path);
 #endif
     if (is_h5 <= 0) {
-        bf_fail(err, "%s: not a readable HDF5 file (truncated or another format?)", path);
+        describe_not_hdf5(path, err);
         return -1;
     }
     hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (f < 0) bf_fail(err, "%s: cannot open HDF5 file for reading", path);
+    return f;
+}
+
+hid_t bf_h5_open_image(const void *buf, size_t len, const char *name, bf_err *err) {
+    bf_h5_init();
+    if (len < 8) {
+        bf_fail(err, "%s: %s, not HDF5", name, len ? "too short" : "an empty file");
+        return -1;
+    }
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t f = -1;
+    void *image; /* HDF5 takes a non-const pointer but only copies from it */
+    memcpy(&image, &buf, sizeof image);
+    /* The core driver copies the image (H5Pset_file_image); backing_store 0: nothing is written anywhere. */
+    if (fapl < 0 || H5Pset_fapl_core(fapl, 1 << 20, 0) < 0 || H5Pset_file_image(fapl, image, len) < 0)
+        bf_fail(err, "%s: HDF5 cannot set up an in-memory image", name);
+    else if ((f = H5Fopen(name, H5F_ACC_RDONLY, fapl)) < 0)
+        bf_fail(err, "%s: not a readable HDF5 file image (%zu bytes): another format, truncated or damaged", name, len);
+    if (fapl >= 0) H5Pclose(fapl);
     return f;
 }
 
@@ -155,6 +198,10 @@ static hid_t open_checked(hid_t loc, const char *path, hid_t memtype, int rank, 
     return ds;
 }
 
+static size_t g_trust_bytes = (size_t)1 << 32; /* sizes above this must be backed by stored bytes */
+
+void bf_h5_set_trust_limit(size_t bytes) { g_trust_bytes = bytes; }
+
 int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsigned long long *dims,
                      void **out, bf_err *err) {
     hsize_t hd[8] = {0};
@@ -175,7 +222,7 @@ int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsig
     /* A shape far larger than the bytes the file stores for the dataset is a damaged header, not data:
      * refuse it before asking for the memory (compressed chunks stay well within the factor). */
     hsize_t stored = H5Dget_storage_size(ds);
-    if (n * esz > ((size_t)1 << 32) && (double)(n * esz) > 1024.0 * ((double)stored + 1.0)) {
+    if (n * esz > g_trust_bytes && (double)(n * esz) > 1024.0 * ((double)stored + 1.0)) {
         H5Dclose(ds);
         return bf_fail(err, "%s: dataset %s claims %zu bytes but the file stores %llu for it: a damaged file?",
                        bf_h5_filename(loc, fname, sizeof fname), path, n * esz, (unsigned long long)stored);

@@ -1,11 +1,16 @@
 /* ops: numerical kernels (see ops.h). Matrix products go through cblas_sgemm; element-wise kernels are
  * plain loops the compiler vectorises, or v16 vector code (vec16.h) where its vectoriser does badly
  * (reductions, exp). Every kernel checks its sizes on entry (always on). */
+/* MAP_ANONYMOUS (bf_ops_reserve_blas) is not in strict POSIX. */
+#define _DEFAULT_SOURCE
 #include "budgetformer/ops.h"
 
 #include <cblas.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 
 #include "budgetformer/util.h"
 #include "exp_inline.h"
@@ -363,4 +368,50 @@ void bf_cross_entropy_backward(float *restrict dlogits, const float *restrict pr
             dlogits[b * C + c] += scale * (probs[b * C + c] - y);
         }
     }
+}
+
+/* ---- OpenBLAS's buffers under an address-space limit ----------------------------------------------- */
+
+/* OpenBLAS (0.3.x) maps a 128 MiB work buffer per thread on its first product and, when the mapping fails
+ * under RLIMIT_AS (ulimit -v, SGE h_vmem), retries for ever: training hangs at its first update. So the
+ * headroom is checked first, with a mapping of that size that is released at once, and then a tiny product
+ * makes OpenBLAS take its buffer now, while the space is known to exist. */
+#define BF_BLAS_BUFFER_MIB 128
+
+static long vm_size_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmSize:", 7) && sscanf(line + 7, "%ld", &kib) != 1) kib = -1;
+    fclose(f);
+    return kib;
+}
+
+int bf_ops_reserve_blas(bf_err *err) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        int threads = openblas_get_num_threads();
+        if (threads < 1) threads = 1;
+        /* One buffer per thread, and room for the first allocations around them. */
+        size_t need = (size_t)threads * BF_BLAS_BUFFER_MIB << 20;
+        size_t margin = (size_t)32 << 20;
+        void *p = mmap(NULL, need + margin, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            long vm = vm_size_kib();
+            return bf_fail(err, "out of memory: the address-space limit (ulimit -v, or the scheduler's h_vmem / "
+                                "mem limit) is %llu MiB, %ld MiB are mapped already, and OpenBLAS needs %zu MiB "
+                                "more for its work buffers (%d thread%s x %d MiB; it would retry for ever): raise "
+                                "the limit to at least %llu MiB (more for the model and data)%s",
+                           (unsigned long long)(rl.rlim_cur >> 20), vm > 0 ? vm / 1024 : -1L, need >> 20, threads,
+                           threads > 1 ? "s" : "", BF_BLAS_BUFFER_MIB,
+                           (unsigned long long)((vm > 0 ? (size_t)vm << 10 : 0) + need + margin) >> 20,
+                           threads > 1 ? ", or lower OPENBLAS_NUM_THREADS" : "");
+        }
+        munmap(p, need + margin);
+    }
+    float a[4] = {1, 0, 0, 1}, b[4] = {1, 2, 3, 4}, c[4];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 2, 2, 2, 1.0f, a, 2, b, 2, 0.0f, c, 2);
+    return 0;
 }

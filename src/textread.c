@@ -545,6 +545,7 @@ int bf_text_read_spec(const char *path, const bf_text_spec *spec, bf_text_rows *
         return bf_fail(err, "%s: --header: a JSON Lines file has no header row (its fields have names): expected no "
                             "--header, or a CSV/TSV file",
                        path);
+    if (bf_check_input_file(path, err)) return -1;
     FILE *f = fopen(path, "rb");
     if (!f) return bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
     reader rd = {.path = path, .skip_bad = spec->skip_bad, .out = out, .err = err, .failed = 0, .spec = spec};

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "budgetformer/checkpoint.h"
@@ -22,17 +23,19 @@
 #include "budgetformer/model.h"
 #include "budgetformer/optim.h"
 #include "budgetformer/rng.h"
+#include "budgetformer/rundir.h"
 #include "budgetformer/runlog.h"
 #include "budgetformer/sampler.h"
 #include "budgetformer/schedule.h"
 
-/* ---- stop on request: SIGTERM, SIGUSR1, SIGINT ------------------------------------------------------ */
+/* ---- stop on request: SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGPIPE --------------------------------------- */
 
 /* The handler only records the signal; the loop reads the flag at the next step boundary, where every rank
  * agrees on it through the step's loss reduction (docs/FAILURES.md). */
 static volatile sig_atomic_t g_stop_signal = 0;  /* the first stop signal received; 0 = none */
 static volatile sig_atomic_t g_stop_count = 0;   /* stop signals received (capped) */
 static int g_announce = 0;                        /* this rank prints the handler's notes (rank 0) */
+static volatile sig_atomic_t g_stderr_broken = 0; /* SIGPIPE seen: stderr's reader is gone, say nothing more */
 
 static void say(const char *msg, size_t len) {
     ssize_t r = write(STDERR_FILENO, msg, len); /* async-signal-safe, unlike stdio */
@@ -42,6 +45,14 @@ static void say(const char *msg, size_t len) {
 
 static void on_stop_signal(int sig) {
     int saved_errno = errno;
+    /* A closed stderr pipe (the terminal or `| head` went away): writing a note would raise SIGPIPE again. */
+    if (sig == SIGPIPE) g_stderr_broken = 1;
+    if (g_stderr_broken) {
+        if (g_stop_count < 1000) g_stop_count++;
+        if (g_stop_signal == 0) g_stop_signal = sig;
+        errno = saved_errno;
+        return;
+    }
     if (g_stop_count < 1000) g_stop_count++;
     if (g_stop_signal == 0) {
         g_stop_signal = sig;
@@ -62,7 +73,9 @@ int bf_train_install_signal_handlers(int announce) {
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
     sa.sa_flags = SA_RESTART; /* file writes and MPI's polling carry on; the save is never cut short */
-    const int sigs[] = {SIGTERM, SIGUSR1, SIGINT};
+    /* SIGHUP (the terminal or ssh session went away) and SIGPIPE (stderr's reader went away) used to end the
+     * run without a checkpoint: they are stop requests like the others. */
+    const int sigs[] = {SIGTERM, SIGUSR1, SIGINT, SIGHUP, SIGPIPE};
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) sigaddset(&sa.sa_mask, sigs[i]);
     for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
         if (sigaction(sigs[i], &sa, NULL) != 0) return -1;
@@ -76,6 +89,8 @@ static const char *signal_name(int sig) {
     case SIGTERM: return "SIGTERM";
     case SIGUSR1: return "SIGUSR1";
     case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    case SIGPIPE: return "SIGPIPE (stderr closed)";
     default: return "a signal";
     }
 }
@@ -88,6 +103,7 @@ typedef struct {
     long save_step;             /* ... the save of this step; -1: the first save of this process */
     int save_delay_ms;          /* BF_CKPT_DELAY */
     long alloc_step;            /* one stray allocation inside this update (BF_CHECK_ALLOC catches it) */
+    long eval_delay_ms;         /* slow_eval: a pause before every evaluation batch (to signal during one) */
 } fault_plan;
 
 static int parse_count(const char *item, const char *text, long lo, long *out, bf_err *err) {
@@ -101,7 +117,7 @@ static int parse_count(const char *item, const char *text, long lo, long *out, b
 }
 
 /* Comma-separated items: nan_at_step:N[:COUNT], crash_in_save:PHASE[:STEP], enospc_in_save[:STEP],
- * delay_in_save:MS[:STEP], alloc_in_step:N. */
+ * delay_in_save:MS[:STEP], alloc_in_step:N, slow_eval:MS. */
 static int parse_faults(const char *spec, fault_plan *fp, bf_err *err) {
     static const char *const phases[] = {"before_data", "mid_data", "before_rename", "after_rename"};
     static const bf_ckpt_fault phase_fault[] = {BF_CKPT_CRASH_BEFORE_DATA, BF_CKPT_CRASH_MID_DATA,
@@ -142,12 +158,16 @@ static int parse_faults(const char *spec, fault_plan *fp, bf_err *err) {
             fp->save_fault = BF_CKPT_DELAY;
             rc = parse_count(whole, a1, 0, &ms, err) || (a2 && parse_count(whole, a2, 1, &fp->save_step, err));
             fp->save_delay_ms = (int)(ms > 600000 ? 600000 : ms);
+        } else if (!strcmp(name, "slow_eval")) {
+            rc = a2 ? bf_fail(err, "BF_FAULT: '%s': expected slow_eval:MS", whole)
+                    : parse_count(whole, a1, 0, &fp->eval_delay_ms, err);
+            if (fp->eval_delay_ms > 60000) fp->eval_delay_ms = 60000;
         } else if (!strcmp(name, "alloc_in_step")) {
             rc = a2 ? bf_fail(err, "BF_FAULT: '%s': expected alloc_in_step:N", whole)
                     : parse_count(whole, a1, 1, &fp->alloc_step, err);
         } else {
             rc = bf_fail(err, "BF_FAULT: unknown fault '%s' (known: nan_at_step:N[:COUNT], crash_in_save:PHASE[:STEP], "
-                              "enospc_in_save[:STEP], delay_in_save:MS[:STEP], alloc_in_step:N)", whole);
+                              "enospc_in_save[:STEP], delay_in_save:MS[:STEP], alloc_in_step:N, slow_eval:MS)", whole);
         }
         if (rc) return -1;
     }
@@ -197,6 +217,8 @@ typedef struct {
     int64_t *heads_keep;  /* [heads.block_len] the counts kept across an early /heads record */
     int check_alloc;      /* BF_CHECK_ALLOC=1: the training step must not allocate after the first */
     fault_plan fault;     /* BF_FAULT */
+    bf_run_lock lock;     /* run.dir/.lock, held by rank 0 for the whole run */
+    int wrote_run;        /* rank 0 has written into run.dir (else a failed start removes what it created) */
 } trainer;
 
 /* FNV-1a over the bytes of the weights: equal checksums on every rank mean bitwise-equal replicas. */
@@ -235,20 +257,60 @@ static int check_compatible(const bf_dataset *tr, const bf_dataset *d, const cha
     return 0;
 }
 
+/* Loads one set; the message starts with the key that named the file (data.train: ...). */
+static int load_set(bf_dataset *d, const char *key, const char *path, bf_err *err) {
+    static char what[BF_PATH_LEN + 64];
+    snprintf(what, sizeof what, "%s = %s", key, path);
+    bf_alloc_context(what); /* an allocation that fails names the file */
+    int rc = bf_dataset_load(d, path, err);
+    bf_alloc_context(NULL);
+    if (rc == 0) return 0;
+    char msg[BF_ERR_LEN];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return bf_fail(err, "%s: %s", key, msg);
+}
+
 static int load_data(trainer *t, bf_err *err) {
     const bf_config *c = t->cfg;
-    if (bf_dataset_load(&t->train, c->data_train, err)) return -1;
+    if (load_set(&t->train, "data.train", c->data_train, err)) return -1;
     if (c->data_valid[0]) {
-        if (bf_dataset_load(&t->valid, c->data_valid, err)) return -1;
+        if (load_set(&t->valid, "data.valid", c->data_valid, err)) return -1;
         t->have_valid = 1;
         if (check_compatible(&t->train, &t->valid, "data.valid", c->data_valid, err)) return -1;
     }
     if (c->data_test[0]) {
-        if (bf_dataset_load(&t->test, c->data_test, err)) return -1;
+        if (load_set(&t->test, "data.test", c->data_test, err)) return -1;
         t->have_test = 1;
         if (check_compatible(&t->train, &t->test, "data.test", c->data_test, err)) return -1;
     }
     return 0;
+}
+
+/* Every rank must train on the same bytes: a file that differs between nodes (a stale copy, another
+ * version at the same path) would otherwise train silently or fail later in an MPI call that names no
+ * file. Each rank compares its digest of each set with rank 0's; the differing rank names the file. */
+static int check_same_data(trainer *t, bf_err *err) {
+    if (t->world == 1) return 0;
+    const bf_dataset *sets[3] = {&t->train, t->have_valid ? &t->valid : NULL, t->have_test ? &t->test : NULL};
+    const char *keys[3] = {"data.train", "data.valid", "data.test"};
+    const char *paths[3] = {t->cfg->data_train, t->cfg->data_valid, t->cfg->data_test};
+    int rc = 0;
+    for (int k = 0; k < 3; k++) {
+        if (!sets[k]) continue;
+        int64_t mine[4], root[4];
+        bf_dataset_digest(sets[k], (unsigned char *)mine);
+        memcpy(root, mine, sizeof root);
+        bf_dist_bcast_i64(t->dist, root, 4, 0);
+        if (rc == 0 && memcmp(mine, root, sizeof mine)) {
+            char host[256] = "?";
+            if (gethostname(host, sizeof host - 1) != 0) snprintf(host, sizeof host, "?");
+            rc = bf_fail(err, "%s = %s on rank %d (host %s) holds other data than on rank 0 (%zu inputs here; the "
+                              "SHA-256 of the loaded contents differs): every rank must read the same file; copy the "
+                              "same version to every node or put it on a shared file system", keys[k], paths[k],
+                         t->rank, host, sets[k]->n);
+        }
+    }
+    return rc;
 }
 
 /* The first of run.dir's config.ini, log.h5, checkpoints/ that exists (written to p), or 0. */
@@ -270,6 +332,7 @@ static int prepare_run_dir(trainer *t, bf_err *err) {
                             "continue it with --resume auto", dir, p);
     snprintf(p, sizeof p, "%s/checkpoints", dir);
     if (bf_mkdir_p(p, err)) return -1;
+    t->wrote_run = 1;
     /* config.ini: the resolved configuration of the run as it goes on now (a resume may change stop_at...). */
     snprintf(p, sizeof p, "%s/config.ini", dir);
     snprintf(tmp, sizeof tmp, "%s/.config.ini.tmp", dir);
@@ -364,6 +427,11 @@ static int build_model(trainer *t, bf_err *err) {
         return bf_fail(err, "model.* settings with data.train = %s give an invalid model: %s", c->data_train, msg);
     int part = (c->batch_size + t->world - 1) / t->world;
     t->micro = c->micro_batch > 0 && c->micro_batch < part ? c->micro_batch : part;
+    static char what[256];
+    snprintf(what, sizeof what, "the model (model.d_model = %d, n_layers = %d, d_ff = %d, vocabulary %d: weights, "
+             "gradients, AdamW moments and activations of a micro-batch of %d)", c->d_model, c->n_layers, c->d_ff,
+             mc.vocab_size, t->micro);
+    bf_alloc_context(what);
     bf_model_init(&t->model, &mc, t->micro);
     bf_model_init_weights(&t->model, c->seed);
     t->adam_m = bf_xcalloc(t->model.n_params, sizeof(float));
@@ -387,6 +455,7 @@ static int build_model(trainer *t, bf_err *err) {
     bf_headstats_init(&t->heads, mc.n_classes, mc.n_layers, mc.n_heads);
     t->heads_keep = bf_xcalloc(t->heads.block_len, sizeof(int64_t));
     create_grad_sync(t);
+    bf_alloc_context(NULL);
     return 0;
 }
 
@@ -548,10 +617,8 @@ static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_
     checkpoint_path(t, step, path, sizeof path);
     snprintf(dir, sizeof dir, "%s/checkpoints", c->run_dir);
     if (bf_path_exists(path)) {
-        bf_ckpt_file cf;
         bf_err why;
-        int valid = bf_checkpoint_open_ex(path, BF_DIGEST_REQUIRED, 0, &cf, &why) == 0;
-        bf_checkpoint_close(&cf);
+        int valid = bf_checkpoint_validate(path, &why) == 0;
         if (valid) {
             /* Only reached when a valid checkpoint of this step exists already (e.g. written by another run
              * into the same directory): it is never overwritten. */
@@ -636,17 +703,38 @@ static void report_eval(const char *what, const bf_eval_counts *e) {
             what, bf_eval_accuracy(e), bf_eval_macro_f1(e), heads, e->n_heads, (long long)e->n);
 }
 
-static void evaluate_set(trainer *t, const bf_dataset *d, const char *what, double *acc) {
+/* Asked before every evaluation batch: a stop request ends the evaluation there (BF_FAULT=slow_eval pauses
+ * first, so tests can signal during one). */
+static int eval_should_stop(void *ctx) {
+    const trainer *t = ctx;
+    if (t->fault.eval_delay_ms > 0) {
+        struct timespec ts = {.tv_sec = t->fault.eval_delay_ms / 1000, .tv_nsec = t->fault.eval_delay_ms % 1000 * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !g_stop_signal) {}
+    }
+    return g_stop_signal != 0;
+}
+
+/* Evaluates a set over the ranks and reports it. Returns 1 when a stop request (on any rank) interrupted it:
+ * nothing is reported then, and the caller stops as on a request after an update. */
+static int evaluate_set(trainer *t, const bf_dataset *d, const char *what, double *acc) {
     bf_eval_counts e;
     bf_eval_counts_init(&e, &t->model.cfg);
     /* Each rank evaluates a contiguous shard; the counts add up. */
     size_t lo, hi;
     bf_eval_shard(d->n, t->rank, t->world, &lo, &hi);
-    bf_evaluate(&t->model, d, lo, hi, &e, NULL);
+    double cut[1] = {bf_evaluate_until(&t->model, d, lo, hi, &e, NULL, eval_should_stop, t) ? 1.0 : 0.0};
+    bf_dist_allreduce_max_f64(t->dist, cut, 1); /* every rank learns that one was interrupted */
+    if (cut[0] > 0.0) {
+        if (t->rank == 0)
+            bf_info("%s evaluation interrupted by a stop request (at a batch boundary); it is not reported", what);
+        bf_eval_counts_free(&e);
+        return 1;
+    }
     bf_eval_counts_reduce(t->dist, &e);
     if (t->rank == 0) report_eval(what, &e);
     if (acc) *acc = bf_eval_accuracy(&e);
     bf_eval_counts_free(&e);
+    return 0;
 }
 
 /* eps and the budget multiplier lambda of update `step`: the coordinator on rank 0 decides, every rank
@@ -727,6 +815,7 @@ static int run_loop(trainer *t, bf_err *err) {
         bf_runlog_reserve(&t->log, t->log.n + (size_t)(last - t->start_step),
                           t->log.nh + (size_t)((last - t->start_step) / c->heads_every) + 2);
     for (long step = first; step <= last; step++) {
+        t->dist->step = step; /* for the watchdog's message */
         size_t allocs_before = bf_alloc_count();
         double ts = bf_wall_seconds(), comm0 = t->dist->comm_seconds;
         float eps, lambda;
@@ -859,7 +948,11 @@ static int run_loop(trainer *t, bf_err *err) {
                 break;
             }
         }
-        if (eval_now) evaluate_set(t, &t->valid, "valid", NULL);
+        if (eval_now && evaluate_set(t, &t->valid, "valid", NULL)) { /* a stop request during validation */
+            stopped = 1;
+            stop_step = step;
+            break;
+        }
         if (c->checkpoint_every > 0 && step % c->checkpoint_every == 0 && step != last &&
             save_checkpoint(t, step, err) && after_write_failure(t, "the periodic checkpoint", err)) {
             rc = -1;
@@ -905,8 +998,13 @@ static int run_loop(trainer *t, bf_err *err) {
                     "skipped (--resume auto runs it); exit status %d", signal_name(g_stop_signal), BF_EXIT_PREEMPTED);
         return BF_EXIT_PREEMPTED;
     }
-    if (t->have_valid) evaluate_set(t, &t->valid, "valid", NULL);
-    if (t->have_test) evaluate_set(t, &t->test, "test", NULL);
+    if ((t->have_valid && evaluate_set(t, &t->valid, "valid", NULL)) ||
+        (t->have_test && evaluate_set(t, &t->test, "test", NULL))) {
+        if (root)
+            bf_info("stopped on request during the final evaluation: the final checkpoint is written; exit status %d "
+                    "(--resume auto has nothing to train and runs the evaluation)", BF_EXIT_PREEMPTED);
+        return BF_EXIT_PREEMPTED;
+    }
     return 0;
 }
 
@@ -919,7 +1017,7 @@ static int run_loop(trainer *t, bf_err *err) {
 static const char *const kFreeOnResume[] = {
     "train.steps", "train.stop_at", "train.log_every", "train.eval_every", "train.micro_batch", "data.train",
     "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb",
-    "train.max_nonfinite", "checkpoint.on_error"};
+    "dist.timeout", "train.max_nonfinite", "checkpoint.on_error"};
 
 /* "section.key" -> value lines of a configuration written by bf_config_write_file. */
 typedef struct {
@@ -1174,10 +1272,8 @@ static int resume_file(trainer *t, const char *path, bf_err *err) {
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         if (e[i].step <= t->start_step) break;
-        bf_ckpt_file cf;
         bf_err ignore;
-        int valid = bf_checkpoint_open_ex(e[i].path, BF_DIGEST_REQUIRED, 0, &cf, &ignore) == 0;
-        bf_checkpoint_close(&cf);
+        int valid = bf_checkpoint_validate(e[i].path, &ignore) == 0;
         if (valid)
             rc = bf_fail(err, "--resume %s: run.dir holds a newer valid checkpoint %s that continuing from step %ld "
                               "could overwrite; use --resume auto, or move the newer checkpoints away first",
@@ -1275,6 +1371,8 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
     err->msg[0] = '\0';
     const char *check = getenv("BF_CHECK_ALLOC");
     t.check_alloc = check && *check && strcmp(check, "0") != 0;
+    /* Before the first collective of the run: none waits for ever on a rank that stopped. */
+    bf_dist_set_watchdog(dist, cfg->dist_timeout, bf_train_stop_signal);
     if (parse_faults(getenv("BF_FAULT"), &t.fault, err)) return agree(&t, -1, err);
     if (t.rank == 0 && getenv("BF_FAULT") && *getenv("BF_FAULT"))
         bf_warn("BF_FAULT=%s: fault injection for tests is on", getenv("BF_FAULT"));
@@ -1283,8 +1381,12 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
                 cfg->batch_size, t.world);
         return agree(&t, -1, err);
     }
+    t.lock.fd = -1;
     int rc = agree(&t, load_data(&t, err), err);
+    if (rc == 0) rc = agree(&t, check_same_data(&t, err), err);
     if (rc == 0) rc = agree(&t, build_model(&t, err), err);
+    /* The lock before the first read of run.dir: a second run is refused before it reads or writes anything. */
+    if (rc == 0) rc = agree(&t, t.rank == 0 ? bf_run_dir_lock(&t.lock, cfg->run_dir, err) : 0, err);
     if (rc == 0) rc = resume_state(&t, err);
     if (rc == 0) rc = agree(&t, t.rank == 0 ? prepare_run_dir(&t, err) : 0, err);
     if (rc == 0) {
@@ -1303,6 +1405,7 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
             bf_info("BF_CHECK_ALLOC: no update after the first allocated (bf_alloc_count unchanged)");
     }
     trainer_free(&t);
+    bf_run_dir_unlock(&t.lock, !t.wrote_run);
     return rc;
 }
 

@@ -13,10 +13,13 @@ Checks are recorded in the module's list `failures`; a test ends with finish() o
 """
 import json
 import os
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 EXE = os.environ["BF_EXE"]
 SRC = os.environ["BF_SOURCE_DIR"]
@@ -120,7 +123,7 @@ def valid_steps(run_dir, why=False):
     for n in checkpoint_names(run_dir):
         rc, j, err = inspect(os.path.join(run_dir, "checkpoints", n))
         if rc == 0 and j["checksum"]["status"] == "valid":
-            steps.append(int(n[5:13]))
+            steps.append(int(n[5:-3]))
         else:
             bad.append(n + ": " + err.strip() if why else n)
     return steps, bad
@@ -158,3 +161,94 @@ def report():
         print("%d check(s) failed" % len(failures))
         sys.exit(1)
     print("all checks passed")
+
+
+class Watched:
+    """A process whose merged stdout/stderr lines are read by a thread, so the test can wait for a line."""
+
+    def __init__(self, cmd, env):
+        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        self.lines, self.q = [], queue.Queue()
+        self.t = threading.Thread(target=self._read, daemon=True)
+        self.t.start()
+
+    def _read(self):
+        for line in self.p.stdout:
+            self.q.put(line)
+        self.q.put(None)
+
+    def wait_for(self, pred, timeout=TIMEOUT):
+        """Returns the first line (from now on) for which pred is true, or None at EOF or timeout."""
+        end = time.time() + timeout
+        while time.time() < end:
+            try:
+                line = self.q.get(timeout=max(0.01, end - time.time()))
+            except queue.Empty:
+                break
+            if line is None:
+                self.q.put(None)
+                return None
+            self.lines.append(line)
+            if pred(line):
+                return line
+        return None
+
+    def finish(self, timeout=TIMEOUT):
+        try:
+            rc = self.p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            rc = self.p.wait()
+        self.wait_for(lambda _l: False, timeout=10)
+        return rc, "".join(self.lines)
+
+
+def progress_step(line):
+    """The update number of a progress line 'step    100/3000 | ...', else None."""
+    if line.startswith("step ") and "|" in line:
+        try:
+            return int(line.split()[1].split("/")[0])
+        except ValueError:
+            return None
+    return None
+
+
+def process_parents():
+    """{pid: parent pid} of every process (from /proc)."""
+    parent = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open("/proc/%s/stat" % p) as f:
+                    parent[int(p)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                pass
+    return parent
+
+
+def descendants(root_pid):
+    """The pids of every process below root_pid."""
+    parent = process_parents()
+    out = []
+    for pid in parent:
+        q = parent.get(pid)
+        while q is not None and q != root_pid and q > 1:
+            q = parent.get(q)
+        if q == root_pid:
+            out.append(pid)
+    return out
+
+
+def rank_pids(launcher_pid):
+    """{rank: pid} of the processes below launcher_pid that have OMPI_COMM_WORLD_RANK in their environment."""
+    out = {}
+    for pid in descendants(launcher_pid):
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            exe = os.readlink("/proc/%d/exe" % pid)
+        except OSError:
+            continue
+        if b"OMPI_COMM_WORLD_RANK" in env and os.path.basename(exe) == os.path.basename(EXE):
+            out[int(env[b"OMPI_COMM_WORLD_RANK"])] = pid
+    return out

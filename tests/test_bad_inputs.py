@@ -162,6 +162,15 @@ def config(text, name="c.ini"):
     return lambda d: write(os.path.join(d, name), text)
 
 
+def links(d):
+    """loop.h5 -> loop2.h5 -> loop.h5 (a symbolic link loop), gone.h5 -> missing.h5 (dangling), adir.h5/ (a
+    directory)."""
+    os.symlink("loop2.h5", os.path.join(d, "loop.h5"))
+    os.symlink("loop.h5", os.path.join(d, "loop2.h5"))
+    os.symlink("missing.h5", os.path.join(d, "gone.h5"))
+    os.mkdir(os.path.join(d, "adir.h5"))
+
+
 def copy_ckpt_truncated(with_digest):
     """The model's checkpoint cut to 3000 bytes: alone (bad.h5), or in a copy of its directory with the
     digest file beside it (ck/<name>), whatever the digest file is called."""
@@ -321,10 +330,32 @@ CASES = [
          argv=["eval", "--checkpoint", "{ckpt}", "--data", "bad.h5"], rc=1, words=["bad.h5", "0 rows"]),
     dict(name="text_file_as_dataset_train", setup=files(a__csv='"a","x"\n'),
          argv=["train", "--config", TINY_CFG] + TRAIN_OK + ["--set", "data.train=a.csv"], rc=1,
-         words=["a.csv", "not a readable HDF5 file"], absent=["run"]),
+         words=["a.csv", "not an HDF5 file", "no HDF5 signature"], absent=["run"]),
     dict(name="text_file_as_dataset_eval", setup=files(a__h5="just text\n"),
          argv=["eval", "--checkpoint", "{ckpt}", "--data", "a.h5", "--records", "rec.h5"], rc=1,
          words=["a.h5", "HDF5"], absent=["rec.h5"]),
+    dict(name="dataset_symlink_loop", setup=links,
+         argv=["train", "--config", TINY_CFG] + TRAIN_OK + ["--set", "data.train=loop.h5"], rc=1,
+         words=["loop.h5", "a symbolic link loop"], absent=["run"]),
+    dict(name="dataset_dangling_link", setup=links,
+         argv=["train", "--config", TINY_CFG] + TRAIN_OK + ["--set", "data.train=gone.h5"], rc=1,
+         words=["gone.h5", "a dangling symbolic link", "missing.h5"], absent=["run"]),
+    dict(name="dataset_directory", setup=links,
+         argv=["train", "--config", TINY_CFG] + TRAIN_OK + ["--set", "data.train=adir.h5"], rc=1,
+         words=["adir.h5", "is a directory"], absent=["run"]),
+    dict(name="checkpoint_symlink_loop_eval", setup=links,
+         argv=["eval", "--checkpoint", "loop.h5", "--data", "{good}/test.h5"], rc=1,
+         words=["loop.h5", "a symbolic link loop"]),
+    dict(name="checkpoint_directory_eval", setup=links,
+         argv=["eval", "--checkpoint", "adir.h5", "--data", "{good}/test.h5"], rc=1,
+         words=["adir.h5", "is a directory"]),
+    dict(name="config_symlink_loop", setup=links, argv=["train", "--config", "loop.h5"], rc=2,
+         words=["config file", "loop.h5", "a symbolic link loop"]),
+    dict(name="config_directory", setup=links, argv=["train", "--config", "adir.h5"], rc=2,
+         words=["config file", "adir.h5", "is a directory"]),
+    dict(name="csv_directory_prepare", setup=links,
+         argv=["prepare", "--train", "adir.h5", "--test", "adir.h5", "--out", "o", "--format", "csv"], rc=1,
+         words=["adir.h5", "is a directory"], absent=["o"]),
     dict(name="dataset_file_missing", setup=None,
          argv=["train", "--config", TINY_CFG] + TRAIN_OK + ["--set", "data.train=nothere.h5"], rc=1,
          words=["nothere.h5", "no such file"], absent=["run"]),
@@ -348,7 +379,7 @@ CASES = [
     dict(name="config_line_too_long", setup=config("[data]\ntrain = %s\n" % ("a" * 2000)),
          argv=["train", "--config", "c.ini"], rc=2, words=["c.ini:2", "longer than"]),
     dict(name="config_file_missing", setup=None, argv=["train", "--config", "missing.ini"], rc=2,
-         words=["missing.ini", "cannot open"]),
+         words=["config file", "missing.ini", "no such file"]),
     dict(name="config_is_binary", setup=lambda d: shutil.copy(FIX["ckpt"], os.path.join(d, "c.ini")),
          argv=["train", "--config", "c.ini"], rc=2, words=["c.ini:1", "syntax error"]),
     dict(name="config_cross_field", setup=config("[data]\ntrain = x.h5\n[model]\nd_model = 30\n"),

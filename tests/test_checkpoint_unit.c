@@ -375,6 +375,85 @@ static void test_rotation(void **state) {
     fixture_free(&f);
 }
 
+/* Step names past 99,999,999 (train.steps allows 10^9): more digits, ordered by number, old 8-digit names
+ * still listed; only the canonical form of a step counts (no second name for one step). */
+static void test_large_step_names(void **state) {
+    (void)state;
+    make_sub("big");
+    fixture f;
+    fixture_init(&f, 1);
+    const long steps[] = {20, 99999999, 100000000, 999999999, 1000000000};
+    for (size_t i = 0; i < sizeof steps / sizeof *steps; i++) save_step(&f, "big", steps[i]);
+    assert_true(exists_in("big", "step-00000020.h5"));
+    assert_true(exists_in("big", "step-100000000.h5"));
+    assert_true(exists_in("big", "step-1000000000.h5"));
+    touch("big", "step-012345678.h5"); /* 9 digits with a leading zero: not a name this program writes */
+    touch("big", "step-1234567.h5");   /* 7 digits: likewise */
+    char dir[2200];
+    snprintf(dir, sizeof dir, "%s/big", g_dir);
+    bf_ckpt_entry *e;
+    size_t n;
+    bf_err err = {{0}};
+    assert_int_equal(bf_checkpoint_list(dir, &e, &n, &err), 0);
+    assert_int_equal(n, 5);
+    for (size_t i = 0; i < n; i++) assert_int_equal(e[i].step, steps[4 - i]); /* newest first, by number */
+    free(e);
+    /* rotation keeps the numerically newest: 10-digit names outrank 8- and 9-digit ones */
+    assert_int_equal(bf_checkpoint_rotate(dir, 2, 1000000000, &err), 3);
+    assert_true(exists_in("big", "step-1000000000.h5"));
+    assert_true(exists_in("big", "step-999999999.h5"));
+    assert_false(exists_in("big", "step-100000000.h5"));
+    assert_false(exists_in("big", "step-00000020.h5"));
+    assert_true(exists_in("big", "step-012345678.h5"));
+    fixture_free(&f);
+}
+
+/* A state that a load would refuse is never written: nothing appears under the name or as a temporary file. */
+static void expect_save_refused(fixture *f, const char *name, const char *words) {
+    char p[2300];
+    path_in(p, sizeof p, "refuse", name);
+    bf_err err = {{0}};
+    assert_int_equal(bf_checkpoint_save(p, &f->m, &f->meta, &err), -1);
+    assert_contains(err.msg, words);
+    assert_false(exists_in("refuse", name));
+    char tmp[64], side[64];
+    snprintf(tmp, sizeof tmp, ".%s.tmp", name);
+    snprintf(side, sizeof side, ".%s.sha256", name);
+    assert_false(exists_in("refuse", tmp));
+    assert_false(exists_in("refuse", side));
+}
+
+static void test_save_refuses_meaningless(void **state) {
+    (void)state;
+    make_sub("refuse");
+    fixture f;
+    fixture_init(&f, 9);
+    f.meta.step = 9;
+    f.adam_v[5] = -1e-6f;
+    expect_save_refused(&f, "step-00000009.h5", "/optim/v[5] (AdamW second moment) = -1e-06 is negative");
+    f.adam_v[5] = 0.0f;
+    char *keep = f.vocab[7];
+    f.vocab[7] = f.vocab[6];
+    expect_save_refused(&f, "step-00000009.h5", "/vocab (the vocabulary) holds \"w6\" twice (entries 6 and 7)");
+    f.vocab[7] = keep;
+    f.m.params[3] = 1.0f / 0.0f;
+    expect_save_refused(&f, "step-00000009.h5", "non-finite weight");
+    f.m.params[3] = 0.5f;
+    f.meta.nonfinite_run = 3; /* more than skipped_steps (2) */
+    expect_save_refused(&f, "step-00000009.h5", "nonfinite_run = 3 exceeds skipped_steps = 2");
+    f.meta.nonfinite_run = 1;
+    f.hs.block[4] = -2;
+    expect_save_refused(&f, "step-00000009.h5", "/headstats/block[4] = -2");
+    f.hs.block[4] = 0;
+    /* fixed again, the same state saves and validates */
+    char p[2300];
+    path_in(p, sizeof p, "refuse", "step-00000009.h5");
+    bf_err err = {{0}};
+    if (bf_checkpoint_save(p, &f.m, &f.meta, &err)) fail_msg("%s", err.msg);
+    if (bf_checkpoint_validate(p, &err)) fail_msg("%s", err.msg);
+    fixture_free(&f);
+}
+
 static void test_runlog_load(void **state) {
     (void)state;
     make_sub("log");
@@ -425,6 +504,8 @@ int main(void) {
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_large_step_names),
+        cmocka_unit_test(test_save_refuses_meaningless),
         cmocka_unit_test(test_runlog_load),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -14,72 +14,19 @@ Checks, each named in the output:
                    continues to the end with exit status 0
 """
 import os
-import queue
 import signal
-import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import (EXE, SRC, TIMEOUT, check, checkpoint_names, finish, inspect, log_loss,  # noqa: E402
-                    mpirun, prepare, read_trace, run, sanitizer_clean, train_args, work_dir)
+from bftest import (EXE, SRC, Watched, check, checkpoint_names, finish, inspect, log_loss,  # noqa: E402
+                    mpirun, prepare, progress_step, read_trace, run, sanitizer_clean, train_args, work_dir)
 
 WRAPPER = os.path.join(SRC, "launch", "bf-mpirun.sh")
 EX_PREEMPTED = 75
 WORK = work_dir("faults_signal")
-
-
-class Watched:
-    """A process whose merged stdout/stderr lines are read by a thread, so the test can wait for a line."""
-
-    def __init__(self, cmd, env):
-        self.p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-        self.lines, self.q = [], queue.Queue()
-        self.t = threading.Thread(target=self._read, daemon=True)
-        self.t.start()
-
-    def _read(self):
-        for line in self.p.stdout:
-            self.q.put(line)
-        self.q.put(None)
-
-    def wait_for(self, pred, timeout=TIMEOUT):
-        """Returns the first line (from now on) for which pred is true, or None at EOF or timeout."""
-        end = time.time() + timeout
-        while time.time() < end:
-            try:
-                line = self.q.get(timeout=max(0.01, end - time.time()))
-            except queue.Empty:
-                break
-            if line is None:
-                self.q.put(None)
-                return None
-            self.lines.append(line)
-            if pred(line):
-                return line
-        return None
-
-    def finish(self, timeout=TIMEOUT):
-        try:
-            rc = self.p.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            rc = self.p.wait()
-        self.wait_for(lambda _l: False, timeout=10)
-        return rc, "".join(self.lines)
-
-
-def progress_step(line):
-    """The update number of a progress line 'step    100/3000 | ...', else None."""
-    if line.startswith("step ") and "|" in line:
-        try:
-            return int(line.split()[1].split("/")[0])
-        except ValueError:
-            return None
-    return None
 
 
 def part_wrapper(data):
@@ -161,7 +108,7 @@ def part_one_rank(data):
           "exit %s, %s" % (rc, names))
     if len(names) != 1:
         return
-    step = int(names[0][5:13])
+    step = int(names[0][5:-3])
     irc, j, _ = inspect(os.path.join(run_dir, "checkpoints", names[0]))
     check("one_rank_sigint: the checkpoint is valid and says MPI was not initialised",
           irc == 0 and j["checksum"]["status"] == "valid" and

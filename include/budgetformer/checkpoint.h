@@ -61,6 +61,10 @@ typedef struct {
  * final names on failure. */
 int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err);
 
+/* The bytes bf_checkpoint_save would write (same checks), malloc'd into *image (the fuzz targets). */
+int bf_checkpoint_image(const bf_model *m, const bf_ckpt_meta *meta, unsigned char **image, size_t *len,
+                        bf_err *err);
+
 /* Fault injection for tests (BF_FAULT, docs/FAILURES.md): arms one fault for the next bf_checkpoint_save of
  * this process only. The crashes send SIGKILL to the process itself at that point of the save. */
 typedef enum {
@@ -138,6 +142,12 @@ void bf_ckpt_state_free(bf_ckpt_state *st);
 int bf_checkpoint_read_training(const bf_ckpt_file *cf, bf_model *m, float *adam_m, float *adam_v,
                                 size_t headstats_len, bf_ckpt_state *st, bf_err *err);
 
+/* 0 when path is a checkpoint that a resume accepts: digest valid, every part present, and the state
+ * meaningful (weights and moments finite, second moments >= 0, unique vocabulary and class names, attributes
+ * consistent with /state and /model, counters in range). Otherwise -1 with err saying why. Loads the whole
+ * state once (a model of the file's shape is built for it). */
+int bf_checkpoint_validate(const char *path, bf_err *err);
+
 /* Reads every /model tensor into an initialised model of the file's configuration; checks they are finite. */
 int bf_checkpoint_read_model(const bf_ckpt_file *cf, bf_model *m, bf_err *err);
 
@@ -161,11 +171,12 @@ typedef struct {
     char path[BF_CKPT_PATH_LEN];
 } bf_ckpt_entry;
 
-/* The files in dir named exactly step-XXXXXXXX.h5 (8 digits), newest (largest step) first. Temporary files
+/* The files in dir named step-NNNNNNNN.h5 (the step as "%08ld" prints it: 8 digits, or more without a leading
+ * zero past step 99,999,999), newest (numerically largest step) first. Temporary files
  * and sidecars are not listed. A missing directory gives 0 entries. */
 int bf_checkpoint_list(const char *dir, bf_ckpt_entry **entries, size_t *n, bf_err *err);
 
-/* Keeps the `keep` newest VALID checkpoints of dir (valid = digest matches); deletes older valid ones with
+/* Keeps the `keep` newest VALID checkpoints of dir (valid = bf_checkpoint_validate: what a resume accepts); deletes older valid ones with
  * their sidecars. Never deletes an invalid file, the newest valid file, or anything that is not a
  * checkpoint; also removes temporary files and orphan sidecars of steps <= up_to_step (left by a killed
  * writer). Returns the number deleted, or -1. */

@@ -82,6 +82,7 @@ typedef struct {
     long heads_every;      /* head statistics record every this many steps */
     /* [dist] */
     int bucket_kb;         /* gradient allreduce bucket size */
+    float dist_timeout;    /* watchdog: seconds a collective may wait for the other ranks (0 = off) */
 } bf_config;
 
 void bf_config_defaults(bf_config *c);

@@ -25,9 +25,14 @@ typedef struct {
 } bf_dataset;
 
 int bf_dataset_load(bf_dataset *d, const char *path, bf_err *err);
+/* The same from a file image in memory (the libFuzzer target; `name` appears in messages). */
+int bf_dataset_load_image(bf_dataset *d, const void *buf, size_t len, const char *name, bf_err *err);
 /* Writes a complete file (to a temporary name, then renamed into place, so a partial file never looks
  * valid). */
 int bf_dataset_write(const bf_dataset *d, const char *path, bf_err *err);
 void bf_dataset_free(bf_dataset *d);
+/* SHA-256 of the loaded contents (shape, tokens, lengths, labels, vocabulary, class names): ranks compare it
+ * to be sure they all train on the same data. */
+void bf_dataset_digest(const bf_dataset *d, unsigned char out[32]);
 
 #endif

@@ -25,6 +25,11 @@ typedef struct {
     int rank, world;
     int mpi;             /* 1 when MPI was initialised */
     double comm_seconds; /* wall time spent waiting in communication since the last reset */
+    /* watchdog (bf_dist_set_watchdog): */
+    float timeout;       /* seconds a collective may wait; 0 = for ever (the default) */
+    long step;           /* the update in progress, for the watchdog's message (set by the training loop) */
+    int (*stop_requested)(void); /* non-zero once a stop signal arrived: noted while a collective waits */
+    int stop_noted;
 } bf_dist;
 
 int bf_dist_init(bf_dist *d, int *argc, char ***argv);
@@ -34,6 +39,12 @@ void bf_dist_abort(const bf_dist *d, int status);
 /* The MPI library's own version text (MPI_Get_library_version, on one line) while MPI is initialised,
  * else "MPI not initialised" (a run without a launcher). Static storage; for checkpoint provenance. */
 const char *bf_dist_library_version(void);
+
+/* Turns the watchdog on: from now on a collective that waits more than timeout_s seconds (0 = off) for the
+ * other ranks ends the job with a message naming d->step, the collective and the ranks that did not arrive
+ * (a roll call among the waiting ranks; docs/FAILURES.md). stop_requested (may be NULL) is asked while a
+ * collective waits, so a stop request there is reported. Collective: every rank calls it. */
+void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void));
 
 void bf_dist_barrier(bf_dist *d);
 void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n);

@@ -62,6 +62,12 @@ void bf_budget_control_perm(size_t n, uint64_t seed, size_t *perm);
 void bf_budget_control_make(bf_budget_control c, uint64_t seed, const int32_t *budget, size_t n, int n_layers,
                             int n_heads, int32_t *k_override);
 
+/* The same, asking stop(stop_ctx) before every batch: when it returns non-zero the evaluation ends there
+ * (the counts hold the whole batches done) and 1 is returned; 0 when every input was evaluated. A stop
+ * request during training's validation thus waits for one batch, not the whole set. stop may be NULL. */
+int bf_evaluate_until(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf_eval_counts *e,
+                      bf_eval_records *rec, int (*stop)(void *), void *stop_ctx);
+
 double bf_eval_accuracy(const bf_eval_counts *e);
 /* Macro-F1: mean over the classes present in labels or predictions. */
 double bf_eval_macro_f1(const bf_eval_counts *e);

@@ -21,7 +21,12 @@
 void bf_h5_init(void);
 
 hid_t bf_h5_create(const char *path, bf_err *err);     /* truncates; returns < 0 on error */
-hid_t bf_h5_open_read(const char *path, bf_err *err);  /* read-only; checks it is an HDF5 file */
+hid_t bf_h5_open_read(const char *path, bf_err *err);
+/* The same for a file image in memory (copied); `name` is used in messages and must not exist on disk. */
+hid_t bf_h5_open_image(const void *buf, size_t len, const char *name, bf_err *err);
+/* Datasets larger than this many bytes are read only when the file stores at least 1/1024 of that (a header
+ * claiming more is damaged). Default 4 GiB; the fuzz targets lower it to stay within their memory limit. */
+void bf_h5_set_trust_limit(size_t bytes);  /* read-only; checks it is an HDF5 file */
 hid_t bf_h5_open_rw(const char *path, bf_err *err);
 /* Closes and reports a failed flush (e.g. a full disk) as an error. */
 int bf_h5_close(hid_t file, const char *path, bf_err *err);

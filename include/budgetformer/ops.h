@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budgetformer/util.h"
+
 /* out[R,O] = inp[R,K] · w[K,O] + b[O] (b may be NULL). */
 void bf_matmul_forward(float *restrict out, const float *restrict inp, const float *restrict w,
                        const float *restrict b, size_t R, size_t K, size_t O);
@@ -74,5 +76,10 @@ void bf_cross_entropy_forward(float *restrict loss, float *restrict probs, const
 /* dlogits += scale * (probs - onehot(label)). */
 void bf_cross_entropy_backward(float *restrict dlogits, const float *restrict probs, const int32_t *restrict labels,
                                float scale, size_t B, size_t C);
+
+/* Makes OpenBLAS take its work buffers now (one tiny product) after checking that an address-space limit
+ * (RLIMIT_AS) leaves room for them; OpenBLAS itself would retry that allocation for ever. Returns 0, or -1
+ * with err naming the limit, what is mapped and what is needed. Call once at start, after MPI_Init. */
+int bf_ops_reserve_blas(bf_err *err);
 
 #endif

@@ -29,9 +29,10 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
 /* The same with opts = NULL. */
 int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err);
 
-/* Installs handlers (sigaction) of SIGTERM, SIGUSR1 and SIGINT that only record the signal: the training loop
+/* Installs handlers (sigaction) of SIGTERM, SIGUSR1, SIGINT, SIGHUP and SIGPIPE (a closed stderr pipe; no note is
+ * written after it) that only record the signal: the training loop
  * reads the record at the next update boundary, where all ranks agree on it within the update's loss
- * reduction, writes one checkpoint and returns BF_EXIT_PREEMPTED. Later signals are counted and ignored; the
+ * reduction, writes one checkpoint and returns BF_EXIT_PREEMPTED; an evaluation in progress ends at its next batch. Later signals are counted and ignored; the
  * save is not interrupted. `announce`: this process prints a note when a signal arrives (rank 0).
  * Returns 0 or -1 (errno set). */
 int bf_train_install_signal_handlers(int announce);

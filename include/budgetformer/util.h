@@ -39,6 +39,10 @@ char *bf_strdup_at(const char *s, const char *file, int line);
 #define bf_xrealloc(p, size) bf_realloc_at((p), (size), __FILE__, __LINE__)
 #define bf_xstrdup(s) bf_strdup_at((s), __FILE__, __LINE__)
 
+/* Names what the allocations from now on are for ("the model of model.d_model = 64 ..."; a static or long-lived
+ * string; NULL = nothing): an allocation that fails says so, with its size and any address-space limit. */
+void bf_alloc_context(const char *what);
+
 /* Number of allocations made through the wrappers above since the start: tests use it to show that the
  * training step allocates nothing after the first. */
 size_t bf_alloc_count(void);
@@ -54,7 +58,26 @@ double bf_cpu_seconds(void);
 
 /* Creates a directory and its parents (like mkdir -p). Returns 0 or -1 with err set. */
 int bf_mkdir_p(const char *path, bf_err *err);
+/* The same; on failure the directories it created are removed again (nothing is left). On success `made`
+ * (if not NULL) receives the topmost directory it created, "" when all existed. */
+int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err);
 /* 1 if path exists. */
 int bf_path_exists(const char *path);
+
+/* 0 when path can be opened as an input file; else -1 with err saying why in the user's words: no such file,
+ * a dangling symbolic link (naming its target), a symbolic link loop, a directory, permission denied. */
+int bf_check_input_file(const char *path, bf_err *err);
+
+/* 1 if both paths exist and name one file (symbolic links followed, hard links alike): st_dev and st_ino. */
+int bf_same_file(const char *a, const char *b);
+
+/* A file a command writes or reads, and the option or key that named it (for messages). */
+typedef struct {
+    const char *what; /* "--records", "data.train", "run.dir/log.h5" */
+    const char *path; /* NULL or "" = not given */
+} bf_named_path;
+/* Outputs never overwrite inputs: -1 with err naming both (and saying when a link joins them) if an output
+ * that exists is one of the inputs, compared by device and inode, not by name. */
+int bf_check_outputs(const bf_named_path *out, size_t n_out, const bf_named_path *in, size_t n_in, bf_err *err);
 
 #endif
