@@ -141,7 +141,7 @@ class BudgetFormer(torch.nn.Module):
             m_soft = torch.sigmoid((khat.unsqueeze(1) - rank.to(r.dtype) - 0.5) / self.tau)
             m = m_hard + m_soft - m_soft.detach()
         if self.config["gate_norm"]:
-            g = H * p * m / (p * m_hard).sum(dim=1, keepdim=True)
+            g = H * p * m / (p * m).sum(dim=1, keepdim=True)  # the surrogate in both, as docs/MODEL.md and the C code
         else:
             g = H * p * m
         return g, m_hard
