@@ -152,10 +152,20 @@ int bf_cmd_train(int argc, char **argv) {
         const char *const data_paths[3] = {cfg.data_train, cfg.data_valid, cfg.data_test};
         for (int k = 0; k < 3; k++) {
             size_t n = strlen(data_paths[k]);
+            /* the loader's message is "PATH: ..." or, naming the key, "KEY: PATH: ..." */
+            const char *msg = err.msg;
+            size_t kl = strlen(data_keys[k]);
+            if (!strncmp(msg, data_keys[k], kl) && msg[kl] == ':' && msg[kl + 1] == ' ') msg += kl + 2;
             bf_err hint;
-            if (n && !strncmp(err.msg, data_paths[k], n) && err.msg[n] == ':' &&
+            /* A link problem is already named exactly by the loader; otherwise the hint (the key and the fix)
+             * comes first and the loader's finding follows. */
+            if (n && !strncmp(msg, data_paths[k], n) && msg[n] == ':' && !strstr(msg, "symbolic link") &&
                 bf_text_check_dataset_path(data_keys[k], data_paths[k], &hint)) {
-                err = hint;
+                bf_err both;
+                if (strstr(msg, "no such file")) both = hint;
+                else snprintf(both.msg, sizeof both.msg, "%.*s (%.*s)", (int)(sizeof both.msg / 2), hint.msg,
+                              (int)(sizeof both.msg / 2 - 8), msg);
+                err = both;
                 break;
             }
         }
