@@ -110,7 +110,8 @@ static const key_spec kKeys[] = {
             "> 0: the mean fraction of heads k/H to reach (e.g. 0.25). The rank-0 coordinator replaces "
             "train.budget_cost by a multiplier lambda (either sign) updated by dual ascent on the global batch's mean "
             "k/H (k = the budget inference would use) minus the target, which ramps from 1 to this value over "
-            "train.budget_ramp updates. 0 = fixed lambda (train.budget_cost)."),
+            "train.budget_ramp updates. 0 = fixed lambda (train.budget_cost). Does not apply to model.full_heads or "
+            "model.fixed_budget models."),
     K_FLOAT("train", "budget_dual_lr", budget_dual_lr, 0, 100, R_LO_OPEN, "0.02",
             "Dual ascent step (integral gain): lambda_i += budget_dual_lr * (mean k/H - target) after each "
             "update."),
@@ -601,15 +602,11 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
         return bf_fail(err, "model.full_heads = 1 and model.fixed_budget = %d exclude each other: the full "
                        "baseline uses every head", c->fixed_budget);
     int learned = !c->full_heads && !c->fixed_budget;
-    if (c->budget_target > 0.0f && !learned)
-        return bf_fail(err, "train.budget_target = %g needs a learned budget: model.full_heads and model.fixed_budget "
-                       "must be 0", (double)c->budget_target);
-    if (c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
+    /* budget_target and budget supervision do not apply to full-heads and fixed-budget models (they have no
+     * learned budget, as the budget cost does not apply to them), so a shipped configuration serves every variant. */
+    if (learned && c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
         return bf_fail(err, "train.budget_target = %g is below 1/model.n_heads = %g: every input uses at least one "
                        "head", (double)c->budget_target, 1.0 / c->n_heads);
-    if ((c->budget_supervise > 0.0f || c->supervise_rel > 0.0f) && !learned)
-        return bf_fail(err, "train.budget_supervise needs a learned budget: model.full_heads and model.fixed_budget "
-                       "must be 0");
     if (c->sandwich && c->full_heads)
         return bf_fail(err, "train.sandwich = 1 needs a router: the full-heads baseline (model.full_heads = 1) always "
                        "uses every head");

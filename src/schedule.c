@@ -40,7 +40,8 @@ void bf_coordinator_init(bf_coordinator *co, const bf_config *c) {
     co->window_sum = 0.0;
     co->window_n = 0;
     co->prev_mean = -1.0;
-    co->budget_target = c->budget_target;
+    /* Only a learned budget has a target (the budget cost does not apply to the other models). */
+    co->budget_target = c->full_heads || c->fixed_budget ? 0.0f : c->budget_target;
     co->budget_cost = c->budget_cost;
     co->dual_lr = c->budget_dual_lr;
     co->dual_kp = c->budget_dual_kp;

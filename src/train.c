@@ -477,7 +477,9 @@ static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore
     int n = b0->n, H = m->cfg.n_heads;
     size_t C = (size_t)m->cfg.n_classes;
     int warm = (long)step_no < c->full_warmup; /* step_no is 0-based */
-    int sandwich = c->sandwich && !warm, supervise = (c->budget_supervise > 0.0f || c->supervise_rel > 0.0f) && !warm;
+    int learned = !m->cfg.full_heads && !m->cfg.fixed_budget;
+    int sandwich = c->sandwich && !warm;
+    int supervise = learned && (c->budget_supervise > 0.0f || c->supervise_rel > 0.0f) && !warm;
     bf_batch b = *b0;
     bf_explore ex = *ex0;
     if (sandwich || supervise) {
@@ -925,7 +927,7 @@ static int run_loop(trainer *t, bf_err *err) {
             char eta[32];
             format_eta(eta, sizeof eta, (double)(last - step) * (now - t_start) / (double)(step - t->start_step));
             char budget_note[96] = "";
-            if (c->budget_target > 0.0f)
+            if (c->budget_target > 0.0f && !m->cfg.full_heads && !m->cfg.fixed_budget)
                 snprintf(budget_note, sizeof budget_note, " | k/H %.3f (target %.3f, lambda %.3g)", exploit_frac,
                          bf_coordinator_budget_target(&t->coord, step), (double)lambda);
             char per_layer[64 * 8] = ""; /* mean heads of each layer since the last line */
