@@ -30,6 +30,25 @@ TIMEOUT = 240  # seconds per process: a hang must fail the test, not stall ctest
 
 failures = []
 
+# The counter-based generator of include/budgetformer/rng.h (splitmix64 rounds over the key), for tests that
+# recompute a draw (data order, the shuffle control's permutation).
+M64 = (1 << 64) - 1
+
+
+def mix64(x):
+    x = (x + 0x9E3779B97F4A7C15) & M64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
+    return x ^ (x >> 31)
+
+
+def rng_key(seed, epoch, index, layer, stream, head):
+    h = mix64(seed)
+    h = mix64(h ^ epoch)
+    h = mix64(h ^ index)
+    h = mix64(h ^ ((stream << 32) | layer))
+    return mix64(h ^ head)
+
 
 def work_dir(prefix):
     """A new, unique work directory below BF_WORK named PREFIX-XXXXXXXX."""

@@ -24,26 +24,10 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import EXE, MPIRUN2, TIMEOUT, check, finish, prepare, run, train_args, work_dir  # noqa: E402
+from bftest import EXE, MPIRUN2, TIMEOUT, check, finish, prepare, rng_key, run, train_args, work_dir  # noqa: E402
 
 L, H = 2, 4
-M64 = (1 << 64) - 1
 STREAM_CONTROL = 8
-
-
-def mix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
-
-
-def rng_key(seed, epoch, index, layer, stream, head):
-    h = mix64(seed)
-    h = mix64(h ^ epoch)
-    h = mix64(h ^ index)
-    h = mix64(h ^ ((stream << 32) | layer))
-    return mix64(h ^ head)
 
 
 def control_perm(n, seed):

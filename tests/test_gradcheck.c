@@ -748,6 +748,24 @@ static double khat_margin(const bf_model *m, int n) {
     return d;
 }
 
+/* A learned-budget model (spread budgets) from the first seed >= `seed` whose k^ stay at least 0.1 from every
+ * rounding boundary x.5, with and without exploration, so finite differences cannot flip a budget. Returns
+ * the seed; fails the test past `last`. */
+static uint64_t setup_learned_away_from_rounding(model_ctx *c, int gate_norm, uint64_t seed, uint64_t last) {
+    for (;; seed++) {
+        model_setup_opts(c, 0, 0, gate_norm, seed);
+        spread_budgets(&c->m);
+        model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
+        bf_model_forward(&c->m, &c->batch, &c->ex);
+        double m1 = khat_margin(&c->m, MB);
+        c->ex.eps = 0.0f;
+        bf_model_forward(&c->m, &c->batch, &c->ex);
+        if (fmin(m1, khat_margin(&c->m, MB)) >= 0.1) return seed;
+        bf_model_free(&c->m);
+        assert_true(seed < last);
+    }
+}
+
 /* Learned budget. With a tiny temperature the surrogate slope sigma'((k^ - rank - 0.5)/tau)/tau vanishes
  * (k^ stays >= 0.1 from every x.5, so the argument is >= 50 in magnitude): the analytic gradient is then the
  * true derivative of the loss with the choices held fixed, budget cost included, and FD checks every
@@ -756,20 +774,7 @@ static double khat_margin(const bf_model *m, int n) {
 static void test_model_learned(void **state) {
     (void)state;
     model_ctx *c = bf_xmalloc(sizeof *c);
-    uint64_t seed = 103;
-    for (;; seed++) {
-        model_setup(c, 0, 0, seed);
-        spread_budgets(&c->m);
-        model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
-        bf_model_forward(&c->m, &c->batch, &c->ex);
-        double m1 = khat_margin(&c->m, MB);
-        c->ex.eps = 0.0f;
-        bf_model_forward(&c->m, &c->batch, &c->ex);
-        double m0 = khat_margin(&c->m, MB);
-        if (fmin(m0, m1) >= 0.1) break;
-        bf_model_free(&c->m);
-        assert_true(seed < 200);
-    }
+    uint64_t seed = setup_learned_away_from_rounding(c, 0, 103, 200);
     printf("learned-budget model: seed %llu\n", (unsigned long long)seed);
     c->cost_scale = 0.05f;
     model_set_explore(c, 0.0f, 2e-3f, 0, seed + 1000);
@@ -792,19 +797,7 @@ static void test_model_gate_norm_and_training_losses(void **state) {
     model_set_explore(c, 0.5f, 1.0f, 0, 205);
     bad += model_fd(c, "gate_norm fixed_budget=2 eps=0.5");
     bf_model_free(&c->m);
-    uint64_t seed = 106;
-    for (;; seed++) {
-        model_setup_opts(c, 0, 0, 1, seed);
-        spread_budgets(&c->m);
-        model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
-        bf_model_forward(&c->m, &c->batch, &c->ex);
-        double m1 = khat_margin(&c->m, MB);
-        c->ex.eps = 0.0f;
-        bf_model_forward(&c->m, &c->batch, &c->ex);
-        if (fmin(m1, khat_margin(&c->m, MB)) >= 0.1) break;
-        bf_model_free(&c->m);
-        assert_true(seed < 300);
-    }
+    uint64_t seed = setup_learned_away_from_rounding(c, 1, 106, 300);
     c->cost_scale = 0.05f;
     model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
     bad += model_fd(c, "gate_norm learned eps=0.6 (tau 2e-3)");

@@ -4,7 +4,7 @@ Tiny configuration, heads.every = 7, train.steps = 30, batch 16, trained on 1 ra
   - /heads/step is 7, 14, 21, 28, 30 and /heads/count is (steps in the interval) x batch_size;
   - /heads/class_count sums to /heads/count, and equals the labels of the interval's inputs recomputed here
     from the epoch order of include/budgetformer/sampler.h (Fisher-Yates with bf_rng_key of src/rng.c,
-    splitmix64 reimplemented below);
+    splitmix64 reimplemented in bftest.py);
   - the 1-rank and 2-rank class_count records are identical;
   - within each record: budget_hist sums to 1 per layer, sum_h usage = sum_k k budget_hist (every selected
     head is one unit of budget), class_usage weighted by class_count adds up to usage x count, and the mean
@@ -20,29 +20,13 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import EXE, SRC, check_quiet as check, failures  # noqa: E402
+from bftest import EXE, SRC, check_quiet as check, failures, rng_key  # noqa: E402
 
 DATA = os.environ["BF_TEST_DATA"]
 WORK = os.path.join(os.environ["BF_WORK"], "test_heads_stats")
 EVERY, STEPS, BATCH, SEED = 7, 30, 16, 1
 
-M64 = (1 << 64) - 1
 STREAM_SHUFFLE = 4
-
-
-def mix64(x):
-    x = (x + 0x9E3779B97F4A7C15) & M64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & M64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & M64
-    return x ^ (x >> 31)
-
-
-def rng_key(seed, epoch, index, layer, stream, head):
-    h = mix64(seed)
-    h = mix64(h ^ epoch)
-    h = mix64(h ^ index)
-    h = mix64(h ^ ((stream << 32) | layer))
-    return mix64(h ^ head)
 
 
 def epoch_perm(n, seed, epoch):
