@@ -403,7 +403,7 @@ def default_plan(ds, quick):
     """The variants reproduce.sh trains by default (used when no --plan is given)."""
     H = config_heads(ds)
     ks = sorted({1, H // 2}) if quick else range(1, H + 1)
-    ts = ["0.5"] if quick else (["0.125", "0.25", "0.5"] if H == 8 else ["0.25", "0.5"])
+    ts = ["0.5"] if quick else (["0.25", "0.5"] if H == 8 else ["0.375", "0.5"])
     return ["full"] + ["fixed%d" % k for k in ks] + ["target" + t for t in ts]
 
 
