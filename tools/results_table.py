@@ -384,6 +384,44 @@ def plot_pareto(rows, ds, path):
     return True
 
 
+def config_value(ds, section, key, default=None):
+    """A value of configs/<ds>.ini (comments stripped), as text; default when absent."""
+    try:
+        with open(os.path.join(ROOT, "configs", ds + ".ini")) as f:
+            sec = ""
+            for line in f:
+                line = line.split(";")[0].strip()
+                if line.startswith("["):
+                    sec = line.strip("[] ")
+                elif sec == section and "=" in line and line.split("=")[0].strip() == key:
+                    return line.split("=", 1)[1].strip()
+    except OSError:
+        pass
+    return default
+
+
+def method_summary(datasets):
+    """The shipped configurations' training options of the learned budget, in words."""
+    parts = []
+    for ds in datasets:
+        gn = config_value(ds, "model", "gate_norm", "0")
+        e0, e1 = config_value(ds, "explore", "eps_start", "?"), config_value(ds, "explore", "eps_end", "?")
+        ramp = config_value(ds, "train", "budget_ramp", "explore.steps")
+        parts.append("%s: `model.gate_norm = %s`, `explore.eps_start = %s`, `eps_end = %s`, `train.budget_ramp = %s`"
+                     % (ds, gn, e0, e1, ramp))
+    return "; ".join(parts)
+
+
+def job_ranks(out):
+    """The MPI rank counts the finished runs of DIR were trained with (from their job.json)."""
+    ranks = set()
+    for p in glob.glob(os.path.join(out, "*", "*", "seed*", "job.json")):
+        j = read_json(p)
+        if j and "ranks" in j:
+            ranks.add(int(j["ranks"]))
+    return sorted(ranks)
+
+
 def config_heads(ds):
     try:
         with open(os.path.join(ROOT, "configs", ds + ".ini")) as f:
@@ -571,7 +609,15 @@ def cmd_report(a):
           "the pipeline, not a result." % "a few dozen updates per run, 1 seed, evaluation on subsets of the "
           "valid and test files, 2 adaptive candidates")
         w("")
-    cmd = inv[-1]["command"] if inv and inv[-1]["command"] else ("launch/reproduce.sh --quick" if a.quick else "launch/reproduce.sh")
+    train_cmds = [i["command"] for i in inv if i["command"] and "--report-only" not in i["command"]]
+    distinct = list(dict.fromkeys(train_cmds))
+    if not distinct:
+        distinct = ["launch/reproduce.sh --quick" if a.quick else "launch/reproduce.sh"]
+    if len(distinct) > 3:
+        produced = "`%s` and %d other invocations (all of them in `invocations.tsv` of the output directory)" % (
+            distinct[-1], len(distinct) - 1)
+    else:
+        produced = " and ".join("`%s`" % c for c in distinct)
     w("Regenerate (from the repository root of a fresh clone, Debian 12, after `bash launch/install-deps.sh`):")
     w("")
     w("```sh")
@@ -579,12 +625,19 @@ def cmd_report(a):
     w("bash launch/reproduce.sh --quick --out /tmp/repro   # the CI smoke version (< 10 min), writes /tmp/repro/RESULTS.md")
     w("```")
     w("")
-    w("This document was produced by `%s` (output directory `%s`); rerunning the same command continues an "
+    w("This document was produced by %s (output directory `%s`); rerunning the same commands continues an "
       "interrupted reproduction, and `launch/reproduce.sh --report-only` rewrites this file from the runs "
-      "that are finished." % (cmd, os.path.relpath(out, ROOT) if out.startswith(ROOT) else out))
+      "that are finished." % (produced, os.path.relpath(out, ROOT) if out.startswith(ROOT) else out))
     w("")
 
     # ---- protocol
+    rk = job_ranks(out)
+    if not rk:
+        rank_words = "on the ranks of `--ranks`"
+    elif rk == [1]:
+        rank_words = "in one process (`--ranks 1`: one MPI rank)"
+    else:
+        rank_words = "data-parallel on %s MPI ranks (`launch/bf-mpirun.sh --bind none`)" % " or ".join(map(str, rk))
     w("## Protocol")
     w("")
     w("| dataset | task | train / valid / test inputs | configuration | heads per layer H |")
@@ -596,15 +649,16 @@ def cmd_report(a):
             ds, DATASET_INFO.get(ds, ""), sz["train"], sz["valid"], sz["test"], ds, ds, H))
     w("")
     w("- Every model is the shipped configuration of its dataset (settings chosen on the validation split, "
-      "[docs/TUNING.md](TUNING.md)) with the `--set` overrides of its variant, trained data-parallel on 2 MPI "
-      "ranks (`launch/bf-mpirun.sh -n 2 --bind none`, one OpenBLAS thread per rank) with seeds 1..%d "
-      "(`train.seed`; seeds change initialisation, data order and exploration)." % a.seeds)
+      "[docs/TUNING.md](TUNING.md)) with the `--set` overrides of its variant, trained %s, one OpenBLAS thread "
+      "per rank, with seeds 1..%d (`train.seed`; seeds change initialisation, data order and exploration)." % (
+          rank_words, a.seeds))
     w("- Variants: **full multi-head attention** (`model.full_heads=1`); **fixed budgets** `model.fixed_budget` "
       "= k for every k = 1..H (every input uses exactly k heads per layer, chosen by the learned relevance; no "
       "learned budget; k = H keeps the relevance-weighted gates, so it is not the full baseline); **BudgetFormer, "
       "target r**: learned per-input budget with `train.budget_target=r` (the coordinator's multiplier drives the "
-      "mean fraction of heads k/H to r), with the shipped configuration's own training options%s." % (
-          " plus `%s`" % " ".join(a.method_set.split()) if a.method_set else ""))
+      "mean fraction of heads k/H to r), with the shipped configuration's own training options (%s)%s. The "
+      "fixed budgets share the configuration's gates, so they differ from the learned budget only in how k is "
+      "chosen." % (method_summary(datasets), " plus `%s`" % " ".join(a.method_set.split()) if a.method_set else ""))
     w("- During training `data.test` is cleared: the test file is read by `budgetformer eval --json --records` "
       "on the final checkpoint and, for learned budgets, by its two budget controls. The BudgetFormer of the "
       "claims is chosen on the validation split only.")
