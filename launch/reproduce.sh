@@ -26,7 +26,7 @@
 #   --report-only     train nothing: regenerate the document from what DIR already holds
 #
 # Variants (every one is configs/<dataset>.ini plus --set overrides; H = model.n_heads of the configuration):
-#   full           model.full_heads=1: every head, gate 1 (the baseline)
+#   full           model.full_heads=1 model.gate_norm=0: every head, gate 1 (the baseline)
 #   fixed<k>       model.fixed_budget=k for every k = 1..H: k heads per input chosen by the learned relevance
 #   target<r>      learned budget with train.budget_target=r (mean fraction of heads k/H), with the shipped
 #                  configuration's own training options (its method keys, e.g. train.sandwich, model.gate_norm)
@@ -260,7 +260,7 @@ base_overrides() { # base_overrides DATASET: --set arguments every run of the da
 learned() { [[ $1 == target* ]]; }
 variant_overrides() { # variant_overrides DATASET VARIANT
   case $2 in
-    full) echo "model.full_heads=1" ;;
+    full) printf "%s\n" "model.full_heads=1" "model.gate_norm=0" ;;   # the trainer refuses gate_norm with full heads
     fixed*) echo "model.fixed_budget=${2#fixed}" ;;
     target*) echo "train.budget_target=${2#target}"; [ ${#method_sets[@]} = 0 ] || printf '%s\n' "${method_sets[@]}" ;;
   esac

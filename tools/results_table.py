@@ -652,7 +652,7 @@ def cmd_report(a):
       "[docs/TUNING.md](TUNING.md)) with the `--set` overrides of its variant, trained %s, one OpenBLAS thread "
       "per rank, with seeds 1..%d (`train.seed`; seeds change initialisation, data order and exploration)." % (
           rank_words, a.seeds))
-    w("- Variants: **full multi-head attention** (`model.full_heads=1`); **fixed budgets** `model.fixed_budget` "
+    w("- Variants: **full multi-head attention** (`model.full_heads=1 model.gate_norm=0`: every head, gates 1); **fixed budgets** `model.fixed_budget` "
       "= k for every k = 1..H (every input uses exactly k heads per layer, chosen by the learned relevance; no "
       "learned budget; k = H keeps the relevance-weighted gates, so it is not the full baseline); **BudgetFormer, "
       "target r**: learned per-input budget with `train.budget_target=r` (the coordinator's multiplier drives the "
