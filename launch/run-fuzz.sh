@@ -75,8 +75,8 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 mkdir -p "$out/obj" "$out/crashes" "$out/logs"
 echo "run-fuzz: building into $out"
 objs=()
-for src in src/*.c tests/fuzz/fuzz_common.c tests/fuzz/fuzz_h5edit.c; do
-  [ "$src" = src/main.c ] && continue
+for src in src/*/*.c tests/fuzz/fuzz_common.c tests/fuzz/fuzz_h5edit.c; do
+  [ "$src" = src/cli/main.c ] && continue
   o="$out/obj/$(basename "${src%.c}").o"
   if [ ! -e "$o" ] || [ "$src" -nt "$o" ] || [ -n "$(find include tests/fuzz -name '*.h' -newer "$o" -print -quit)" ]; then
     "$CC" "${cflags[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$o"

@@ -55,6 +55,10 @@ typedef struct {
     size_t vocab_size;
     const char *const *label_names;
     size_t n_classes;
+    /* Provenance from the layers the files folder does not link (NULL: written as ""): the BLAS build
+     * (openblas_get_config()) and the MPI library (bf_dist_library_version()). */
+    const char *blas_config;
+    const char *mpi_library_version;
 } bf_ckpt_meta;
 
 /* Saves atomically with a digest (see above). Returns 0 or -1 with err set; nothing is left under the

@@ -10,7 +10,7 @@
 
 #include "budgetformer/attention_infer.h"
 #include "budgetformer/model.h"
-#include "budgetformer/model_parts.h"
+#include "model_parts.h"
 #include "budgetformer/ops.h"
 #include "budgetformer/router.h"
 #include "budgetformer/util.h"

@@ -1,5 +1,5 @@
 /* jsonout: JSON string literals for the --json outputs (see jsonout.h). */
-#include "budgetformer/jsonout.h"
+#include "jsonout.h"
 
 void bf_json_str(FILE *f, const char *s) {
     if (!s) {

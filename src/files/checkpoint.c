@@ -2,7 +2,6 @@
  * docs/CHECKPOINTS.md). */
 #include "budgetformer/checkpoint.h"
 
-#include <cblas.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +17,6 @@
 #include <unistd.h>
 
 #include "budgetformer/config.h"
-#include "budgetformer/dist.h"
 #include "budgetformer/h5io.h"
 #include "budgetformer/headstats.h"
 
@@ -403,7 +401,7 @@ static int write_coordinator(hid_t f, const bf_coordinator *co, long step, bf_er
                : 0;
 }
 
-static int write_provenance(hid_t f, bf_err *err) {
+static int write_provenance(hid_t f, const bf_ckpt_meta *meta, bf_err *err) {
     const char *g = "/provenance";
     if (create_group(f, g, err)) return -1;
     unsigned maj, min, rel;
@@ -414,12 +412,12 @@ static int write_provenance(hid_t f, bf_err *err) {
     struct tm tmv;
     if (gmtime_r(&now, &tmv)) strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%SZ", &tmv);
     if (gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-    const char *blas = openblas_get_config();
+    const char *blas = meta->blas_config, *mpi = meta->mpi_library_version;
     if (bf_h5_write_attr_str(f, g, "budgetformer_version", BF_VERSION, err) ||
         bf_h5_write_attr_str(f, g, "hdf5_version", h5v, err) ||
         bf_h5_write_attr_str(f, g, "openblas_config", blas ? blas : "", err) ||
         bf_h5_write_attr_str(f, g, "openssl_version", OpenSSL_version(OPENSSL_VERSION), err) ||
-        bf_h5_write_attr_str(f, g, "mpi_library_version", bf_dist_library_version(), err) ||
+        bf_h5_write_attr_str(f, g, "mpi_library_version", mpi ? mpi : "", err) ||
         bf_h5_write_attr_str(f, g, "created_utc", when, err) || bf_h5_write_attr_str(f, g, "hostname", host, err))
         return -1;
 #ifdef BF_GIT_COMMIT
@@ -480,7 +478,7 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
             bf_h5_write_attr_int(f, "/headstats", "n_heads", c.n_heads, err))
             return -1;
     }
-    return write_provenance(f, err);
+    return write_provenance(f, meta, err);
 }
 
 /* Builds the whole HDF5 file in memory (core driver, no backing store) and returns its bytes. */

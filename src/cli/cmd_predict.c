@@ -17,7 +17,7 @@
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/h5io.h"
-#include "budgetformer/jsonout.h"
+#include "jsonout.h"
 #include "budgetformer/model.h"
 #include "budgetformer/tokenize.h"
 

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "budgetformer/jsonout.h"
+#include "jsonout.h"
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/config.h"

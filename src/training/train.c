@@ -638,7 +638,8 @@ static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_
                          .config_text = t->config_text,
                          .vocab = (const char *const *)t->train.vocab, .vocab_size = t->train.vocab_size,
                          .label_names = (const char *const *)t->train.label_names,
-                         .n_classes = (size_t)t->train.n_classes};
+                         .n_classes = (size_t)t->train.n_classes, .blas_config = openblas_get_config(),
+                         .mpi_library_version = bf_dist_library_version()};
     if (t->fault.save_fault && (t->fault.save_step < 0 ? t->saves == 1 : t->fault.save_step == step))
         bf_checkpoint_arm_fault(t->fault.save_fault, t->fault.save_delay_ms);
     if (bf_checkpoint_save(path, &t->model, &meta, err)) return -1;

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "budgetformer/jsonout.h"
+#include "jsonout.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/h5io.h"
 #include "budgetformer/util.h"

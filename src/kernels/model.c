@@ -1,6 +1,6 @@
 /* model: the BudgetFormer network (see model.h and MODEL.md). */
 #include "budgetformer/model.h"
-#include "budgetformer/model_parts.h"
+#include "model_parts.h"
 
 #include <math.h>
 #include <stdio.h>
