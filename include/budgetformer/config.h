@@ -107,4 +107,10 @@ int bf_config_write_file(const bf_config *c, FILE *f, bf_err *err);
  * docs/CONFIG.md contains the same text and tests/test_config.c checks that it does. */
 void bf_config_print_help(FILE *f);
 
+/* The one key table, key by key, in the order bf_config_write_file writes it: how many keys there are, the
+ * name of key i ("section.key"), and its value in c as written to a configuration file. */
+size_t bf_config_key_count(void);
+const char *bf_config_key_name(size_t i, char *buf, size_t n);
+const char *bf_config_key_value(const bf_config *c, size_t i, char *buf, size_t n);
+
 #endif

@@ -71,6 +71,9 @@ int bf_check_input_file(const char *path, bf_err *err);
 /* 1 if both paths exist and name one file (symbolic links followed, hard links alike): st_dev and st_ino. */
 int bf_same_file(const char *a, const char *b);
 
+/* 1 when the two string lists are equal (same length, same strings in the same order). */
+int bf_same_strings(char *const *a, size_t na, char *const *b, size_t nb);
+
 /* A file a command writes or reads, and the option or key that named it (for messages). */
 typedef struct {
     const char *what; /* "--records", "data.train", "run.dir/log.h5" */

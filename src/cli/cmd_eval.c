@@ -42,13 +42,6 @@ static void usage(FILE *f) {
                "  --control-seed N     seed of the shuffle's permutation (integer >= 0, default 1)\n");
 }
 
-static int same_strings(char *const *a, size_t na, char *const *b, size_t nb) {
-    if (na != nb) return 0;
-    for (size_t i = 0; i < na; i++)
-        if (strcmp(a[i], b[i])) return 0;
-    return 1;
-}
-
 static void json_budgets(const bf_eval_counts *e) {
     size_t L = (size_t)e->n_layers, H = (size_t)e->n_heads;
     double n = e->n ? (double)e->n : 1.0;
@@ -248,12 +241,12 @@ int bf_cmd_eval(int argc, char **argv) {
         fprintf(stderr, "budgetformer eval: error: %s has max_len %d but the checkpoint %s was trained with max_len %d\n",
                 data, d.max_len, ckpt, m.cfg.max_len);
         rc = 1;
-    } else if (!same_strings(vocab, nv, d.vocab, d.vocab_size)) {
+    } else if (!bf_same_strings(vocab, nv, d.vocab, d.vocab_size)) {
         fprintf(stderr, "budgetformer eval: error: %s was prepared with another vocabulary (%zu words) than the "
                         "checkpoint %s was trained on (%zu words%s): prepare it together with the training file\n",
                 data, d.vocab_size, ckpt, nv, d.vocab_size == nv ? ", different words" : "");
         rc = 1;
-    } else if (!same_strings(labels, nl, d.label_names, (size_t)d.n_classes)) {
+    } else if (!bf_same_strings(labels, nl, d.label_names, (size_t)d.n_classes)) {
         fprintf(stderr, "budgetformer eval: error: %s has %d classes with other names than the checkpoint %s (%zu "
                         "classes)\n", data, d.n_classes, ckpt, nl);
         rc = 1;

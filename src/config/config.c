@@ -681,6 +681,18 @@ int bf_config_write_file(const bf_config *c, FILE *f, bf_err *err) {
     return 0;
 }
 
+size_t bf_config_key_count(void) { return N_KEYS; }
+
+const char *bf_config_key_name(size_t i, char *buf, size_t n) {
+    snprintf(buf, n, "%s.%s", kKeys[i].section, kKeys[i].name);
+    return buf;
+}
+
+const char *bf_config_key_value(const bf_config *c, size_t i, char *buf, size_t n) {
+    format_value(c, &kKeys[i], buf, n);
+    return buf;
+}
+
 int bf_config_write(const bf_config *c, const char *path, bf_err *err) {
     FILE *f = fopen(path, "w");
     if (!f) return bf_fail(err, "cannot create config file '%s': %s", path, strerror(errno));

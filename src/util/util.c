@@ -214,3 +214,10 @@ int bf_check_input_file(const char *path, bf_err *err) {
     if (e == EACCES) return bf_fail(err, "%s: permission denied", path);
     return bf_fail(err, "%s: cannot open: %s", path, strerror(e));
 }
+
+int bf_same_strings(char *const *a, size_t na, char *const *b, size_t nb) {
+    if (na != nb) return 0;
+    for (size_t i = 0; i < na; i++)
+        if (strcmp(a[i], b[i])) return 0;
+    return 1;
+}
