@@ -49,6 +49,9 @@ int bf_h5_write_strings(hid_t loc, const char *path, const char *const *strs, si
 /* Allocates an array of n strings (each malloc'd); free with bf_h5_free_strings. */
 int bf_h5_read_strings(hid_t loc, const char *path, char ***strs, size_t *n, bf_err *err);
 void bf_h5_free_strings(char **strs, size_t n);
+/* 0 when dataset ds of file has as many rows as ref (want); else -1 with err saying so. */
+int bf_h5_expect_rows(const char *file, const char *ds, unsigned long long have, const char *ref,
+                      unsigned long long want, bf_err *err);
 
 int bf_h5_write_attr_int(hid_t loc, const char *obj, const char *name, long long value, bf_err *err);
 int bf_h5_read_attr_int(hid_t loc, const char *obj, const char *name, long long *value, bf_err *err);

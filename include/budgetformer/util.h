@@ -73,6 +73,8 @@ int bf_same_file(const char *a, const char *b);
 
 /* 1 when the two string lists are equal (same length, same strings in the same order). */
 int bf_same_strings(char *const *a, size_t na, char *const *b, size_t nb);
+/* Frees n malloc'd strings and their array (NULL: nothing). */
+void bf_free_strings(char **strs, size_t n);
 
 /* A file a command writes or reads, and the option or key that named it (for messages). */
 typedef struct {

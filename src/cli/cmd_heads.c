@@ -24,7 +24,6 @@
  *            never[L][], always[L][]
  * Values that do not exist (a mean over no inputs, an empty log) are null.
  * Exit status: 0 success, 1 unreadable or malformed file, 2 usage error. */
-#include <hdf5.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -33,10 +32,13 @@
 
 #include "jsonout.h"
 #include "budgetformer/cli.h"
-#include "budgetformer/h5io.h"
+#include "budgetformer/dataset.h"
+#include "budgetformer/model.h"
+#include "budgetformer/records.h"
+#include "budgetformer/runlog.h"
 #include "budgetformer/util.h"
 
-#define MAX_HEADS 32
+#define MAX_HEADS BF_MAX_HEADS
 #define MAX_LABEL_WIDTH 24
 #define N_BUCKETS 6
 
@@ -199,151 +201,6 @@ static void print_never_always(const unsigned char *never, const unsigned char *
     }
 }
 
-/* ---- reading helpers ----------------------------------------------------------------------------- */
-
-static int expect_rows(const char *file, const char *ds, unsigned long long have, const char *ref,
-                       unsigned long long want, bf_err *err) {
-    if (have == want) return 0;
-    return bf_fail(err, "%s: dataset %s has %llu rows but %s has %llu (expected one row per entry of %s)", file,
-                   ds, have, ref, want, ref);
-}
-
-static int load_class_names(const char *data, size_t C, const char *file, char ***names, bf_err *err) {
-    hid_t f = bf_h5_open_read(data, err);
-    if (f < 0) return -1;
-    size_t n = 0;
-    int rc = bf_h5_read_strings(f, "/label_names", names, &n, err);
-    H5Fclose(f);
-    if (rc) return -1;
-    if (n != C) {
-        bf_h5_free_strings(*names, n);
-        *names = NULL;
-        return bf_fail(err, "%s: /label_names has %zu class names but %s has %zu classes (use the dataset the "
-                            "run was trained or evaluated on)", data, n, file, C);
-    }
-    return 0;
-}
-
-/* ---- log.h5 -------------------------------------------------------------------------------------- */
-
-typedef struct {
-    int has_metrics, has_heads;
-    size_t S, R, C, L, H;                     /* H and C are 0 without /heads */
-    int64_t *m_step;                          /* [S] */
-    float *m_eps, *m_budget;                  /* [S], [S,L] */
-    int64_t *h_step, *h_count, *h_class_count; /* [R], [R], [R,C] */
-    float *h_usage, *h_class_usage;           /* [R,L,H], [R,C,L,H] */
-    float *m_lambda;                          /* [S] or NULL (a log without /metrics/budget_lambda) */
-    int has_diag;                             /* the three diagnostics histograms below are present */
-    size_t KB;                                /* k^ bins per layer */
-    int64_t *h_logit, *h_khat, *h_mass;       /* [R,L,24], [R,L,KB], [R,L,20] */
-} log_data;
-
-static void log_free(log_data *lg) {
-    free(lg->m_step);
-    free(lg->m_eps);
-    free(lg->m_budget);
-    free(lg->h_step);
-    free(lg->h_count);
-    free(lg->h_class_count);
-    free(lg->h_usage);
-    free(lg->h_class_usage);
-    free(lg->m_lambda);
-    free(lg->h_logit);
-    free(lg->h_khat);
-    free(lg->h_mass);
-    memset(lg, 0, sizeof *lg);
-}
-
-static int load_metrics(hid_t f, const char *file, log_data *lg, bf_err *err) {
-    unsigned long long d[2];
-    void *p = NULL;
-    if (bf_h5_read_alloc(f, "/metrics/step", H5T_NATIVE_INT64, 1, d, &p, err)) return -1;
-    lg->m_step = p;
-    lg->S = (size_t)d[0];
-    unsigned long long s = d[0];
-    lg->m_eps = bf_xmalloc(lg->S * sizeof(float));
-    if (bf_h5_read_into(f, "/metrics/eps", H5T_NATIVE_FLOAT, 1, &s, lg->m_eps, err)) return -1;
-    if (bf_h5_read_alloc(f, "/metrics/mean_budget", H5T_NATIVE_FLOAT, 2, d, &p, err)) return -1;
-    lg->m_budget = p;
-    if (expect_rows(file, "/metrics/mean_budget", d[0], "/metrics/step", s, err)) return -1;
-    if (d[1] < 1 || d[1] > 100000)
-        return bf_fail(err, "%s: dataset /metrics/mean_budget has shape [%llu,%llu] (expected [S, L] with L >= 1 "
-                            "layers)", file, d[0], d[1]);
-    lg->L = (size_t)d[1];
-    if (bf_h5_exists(f, "/metrics/budget_lambda")) {
-        lg->m_lambda = bf_xmalloc((lg->S ? lg->S : 1) * sizeof(float));
-        if (bf_h5_read_into(f, "/metrics/budget_lambda", H5T_NATIVE_FLOAT, 1, &s, lg->m_lambda, err)) return -1;
-    }
-    return 0;
-}
-
-/* Optional diagnostics histogram [R, L, bins] (bins 0 = any >= 1, returned in *bins). */
-static int load_diag(hid_t f, const char *file, const char *ds, const log_data *lg, size_t *bins, int64_t **out,
-                     bf_err *err) {
-    unsigned long long d[3];
-    void *p = NULL;
-    if (bf_h5_read_alloc(f, ds, H5T_NATIVE_INT64, 3, d, &p, err)) return -1;
-    *out = p;
-    if (expect_rows(file, ds, d[0], "/heads/step", lg->R, err)) return -1;
-    if (d[1] != lg->L || d[2] < 1 || (*bins && d[2] != *bins))
-        return bf_fail(err, "%s: dataset %s has shape [%llu,%llu,%llu] (expected [R, %zu, %zu])", file, ds, d[0], d[1],
-                       d[2], lg->L, *bins ? *bins : (size_t)d[2]);
-    *bins = (size_t)d[2];
-    for (size_t i = 0; i < lg->R * lg->L * *bins; i++)
-        if ((*out)[i] < 0) return bf_fail(err, "%s: dataset %s holds a negative count", file, ds);
-    return 0;
-}
-
-static int load_diagnostics(hid_t f, const char *file, log_data *lg, bf_err *err) {
-    int n = bf_h5_exists(f, "/heads/logit_hist") + bf_h5_exists(f, "/heads/khat_hist") +
-            bf_h5_exists(f, "/heads/mass_hist");
-    if (n == 0) return 0; /* a log from before the diagnostics */
-    if (n != 3)
-        return bf_fail(err, "%s: /heads holds only some of logit_hist, khat_hist and mass_hist (expected all three "
-                            "or none)", file);
-    size_t lb = 24, mb = 20;
-    lg->KB = 4 * (lg->H > 1 ? lg->H - 1 : 1);
-    if (load_diag(f, file, "/heads/logit_hist", lg, &lb, &lg->h_logit, err) ||
-        load_diag(f, file, "/heads/khat_hist", lg, &lg->KB, &lg->h_khat, err) ||
-        load_diag(f, file, "/heads/mass_hist", lg, &mb, &lg->h_mass, err))
-        return -1;
-    lg->has_diag = 1;
-    return 0;
-}
-
-static int load_heads(hid_t f, const char *file, log_data *lg, bf_err *err) {
-    unsigned long long d[3], r;
-    void *p = NULL;
-    if (bf_h5_read_alloc(f, "/heads/step", H5T_NATIVE_INT64, 1, &r, &p, err)) return -1;
-    lg->h_step = p;
-    lg->R = (size_t)r;
-    lg->h_count = bf_xmalloc(lg->R * sizeof(int64_t));
-    if (bf_h5_read_into(f, "/heads/count", H5T_NATIVE_INT64, 1, &r, lg->h_count, err)) return -1;
-    if (bf_h5_read_alloc(f, "/heads/class_count", H5T_NATIVE_INT64, 2, d, &p, err)) return -1;
-    lg->h_class_count = p;
-    if (expect_rows(file, "/heads/class_count", d[0], "/heads/step", r, err)) return -1;
-    if (d[1] < 1 || d[1] > 1000000)
-        return bf_fail(err, "%s: dataset /heads/class_count has shape [%llu,%llu] (expected [R, C] with C >= 1 "
-                            "classes)", file, d[0], d[1]);
-    lg->C = (size_t)d[1];
-    if (bf_h5_read_alloc(f, "/heads/usage", H5T_NATIVE_FLOAT, 3, d, &p, err)) return -1;
-    lg->h_usage = p;
-    if (expect_rows(file, "/heads/usage", d[0], "/heads/step", r, err)) return -1;
-    if (d[1] < 1 || d[1] > 100000 || d[2] < 1 || d[2] > MAX_HEADS)
-        return bf_fail(err, "%s: dataset /heads/usage has shape [%llu,%llu,%llu] (expected [R, L, H] with L >= 1 "
-                            "and 1 <= H <= %d)", file, d[0], d[1], d[2], MAX_HEADS);
-    if (lg->has_metrics && d[1] != lg->L)
-        return bf_fail(err, "%s: dataset /heads/usage has %llu layers but /metrics/mean_budget has %zu", file,
-                       d[1], lg->L);
-    lg->L = (size_t)d[1];
-    lg->H = (size_t)d[2];
-    unsigned long long rclh[4] = {r, lg->C, lg->L, lg->H};
-    lg->h_class_usage = bf_xmalloc(lg->R * lg->C * lg->L * lg->H * sizeof(float)); /* 0 bytes is fine */
-    if (bf_h5_read_into(f, "/heads/class_usage", H5T_NATIVE_FLOAT, 4, rclh, lg->h_class_usage, err)) return -1;
-    return load_diagnostics(f, file, lg, err);
-}
-
 /* ---- budget diagnostics: summaries of a fixed-bin histogram ------------------------------------ */
 
 typedef struct {
@@ -371,7 +228,7 @@ static hist_summary hist_summarise(const int64_t *c, size_t bins, double lo, dou
 }
 
 /* which: 0 k^, 1 budget logit, 2 gate mass; record r, layer l. */
-static hist_summary diag_summary(const log_data *lg, int which, size_t r, size_t l) {
+static hist_summary diag_summary(const bf_runlog_view *lg, int which, size_t r, size_t l) {
     if (which == 0) return hist_summarise(lg->h_khat + (r * lg->L + l) * lg->KB, lg->KB, 1.0, (double)lg->H);
     if (which == 1) return hist_summarise(lg->h_logit + (r * lg->L + l) * 24, 24, -6.0, 6.0);
     return hist_summarise(lg->h_mass + (r * lg->L + l) * 20, 20, 0.0, 1.0);
@@ -380,7 +237,7 @@ static hist_summary diag_summary(const log_data *lg, int which, size_t r, size_t
 static const char *const diag_key[3] = {"khat", "logit", "mass"};
 static const char *const diag_label[3] = {"k^", "budget logit", "gate mass"};
 
-static void json_diag_record(const log_data *lg, size_t r) {
+static void json_diag_record(const bf_runlog_view *lg, size_t r) {
     printf("{\"step\": %lld, \"count\": %lld", (long long)lg->h_step[r], (long long)lg->h_count[r]);
     for (int w = 0; w < 3; w++) {
         printf(", \"%s\": [", diag_key[w]);
@@ -406,7 +263,7 @@ static void json_diag_record(const log_data *lg, size_t r) {
     printf("}");
 }
 
-static void print_diag_text(const log_data *lg) {
+static void print_diag_text(const bf_runlog_view *lg) {
     size_t rows[2] = {0, lg->R - 1};
     printf("\nBudget diagnostics per layer (/heads/khat_hist, logit_hist, mass_hist: mean and quartiles estimated "
            "from the fixed bins)\n");
@@ -422,7 +279,7 @@ static void print_diag_text(const log_data *lg) {
             }
 }
 
-static void json_metrics_point(const log_data *lg, size_t row, double *tmp) {
+static void json_metrics_point(const bf_runlog_view *lg, size_t row, double *tmp) {
     for (size_t l = 0; l < lg->L; l++) tmp[l] = (double)lg->m_budget[row * lg->L + l];
     printf("{\"row\": %zu, \"step\": %lld, \"eps\": ", row, (long long)lg->m_step[row]);
     json_num((double)lg->m_eps[row]);
@@ -431,7 +288,7 @@ static void json_metrics_point(const log_data *lg, size_t row, double *tmp) {
     printf("}");
 }
 
-static void json_heads_record(const log_data *lg, size_t r) {
+static void json_heads_record(const bf_runlog_view *lg, size_t r) {
     printf("{\"step\": %lld, \"count\": %lld, \"usage\": ", (long long)lg->h_step[r], (long long)lg->h_count[r]);
     json_matrix_f32(lg->h_usage + r * lg->L * lg->H, lg->L, lg->H);
     printf("}");
@@ -447,7 +304,7 @@ typedef struct {
     unsigned char *never, *always; /* [L,H] in the last record */
 } log_summary;
 
-static void log_summarise(const log_data *lg, log_summary *s) {
+static void log_summarise(const bf_runlog_view *lg, log_summary *s) {
     size_t L = lg->L, H = lg->H, C = lg->C;
     memset(s, 0, sizeof *s);
     s->budget_mean = bf_xcalloc(L, sizeof(double));
@@ -488,7 +345,7 @@ static void log_summary_free(log_summary *s) {
     free(s->always);
 }
 
-static void log_print_json(const options *o, const log_data *lg, const log_summary *s, char *const *names) {
+static void log_print_json(const options *o, const bf_runlog_view *lg, const log_summary *s, char *const *names) {
     size_t L = lg->L, H = lg->H, C = lg->C;
     double *tmp = bf_xcalloc(L ? L : 1, sizeof(double));
     printf("{\"file\": ");
@@ -572,7 +429,7 @@ static void log_print_json(const options *o, const log_data *lg, const log_summa
     free(tmp);
 }
 
-static void log_print_text(const options *o, const log_data *lg, const log_summary *s, char *const *names) {
+static void log_print_text(const options *o, const bf_runlog_view *lg, const log_summary *s, char *const *names) {
     size_t L = lg->L, H = lg->H, C = lg->C;
     printf("%s: training log", o->file);
     if (lg->has_metrics) {
@@ -648,18 +505,13 @@ static void log_print_text(const options *o, const log_data *lg, const log_summa
     if (lg->has_diag) print_diag_text(lg);
 }
 
-static int run_log(const options *o, hid_t f, int has_metrics, int has_heads, bf_err *err) {
-    log_data lg;
-    memset(&lg, 0, sizeof lg);
-    lg.has_metrics = has_metrics;
-    lg.has_heads = has_heads;
+static int run_log(const options *o, int has_metrics, int has_heads, bf_err *err) {
+    bf_runlog_view lg;
     char **names = NULL;
-    int rc = 0;
-    if (has_metrics && load_metrics(f, o->file, &lg, err)) rc = -1;
-    if (rc == 0 && has_heads && load_heads(f, o->file, &lg, err)) rc = -1;
+    int rc = bf_runlog_view_read(o->file, has_metrics, has_heads, &lg, err);
     if (rc == 0 && o->data) {
         if (!has_heads) rc = bf_fail(err, "%s: --data gives class names, but this log has no /heads records", o->file);
-        else if (load_class_names(o->data, lg.C, o->file, &names, err)) rc = -1;
+        else if (bf_dataset_class_names(o->data, lg.C, o->file, &names, err)) rc = -1;
     }
     if (rc == 0) {
         log_summary s;
@@ -668,132 +520,12 @@ static int run_log(const options *o, hid_t f, int has_metrics, int has_heads, bf
         else log_print_text(o, &lg, &s, names);
         log_summary_free(&s);
     }
-    bf_h5_free_strings(names, lg.C);
-    log_free(&lg);
+    bf_free_strings(names, lg.C);
+    bf_runlog_view_free(&lg);
     return rc;
 }
 
 /* ---- records files ------------------------------------------------------------------------------- */
-
-typedef struct {
-    size_t N, C, L, H;
-    const char *h_from; /* "option", "attribute" or "inferred" */
-    int32_t *label, *pred, *length; /* [N] */
-    int32_t *budget;                /* [N,L] */
-    uint32_t *mask;                 /* [N,L] */
-} records_data;
-
-static void records_free(records_data *d) {
-    free(d->label);
-    free(d->pred);
-    free(d->length);
-    free(d->budget);
-    free(d->mask);
-    memset(d, 0, sizeof *d);
-}
-
-/* Reads an integer attribute n_heads of obj when it exists: 1 found, 0 absent, -1 error. */
-static int read_n_heads_attr(hid_t f, const char *obj, long long *v, bf_err *err) {
-    if (H5Aexists_by_name(f, obj, "n_heads", H5P_DEFAULT) <= 0) return 0;
-    return bf_h5_read_attr_int(f, obj, "n_heads", v, err) ? -1 : 1;
-}
-
-static int load_records(hid_t f, const options *o, records_data *d, bf_err *err) {
-    const char *file = o->file;
-    unsigned long long n, dd[2];
-    void *p = NULL;
-    if (bf_h5_read_alloc(f, "/records/label", H5T_NATIVE_INT32, 1, &n, &p, err)) return -1;
-    d->label = p;
-    d->N = (size_t)n;
-    d->pred = bf_xmalloc(d->N * sizeof(int32_t));
-    d->length = bf_xmalloc(d->N * sizeof(int32_t));
-    if (bf_h5_read_into(f, "/records/pred", H5T_NATIVE_INT32, 1, &n, d->pred, err)) return -1;
-    if (bf_h5_read_into(f, "/records/length", H5T_NATIVE_INT32, 1, &n, d->length, err)) return -1;
-    /* C comes from the logits' shape; the logits themselves are not needed. */
-    hid_t ds = bf_h5_exists(f, "/records/logits") ? H5Dopen2(f, "/records/logits", H5P_DEFAULT) : -1;
-    if (ds < 0) return bf_fail(err, "%s: /records/logits is missing or not a dataset (expected float32 [N, C])", file);
-    hid_t ft = H5Dget_type(ds);
-    int is_float = H5Tget_class(ft) == H5T_FLOAT;
-    H5Tclose(ft);
-    if (!is_float) {
-        H5Dclose(ds);
-        return bf_fail(err, "%s: dataset /records/logits has the wrong type (expected float32)", file);
-    }
-    hid_t sp = H5Dget_space(ds);
-    int rank = H5Sget_simple_extent_ndims(sp);
-    hsize_t ld[2] = {0, 0};
-    if (rank == 2) H5Sget_simple_extent_dims(sp, ld, NULL);
-    H5Sclose(sp);
-    H5Dclose(ds);
-    if (rank != 2 || ld[0] != n || ld[1] < 1)
-        return bf_fail(err, "%s: dataset /records/logits must have shape [%llu, C] with C >= 1 (one row per entry "
-                            "of /records/label)", file, n);
-    d->C = (size_t)ld[1];
-    if (bf_h5_read_alloc(f, "/records/budget", H5T_NATIVE_INT32, 2, dd, &p, err)) return -1;
-    d->budget = p;
-    if (expect_rows(file, "/records/budget", dd[0], "/records/label", n, err)) return -1;
-    if (dd[1] < 1 || dd[1] > 100000)
-        return bf_fail(err, "%s: dataset /records/budget has shape [%llu,%llu] (expected [N, L] with L >= 1)", file,
-                       dd[0], dd[1]);
-    d->L = (size_t)dd[1];
-    d->mask = bf_xmalloc(d->N * d->L * sizeof(uint32_t));
-    if (bf_h5_read_into(f, "/records/head_mask", H5T_NATIVE_UINT32, 2, dd, d->mask, err)) return -1;
-
-    /* H: the option, else an attribute, else inferred from the data. */
-    long long attr = 0;
-    int found = 0;
-    if (o->n_heads > 0) {
-        d->H = (size_t)o->n_heads;
-        d->h_from = "option";
-    } else {
-        found = read_n_heads_attr(f, "/records", &attr, err);
-        if (found == 0) found = read_n_heads_attr(f, "/", &attr, err);
-        if (found < 0) return -1;
-        if (found) {
-            if (attr < 1 || attr > MAX_HEADS)
-                return bf_fail(err, "%s: attribute n_heads = %lld is outside 1..%d", file, attr, MAX_HEADS);
-            d->H = (size_t)attr;
-            d->h_from = "attribute";
-        }
-    }
-    size_t NL = d->N * d->L;
-    if (!d->H) {
-        int hmax = 1;
-        for (size_t i = 0; i < NL; i++) {
-            if (d->budget[i] > hmax && d->budget[i] <= MAX_HEADS) hmax = d->budget[i];
-            for (int h = MAX_HEADS - 1; h >= hmax; h--)
-                if (d->mask[i] >> h & 1u) {
-                    hmax = h + 1;
-                    break;
-                }
-        }
-        d->H = (size_t)hmax;
-        d->h_from = "inferred";
-    }
-
-    /* Values: every index used below must be in range. */
-    for (size_t i = 0; i < d->N; i++) {
-        if (d->label[i] < 0 || (size_t)d->label[i] >= d->C)
-            return bf_fail(err, "%s: /records/label[%zu] = %d is outside 0..%zu (C from /records/logits)", file, i,
-                           d->label[i], d->C - 1);
-        if (d->pred[i] < 0 || (size_t)d->pred[i] >= d->C)
-            return bf_fail(err, "%s: /records/pred[%zu] = %d is outside 0..%zu (C from /records/logits)", file, i,
-                           d->pred[i], d->C - 1);
-        if (d->length[i] < 1)
-            return bf_fail(err, "%s: /records/length[%zu] = %d (every input has at least one token)", file, i,
-                           d->length[i]);
-    }
-    uint32_t allowed = d->H >= 32 ? UINT32_MAX : (1u << d->H) - 1u;
-    for (size_t i = 0; i < NL; i++) {
-        if (d->budget[i] < 1 || (size_t)d->budget[i] > d->H)
-            return bf_fail(err, "%s: /records/budget[%zu][%zu] = %d is outside 1..%zu (H from %s)", file, i / d->L,
-                           i % d->L, d->budget[i], d->H, d->h_from);
-        if (d->mask[i] & ~allowed)
-            return bf_fail(err, "%s: /records/head_mask[%zu][%zu] = 0x%x selects a head >= H = %zu (H from %s)",
-                           file, i / d->L, i % d->L, (unsigned)d->mask[i], d->H, d->h_from);
-    }
-    return 0;
-}
 
 /* Sums and counts of a group of records (a class, a length bucket, correct or wrong). */
 typedef struct {
@@ -827,7 +559,7 @@ static int length_bucket(int len) {
     return N_BUCKETS - 1;
 }
 
-static void records_summarise(const records_data *d, records_summary *s) {
+static void records_summarise(const bf_records_view *d, records_summary *s) {
     size_t L = d->L, H = d->H, C = d->C, ngroups = 3 + N_BUCKETS + C;
     memset(s, 0, sizeof *s);
     s->sums = bf_xcalloc(ngroups * L, sizeof(double));
@@ -875,7 +607,7 @@ static void json_group(const group *g, size_t L) {
     json_vec(group_mean(g), L);
 }
 
-static void records_print_json(const options *o, const records_data *d, const records_summary *s,
+static void records_print_json(const options *o, const bf_records_view *d, const records_summary *s,
                                char *const *names) {
     size_t L = d->L, H = d->H, C = d->C;
     printf("{\"file\": ");
@@ -923,7 +655,7 @@ static void records_print_json(const options *o, const records_data *d, const re
     printf("}\n");
 }
 
-static void records_print_text(const options *o, const records_data *d, const records_summary *s,
+static void records_print_text(const options *o, const bf_records_view *d, const records_summary *s,
                                char *const *names) {
     size_t L = d->L, H = d->H, C = d->C;
     printf("%s: evaluation records, %zu inputs, %zu layers x %zu heads (H %s%s), %zu classes", o->file, d->N, L,
@@ -964,12 +696,11 @@ static void records_print_text(const options *o, const records_data *d, const re
     print_never_always(s->never, s->always, L, H);
 }
 
-static int run_records(const options *o, hid_t f, bf_err *err) {
-    records_data d;
-    memset(&d, 0, sizeof d);
+static int run_records(const options *o, bf_err *err) {
+    bf_records_view d;
     char **names = NULL;
-    int rc = load_records(f, o, &d, err);
-    if (rc == 0 && o->data && load_class_names(o->data, d.C, o->file, &names, err)) rc = -1;
+    int rc = bf_records_view_read(o->file, o->n_heads, &d, err);
+    if (rc == 0 && o->data && bf_dataset_class_names(o->data, d.C, o->file, &names, err)) rc = -1;
     if (rc == 0) {
         records_summary s;
         records_summarise(&d, &s);
@@ -977,8 +708,8 @@ static int run_records(const options *o, hid_t f, bf_err *err) {
         else records_print_text(o, &d, &s, names);
         records_summary_free(&s);
     }
-    bf_h5_free_strings(names, d.C);
-    records_free(&d);
+    bf_free_strings(names, d.C);
+    bf_records_view_free(&d);
     return rc;
 }
 
@@ -1025,23 +756,20 @@ int bf_cmd_heads(int argc, char **argv) {
     }
     if (pa) return pa;
     bf_err err = {{0}};
-    hid_t f = bf_h5_open_read(o.file, &err);
-    if (f < 0) {
+    int has_records, has_metrics, has_heads;
+    if (bf_h5_groups_of(o.file, &has_records, &has_metrics, &has_heads, &err)) {
         fprintf(stderr, "budgetformer heads: error: %s\n", err.msg);
         return 1;
     }
-    int has_records = bf_h5_exists(f, "/records"), has_metrics = bf_h5_exists(f, "/metrics"),
-        has_heads = bf_h5_exists(f, "/heads");
     int rc;
     if (has_records && (has_metrics || has_heads))
         rc = bf_fail(&err, "%s: holds both /records and a training log (/metrics or /heads); expected one of them",
                      o.file);
-    else if (has_records) rc = run_records(&o, f, &err);
-    else if (has_metrics || has_heads) rc = run_log(&o, f, has_metrics, has_heads, &err);
+    else if (has_records) rc = run_records(&o, &err);
+    else if (has_metrics || has_heads) rc = run_log(&o, has_metrics, has_heads, &err);
     else
         rc = bf_fail(&err, "%s: neither a training log (no /metrics or /heads group) nor an evaluation records "
                            "file (no /records group)", o.file);
-    H5Fclose(f);
     if (rc) {
         fflush(stdout);
         fprintf(stderr, "budgetformer heads: error: %s\n", err.msg);

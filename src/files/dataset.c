@@ -203,3 +203,19 @@ void bf_dataset_digest(const bf_dataset *d, unsigned char out[32]) {
     BF_CHECK(EVP_DigestFinal_ex(c, out, &len) == 1 && len == 32, "OpenSSL SHA-256 failed");
     EVP_MD_CTX_free(c);
 }
+
+int bf_dataset_class_names(const char *data, size_t C, const char *file, char ***names, bf_err *err) {
+    hid_t f = bf_h5_open_read(data, err);
+    if (f < 0) return -1;
+    size_t n = 0;
+    int rc = bf_h5_read_strings(f, "/label_names", names, &n, err);
+    H5Fclose(f);
+    if (rc) return -1;
+    if (n != C) {
+        bf_h5_free_strings(*names, n);
+        *names = NULL;
+        return bf_fail(err, "%s: /label_names has %zu class names but %s has %zu classes (use the dataset the "
+                            "run was trained or evaluated on)", data, n, file, C);
+    }
+    return 0;
+}

@@ -340,10 +340,13 @@ int bf_h5_read_strings(hid_t loc, const char *path, char ***strs, size_t *n, bf_
     return 0;
 }
 
-void bf_h5_free_strings(char **strs, size_t n) {
-    if (!strs) return;
-    for (size_t i = 0; i < n; i++) free(strs[i]);
-    free(strs);
+void bf_h5_free_strings(char **strs, size_t n) { bf_free_strings(strs, n); }
+
+int bf_h5_expect_rows(const char *file, const char *ds, unsigned long long have, const char *ref,
+                      unsigned long long want, bf_err *err) {
+    if (have == want) return 0;
+    return bf_fail(err, "%s: dataset %s has %llu rows but %s has %llu (expected one row per entry of %s)", file,
+                   ds, have, ref, want, ref);
 }
 
 int bf_h5_write_attr_int(hid_t loc, const char *obj, const char *name, long long value, bf_err *err) {

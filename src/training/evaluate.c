@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include "budgetformer/checkpoint.h"
-#include "budgetformer/h5io.h"
 #include "budgetformer/rng.h"
 
 void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c) {
@@ -129,63 +128,6 @@ double bf_eval_macro_f1(const bf_eval_counts *e) {
         sum += 2.0 * (double)tp / (double)(row + col);
     }
     return present ? sum / present : 0.0;
-}
-
-void bf_eval_records_alloc(bf_eval_records *r, size_t n, int n_classes, int n_layers) {
-    r->label = bf_xcalloc(n, sizeof(int32_t));
-    r->pred = bf_xcalloc(n, sizeof(int32_t));
-    r->length = bf_xcalloc(n, sizeof(int32_t));
-    r->logits = bf_xcalloc(n * (size_t)n_classes, sizeof(float));
-    r->budget = bf_xcalloc(n * (size_t)n_layers, sizeof(int32_t));
-    r->head_mask = bf_xcalloc(n * (size_t)n_layers, sizeof(uint32_t));
-    r->khat = bf_xcalloc(n * (size_t)n_layers, sizeof(float));
-    r->sel_mass = bf_xcalloc(n * (size_t)n_layers, sizeof(float));
-}
-
-void bf_eval_records_free(bf_eval_records *r) {
-    free(r->label);
-    free(r->pred);
-    free(r->length);
-    free(r->logits);
-    free(r->budget);
-    free(r->head_mask);
-    free(r->khat);
-    free(r->sel_mass);
-    memset(r, 0, sizeof *r);
-}
-
-int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, int n_classes, int n_layers,
-                          int n_heads, bf_err *err) {
-    return bf_eval_records_write_control(path, r, n, n_classes, n_layers, n_heads, NULL, 0, err);
-}
-
-int bf_eval_records_write_control(const char *path, const bf_eval_records *r, size_t n, int n_classes,
-                                  int n_layers, int n_heads, const char *control, long long control_seed,
-                                  bf_err *err) {
-    char tmp[BF_ERR_LEN + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    hid_t f = bf_h5_create(tmp, err);
-    if (f < 0) return -1;
-    unsigned long long d1 = n, dc[2] = {n, (unsigned long long)n_classes}, dl[2] = {n, (unsigned long long)n_layers};
-    int rc = bf_h5_write(f, "/records/label", H5T_NATIVE_INT32, 1, &d1, r->label, err) ||
-             bf_h5_write(f, "/records/pred", H5T_NATIVE_INT32, 1, &d1, r->pred, err) ||
-             bf_h5_write(f, "/records/logits", H5T_NATIVE_FLOAT, 2, dc, r->logits, err) ||
-             bf_h5_write(f, "/records/length", H5T_NATIVE_INT32, 1, &d1, r->length, err) ||
-             bf_h5_write(f, "/records/budget", H5T_NATIVE_INT32, 2, dl, r->budget, err) ||
-             bf_h5_write(f, "/records/head_mask", H5T_NATIVE_UINT32, 2, dl, r->head_mask, err) ||
-             bf_h5_write(f, "/records/khat", H5T_NATIVE_FLOAT, 2, dl, r->khat, err) ||
-             bf_h5_write(f, "/records/sel_mass", H5T_NATIVE_FLOAT, 2, dl, r->sel_mass, err) ||
-             bf_h5_write_attr_int(f, "/records", "n_heads", n_heads, err)
-                 ? -1
-                 : 0;
-    if (rc == 0 && control &&
-        (bf_h5_write_attr_str(f, "/records", "budget_control", control, err) ||
-         (control_seed >= 0 && bf_h5_write_attr_int(f, "/records", "control_seed", control_seed, err))))
-        rc = -1;
-    if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
-    if (rc == 0) rc = bf_commit_file(tmp, path, err);
-    if (rc) unlink(tmp);
-    return rc;
 }
 
 /* ---- budget controls ---------------------------------------------------------------------------- */

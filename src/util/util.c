@@ -221,3 +221,9 @@ int bf_same_strings(char *const *a, size_t na, char *const *b, size_t nb) {
         if (strcmp(a[i], b[i])) return 0;
     return 1;
 }
+
+void bf_free_strings(char **strs, size_t n) {
+    if (!strs) return;
+    for (size_t i = 0; i < n; i++) free(strs[i]);
+    free(strs);
+}
