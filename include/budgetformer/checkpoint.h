@@ -28,13 +28,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budgetformer/durable.h"
 #include "budgetformer/model.h"
 #include "budgetformer/schedule.h"
 #include "budgetformer/util.h"
 
 /* 1: model, optimiser moments and a few /state attributes (not resumable); 2: the full training state. */
 #define BF_CHECKPOINT_FORMAT 2
-#define BF_CKPT_PATH_LEN 1200
+#define BF_CKPT_PATH_LEN BF_PATH_BUF /* util.h: the one path-length rule */
 
 /* What a checkpoint carries besides the model. Pointers may be NULL where noted (a model-only file). */
 typedef struct {
@@ -186,7 +187,5 @@ int bf_checkpoint_list(const char *dir, bf_ckpt_entry **entries, size_t *n, bf_e
  * writer). Returns the number deleted, or -1. */
 int bf_checkpoint_rotate(const char *dir, int keep, long up_to_step, bf_err *err);
 
-/* Writes a file atomically: fsync(file), rename(tmp, path), fsync(dir). */
-int bf_commit_file(const char *tmp, const char *path, bf_err *err);
 
 #endif

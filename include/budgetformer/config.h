@@ -17,8 +17,6 @@
 
 #include "budgetformer/util.h"
 
-#define BF_PATH_LEN 1024
-
 typedef enum {
     BF_EXPLORE_LINEAR = 0,
     BF_EXPLORE_COSINE = 1,

@@ -59,4 +59,14 @@ int bf_h5_write_attr_str(hid_t loc, const char *obj, const char *name, const cha
 /* Allocates *value (free with free()). */
 int bf_h5_read_attr_str(hid_t loc, const char *obj, const char *name, char **value, bf_err *err);
 
+/* Scalar attributes of obj beyond the integer and string ones: float64 and uint64 (write and read, with the
+ * type checked), an integer read as long within [lo, 1e12], and an empty group. 0 or -1 with err naming the
+ * file, object and attribute. */
+int bf_h5_write_attr_f64(hid_t loc, const char *obj, const char *name, double v, bf_err *err);
+int bf_h5_write_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t v, bf_err *err);
+int bf_h5_read_attr_f64(hid_t loc, const char *obj, const char *name, double *v, bf_err *err);
+int bf_h5_read_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t *v, bf_err *err);
+int bf_h5_read_attr_long(hid_t loc, const char *obj, const char *name, long lo, long *v, bf_err *err);
+int bf_h5_create_group(hid_t f, const char *name, bf_err *err);
+
 #endif

@@ -61,6 +61,12 @@ int bf_mkdir_p(const char *path, bf_err *err);
 /* The same; on failure the directories it created are removed again (nothing is left). On success `made`
  * (if not NULL) receives the topmost directory it created, "" when all existed. */
 int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err);
+/* The one path-length rule: a path the user gives (a configuration key, an option) holds at most
+ * BF_PATH_LEN - 1 bytes (config.c and the commands refuse longer ones); buffers for names built from such a
+ * path (run.dir/checkpoints/step-XXXXXXXX.h5, temporary and digest names) are BF_PATH_BUF bytes. */
+#define BF_PATH_LEN 1024
+#define BF_PATH_BUF (BF_PATH_LEN + 176)
+
 /* 1 if path exists. */
 int bf_path_exists(const char *path);
 

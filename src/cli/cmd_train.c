@@ -7,6 +7,7 @@
 #include "budgetformer/cli.h"
 #include "budgetformer/config.h"
 #include "budgetformer/dist.h"
+#include "budgetformer/durable.h"
 #include "budgetformer/h5io.h"
 #include "budgetformer/textread.h"
 #include "budgetformer/ops.h"
@@ -60,7 +61,8 @@ static void write_status_file(int status) {
     FILE *f = fopen(tmp, "w");
     if (!f) return;
     int ok = fprintf(f, "%d\n", status) > 0;
-    if (fclose(f) != 0 || !ok || rename(tmp, path) != 0) {
+    bf_err ignore;
+    if (fclose(f) != 0 || !ok || bf_commit_file(tmp, path, &ignore)) {
         remove(tmp);
         bf_warn("BF_STATUS_FILE=%s: cannot write the exit status there", path);
     }

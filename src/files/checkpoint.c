@@ -17,37 +17,12 @@
 #include <unistd.h>
 
 #include "budgetformer/config.h"
+#include "budgetformer/durable.h"
 #include "budgetformer/h5io.h"
+#include "ckpt_internal.h"
 #include "budgetformer/headstats.h"
 
-/* ---- files ------------------------------------------------------------------------------------- */
-
-static void fsync_dir(const char *dir) {
-    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (dfd < 0) return;
-    fsync(dfd); /* makes renames and unlinks durable; some file systems refuse fsync on directories */
-    close(dfd);
-}
-
-static void fsync_dir_of(const char *path) {
-    char dir[BF_CKPT_PATH_LEN];
-    snprintf(dir, sizeof dir, "%s", path);
-    fsync_dir(dirname(dir));
-}
-
-int bf_commit_file(const char *tmp, const char *path, bf_err *err) {
-    int fd = open(tmp, O_RDONLY);
-    if (fd < 0) return bf_fail(err, "%s: cannot reopen to sync: %s", tmp, strerror(errno));
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return bf_fail(err, "%s: fsync failed: %s", tmp, strerror(e));
-    }
-    close(fd);
-    if (rename(tmp, path) != 0) return bf_fail(err, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
-    fsync_dir_of(path);
-    return 0;
-}
+/* ---- names ------------------------------------------------------------------------------------- */
 
 /* "<dir>/.<base><suffix>.tmp": the temporary name of a file being written (never matches step-*.h5). */
 static void tmp_name_for(char *buf, size_t len, const char *path) {
@@ -81,174 +56,6 @@ const char *bf_digest_status_name(bf_digest_status s) {
     case BF_DIGEST_CORRUPT: return "corrupt";
     }
     return "?";
-}
-
-/* ---- fault injection (tests) ---------------------------------------------------------------- */
-
-static bf_ckpt_fault g_fault = BF_CKPT_FAULT_NONE; /* armed for the next save only */
-static int g_fault_delay_ms = 0;
-
-void bf_checkpoint_arm_fault(bf_ckpt_fault fault, int delay_ms) {
-    g_fault = fault;
-    g_fault_delay_ms = delay_ms;
-}
-
-/* SIGKILL to this process at an armed crash point: nothing runs after it, as with a real kill. */
-static void crash_point(bf_ckpt_fault here, const char *what) {
-    if (g_fault != here) return;
-    fprintf(stderr, "budgetformer: BF_FAULT: killing this process (SIGKILL) %s\n", what);
-    fflush(stderr);
-    kill(getpid(), SIGKILL);
-    for (;;) pause(); /* SIGKILL cannot be caught; this line is never passed */
-}
-
-static void sleep_ms(int ms) {
-    double end = bf_wall_seconds() + ms / 1000.0;
-    for (double left; (left = end - bf_wall_seconds()) > 0;) {
-        struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
-        nanosleep(&ts, NULL); /* a signal cuts it short (EINTR): sleep the rest */
-    }
-}
-
-/* Writes all of buf to a new file and fsyncs it. `data`: this is the checkpoint's own temporary file, where
- * the armed faults act. */
-static int write_whole_file(const char *path, const void *buf, size_t len, int data, bf_err *err) {
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0) return bf_fail(err, "cannot create %s: %s", path, strerror(errno));
-    if (data) crash_point(BF_CKPT_CRASH_BEFORE_DATA, "after creating the temporary file, before writing data");
-    const unsigned char *p = buf;
-    size_t done = 0, half = data && g_fault != BF_CKPT_FAULT_NONE && len >= 2 ? len / 2 : len;
-    while (done < len) {
-        size_t want = done < half ? half - done : len - done;
-        ssize_t w = write(fd, p + done, want);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0) {
-            int e = w < 0 ? errno : ENOSPC;
-            close(fd);
-            return bf_fail(err, "writing %s failed after %zu of %zu bytes: %s", path, done, len, strerror(e));
-        }
-        done += (size_t)w;
-        if (data && done == half && half < len) {
-            crash_point(BF_CKPT_CRASH_MID_DATA, "half way through writing the temporary file");
-            if (g_fault == BF_CKPT_DELAY) sleep_ms(g_fault_delay_ms);
-            if (g_fault == BF_CKPT_ENOSPC) { /* what write(2) reports on a full disk */
-                close(fd);
-                return bf_fail(err, "writing %s failed after %zu of %zu bytes: %s (BF_FAULT=enospc_in_save)", path,
-                               done, len, strerror(ENOSPC));
-            }
-        }
-    }
-    if (fsync(fd) != 0) {
-        int e = errno;
-        close(fd);
-        return bf_fail(err, "%s: fsync failed: %s", path, strerror(e));
-    }
-    if (close(fd) != 0) return bf_fail(err, "closing %s failed: %s", path, strerror(errno));
-    return 0;
-}
-
-/* Reads a whole file into memory (*buf malloc'd). Returns 0, or -1 with err set (errno kept in *e). */
-static int read_whole_file(const char *path, unsigned char **buf, size_t *len, bf_err *err) {
-    if (bf_check_input_file(path, err)) return -1;
-    FILE *f = fopen(path, "rb");
-    if (!f) return bf_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        fclose(f);
-        return bf_fail(err, "%s: not a regular file", path);
-    }
-    size_t n = (size_t)st.st_size;
-    unsigned char *b = bf_xmalloc(n);
-    size_t got = n ? fread(b, 1, n, f) : 0;
-    int bad = got != n || ferror(f);
-    fclose(f);
-    if (bad) {
-        free(b);
-        return bf_fail(err, "%s: read error after %zu of %zu bytes", path, got, n);
-    }
-    *buf = b;
-    *len = n;
-    return 0;
-}
-
-static void sha256_hex(const void *buf, size_t len, char hex[65]) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int mdlen = 0;
-    BF_CHECK(EVP_Digest(buf, len, md, &mdlen, EVP_sha256(), NULL) == 1 && mdlen == 32,
-             "OpenSSL EVP_Digest(SHA-256) failed");
-    for (unsigned i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", md[i]);
-    hex[64] = '\0';
-}
-
-/* ---- attributes that h5io lacks: float64 and uint64 scalars --------------------------------------- */
-
-static int write_attr_num(hid_t loc, const char *obj, const char *name, hid_t filetype, hid_t memtype,
-                          const void *value, bf_err *err) {
-    char fname[512];
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate_by_name(loc, obj, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = 0;
-    if (a < 0 || H5Awrite(a, memtype, value) < 0)
-        rc = bf_fail(err, "%s: cannot write attribute %s of %s", bf_h5_filename(loc, fname, sizeof fname), name, obj);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return rc;
-}
-
-static int write_attr_f64(hid_t loc, const char *obj, const char *name, double v, bf_err *err) {
-    return write_attr_num(loc, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
-}
-
-static int write_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t v, bf_err *err) {
-    return write_attr_num(loc, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, err);
-}
-
-static int read_attr_num(hid_t loc, const char *obj, const char *name, H5T_class_t cls, hid_t memtype, void *value,
-                         bf_err *err) {
-    char fname[512];
-    bf_h5_filename(loc, fname, sizeof fname);
-    if (!bf_h5_exists(loc, obj)) return bf_fail(err, "%s: missing group %s (needed for attribute %s)", fname, obj, name);
-    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
-        return bf_fail(err, "%s: missing attribute %s of %s", fname, name, obj);
-    hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
-    if (a < 0) return bf_fail(err, "%s: cannot open attribute %s of %s", fname, name, obj);
-    hid_t t = H5Aget_type(a);
-    hid_t s = H5Aget_space(a);
-    int ok = H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(s) == 1;
-    H5Sclose(s);
-    H5Tclose(t);
-    int rc = 0;
-    if (!ok) rc = bf_fail(err, "%s: attribute %s of %s has the wrong type", fname, name, obj);
-    else if (H5Aread(a, memtype, value) < 0) rc = bf_fail(err, "%s: cannot read attribute %s of %s", fname, name, obj);
-    H5Aclose(a);
-    return rc;
-}
-
-static int read_attr_f64(hid_t loc, const char *obj, const char *name, double *v, bf_err *err) {
-    return read_attr_num(loc, obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v, err);
-}
-
-static int read_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t *v, bf_err *err) {
-    return read_attr_num(loc, obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, v, err);
-}
-
-static int read_attr_long(hid_t loc, const char *obj, const char *name, long lo, long *v, bf_err *err) {
-    long long x;
-    if (bf_h5_read_attr_int(loc, obj, name, &x, err)) return -1;
-    if (x < lo || x > 1000000000000LL) {
-        char fname[512];
-        return bf_fail(err, "%s: attribute %s of %s = %lld is out of range", bf_h5_filename(loc, fname, sizeof fname),
-                       name, obj, x);
-    }
-    *v = (long)x;
-    return 0;
-}
-
-static int create_group(hid_t f, const char *name, bf_err *err) {
-    hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (g < 0) return bf_fail(err, "cannot create group %s", name);
-    H5Gclose(g);
-    return 0;
 }
 
 /* ---- meaning: a checkpoint that parses can still be wrong ------------------------------------------ */
@@ -381,29 +188,29 @@ static const char kRngNote[] =
 
 static int write_coordinator(hid_t f, const bf_coordinator *co, long step, bf_err *err) {
     const char *g = "/coordinator";
-    if (create_group(f, g, err)) return -1;
+    if (bf_h5_create_group(f, g, err)) return -1;
     return bf_h5_write_attr_int(f, g, "shape", co->shape, err) ||
                    bf_h5_write_attr_str(f, g, "shape_name", bf_explore_shape_name(co->shape), err) ||
-                   write_attr_f64(f, g, "eps_start", co->eps_start, err) ||
-                   write_attr_f64(f, g, "eps_end", co->eps_end, err) ||
+                   bf_h5_write_attr_f64(f, g, "eps_start", co->eps_start, err) ||
+                   bf_h5_write_attr_f64(f, g, "eps_end", co->eps_end, err) ||
                    bf_h5_write_attr_int(f, g, "steps", co->steps, err) ||
                    bf_h5_write_attr_int(f, g, "window", co->window, err) ||
                    bf_h5_write_attr_int(f, g, "anneal_steps", co->anneal_steps, err) ||
-                   write_attr_f64(f, g, "threshold", co->threshold, err) ||
+                   bf_h5_write_attr_f64(f, g, "threshold", co->threshold, err) ||
                    bf_h5_write_attr_int(f, g, "anneal_from", co->anneal_from, err) ||
-                   write_attr_f64(f, g, "window_sum", co->window_sum, err) ||
+                   bf_h5_write_attr_f64(f, g, "window_sum", co->window_sum, err) ||
                    bf_h5_write_attr_int(f, g, "window_n", co->window_n, err) ||
-                   write_attr_f64(f, g, "prev_mean", co->prev_mean, err) ||
-                   write_attr_f64(f, g, "eps_next", bf_coordinator_eps(co, step + 1), err) ||
-                   write_attr_f64(f, g, "budget_lambda", co->lambda, err) ||
-                   write_attr_f64(f, g, "budget_lambda_i", co->lambda_i, err)
+                   bf_h5_write_attr_f64(f, g, "prev_mean", co->prev_mean, err) ||
+                   bf_h5_write_attr_f64(f, g, "eps_next", bf_coordinator_eps(co, step + 1), err) ||
+                   bf_h5_write_attr_f64(f, g, "budget_lambda", co->lambda, err) ||
+                   bf_h5_write_attr_f64(f, g, "budget_lambda_i", co->lambda_i, err)
                ? -1
                : 0;
 }
 
 static int write_provenance(hid_t f, const bf_ckpt_meta *meta, bf_err *err) {
     const char *g = "/provenance";
-    if (create_group(f, g, err)) return -1;
+    if (bf_h5_create_group(f, g, err)) return -1;
     unsigned maj, min, rel;
     H5get_libversion(&maj, &min, &rel);
     char h5v[64], when[64] = "", host[256] = "";
@@ -451,11 +258,11 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
             return -1;
     }
     const char *s = "/state";
-    if (create_group(f, s, err)) return -1;
+    if (bf_h5_create_group(f, s, err)) return -1;
     int64_t pos = (int64_t)meta->step * meta->batch_size;
     int64_t n = meta->n_train > 0 ? meta->n_train : 1;
     if (bf_h5_write_attr_int(f, s, "format_version", BF_CHECKPOINT_FORMAT, err) ||
-        bf_h5_write_attr_int(f, s, "step", meta->step, err) || write_attr_u64(f, s, "seed", meta->seed, err) ||
+        bf_h5_write_attr_int(f, s, "step", meta->step, err) || bf_h5_write_attr_u64(f, s, "seed", meta->seed, err) ||
         bf_h5_write_attr_int(f, s, "world_size", meta->world_size, err) ||
         bf_h5_write_attr_int(f, s, "batch_size", meta->batch_size, err) ||
         bf_h5_write_attr_int(f, s, "n_train", meta->n_train, err) ||
@@ -463,7 +270,7 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
         bf_h5_write_attr_int(f, s, "epoch", pos / n, err) ||
         bf_h5_write_attr_int(f, s, "epoch_position", pos % n, err) ||
         bf_h5_write_attr_int(f, s, "lr_schedule_step", meta->step, err) ||
-        write_attr_f64(f, s, "lr", meta->lr, err) ||
+        bf_h5_write_attr_f64(f, s, "lr", meta->lr, err) ||
         bf_h5_write_attr_int(f, s, "skipped_steps", meta->skipped_steps, err) ||
         bf_h5_write_attr_int(f, s, "nonfinite_run", meta->nonfinite_run, err) ||
         bf_h5_write_attr_str(f, s, "rng", kRngNote, err) ||
@@ -536,22 +343,22 @@ int bf_checkpoint_save(const char *path, const bf_model *m, const bf_ckpt_meta *
     if (rc == 0) rc = build_image(tmp, m, meta, &image, &len, err);
     char hex[65] = "";
     if (rc == 0) {
-        sha256_hex(image, len, hex);
-        rc = write_whole_file(tmp, image, len, 1, err);
+        bf_sha256_hex(image, len, hex);
+        rc = bf_write_whole_file(tmp, image, len, 1, err);
     }
     free(image);
     if (rc == 0) {
         char b[BF_CKPT_PATH_LEN], line[BF_CKPT_PATH_LEN + 80];
         snprintf(b, sizeof b, "%s", path);
         int n = snprintf(line, sizeof line, "%s  %s\n", hex, basename(b)); /* sha256sum's format */
-        rc = write_whole_file(side_tmp, line, (size_t)n, 0, err);
+        rc = bf_write_whole_file(side_tmp, line, (size_t)n, 0, err);
     }
     /* The sidecar goes into place first, so a file under the checkpoint's name always has its digest. */
     if (rc == 0) rc = bf_commit_file(side_tmp, side, err);
-    if (rc == 0) crash_point(BF_CKPT_CRASH_BEFORE_RENAME, "before renaming the complete temporary file into place");
+    if (rc == 0) bf_ckpt_crash_point(BF_CKPT_CRASH_BEFORE_RENAME, "before renaming the complete temporary file into place");
     if (rc == 0) rc = bf_commit_file(tmp, path, err);
-    if (rc == 0) crash_point(BF_CKPT_CRASH_AFTER_RENAME, "after renaming the checkpoint into place");
-    g_fault = BF_CKPT_FAULT_NONE; /* one save only */
+    if (rc == 0) bf_ckpt_crash_point(BF_CKPT_CRASH_AFTER_RENAME, "after renaming the checkpoint into place");
+    bf_ckpt_disarm_fault(); /* one save only */
     if (rc) {
         unlink(tmp);
         unlink(side_tmp);
@@ -600,9 +407,9 @@ int bf_checkpoint_open_ex(const char *path, bf_digest_policy policy, int open_hd
                             "checkpoints are named step-NNNNNNNN.h5", path);
     unsigned char *buf = NULL;
     size_t len = 0;
-    if (read_whole_file(path, &buf, &len, err)) return -1;
+    if (bf_read_whole_file(path, &buf, &len, err)) return -1;
     cf->size = (long long)len;
-    sha256_hex(buf, len, cf->sha256);
+    bf_sha256_hex(buf, len, cf->sha256);
     char side[2 * BF_CKPT_PATH_LEN + 160];
     bf_checkpoint_sidecar_name(side, sizeof side, path);
     int sc = read_sidecar(path, cf->sidecar_sha256);
@@ -694,14 +501,14 @@ static int read_coordinator(const bf_ckpt_file *cf, bf_coordinator *co, bf_err *
     if (require_group(cf, g, "the exploration coordinator's state", err)) return -1;
     long shape = 0;
     double eps_start = 0, eps_end = 0, threshold = 0;
-    if (read_attr_long(f, g, "shape", 0, &shape, err) || read_attr_f64(f, g, "eps_start", &eps_start, err) ||
-        read_attr_f64(f, g, "eps_end", &eps_end, err) || read_attr_long(f, g, "steps", 0, &co->steps, err) ||
-        read_attr_long(f, g, "window", 0, &co->window, err) ||
-        read_attr_long(f, g, "anneal_steps", 0, &co->anneal_steps, err) ||
-        read_attr_f64(f, g, "threshold", &threshold, err) ||
-        read_attr_long(f, g, "anneal_from", 0, &co->anneal_from, err) ||
-        read_attr_f64(f, g, "window_sum", &co->window_sum, err) ||
-        read_attr_long(f, g, "window_n", 0, &co->window_n, err) || read_attr_f64(f, g, "prev_mean", &co->prev_mean, err))
+    if (bf_h5_read_attr_long(f, g, "shape", 0, &shape, err) || bf_h5_read_attr_f64(f, g, "eps_start", &eps_start, err) ||
+        bf_h5_read_attr_f64(f, g, "eps_end", &eps_end, err) || bf_h5_read_attr_long(f, g, "steps", 0, &co->steps, err) ||
+        bf_h5_read_attr_long(f, g, "window", 0, &co->window, err) ||
+        bf_h5_read_attr_long(f, g, "anneal_steps", 0, &co->anneal_steps, err) ||
+        bf_h5_read_attr_f64(f, g, "threshold", &threshold, err) ||
+        bf_h5_read_attr_long(f, g, "anneal_from", 0, &co->anneal_from, err) ||
+        bf_h5_read_attr_f64(f, g, "window_sum", &co->window_sum, err) ||
+        bf_h5_read_attr_long(f, g, "window_n", 0, &co->window_n, err) || bf_h5_read_attr_f64(f, g, "prev_mean", &co->prev_mean, err))
         return -1;
     if (shape > BF_EXPLORE_ADAPTIVE) return bf_fail(err, "%s: /coordinator shape %ld is unknown", cf->path, shape);
     co->shape = (bf_explore_shape)shape;
@@ -711,8 +518,8 @@ static int read_coordinator(const bf_ckpt_file *cf, bf_coordinator *co, bf_err *
     /* The budget multiplier (train.budget_target); files written before it have none: lambda 0. */
     co->lambda = co->lambda_i = 0.0;
     if (H5Aexists_by_name(f, g, "budget_lambda", H5P_DEFAULT) > 0 &&
-        (read_attr_f64(f, g, "budget_lambda", &co->lambda, err) ||
-         read_attr_f64(f, g, "budget_lambda_i", &co->lambda_i, err)))
+        (bf_h5_read_attr_f64(f, g, "budget_lambda", &co->lambda, err) ||
+         bf_h5_read_attr_f64(f, g, "budget_lambda_i", &co->lambda_i, err)))
         return -1;
     if (!isfinite(co->lambda) || !isfinite(co->lambda_i))
         return bf_fail(err, "%s: /coordinator budget_lambda = %g, budget_lambda_i = %g: expected finite numbers",
@@ -726,7 +533,7 @@ int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *
     const char *s = "/state";
     if (!bf_h5_exists(f, s)) return bf_fail(err, "%s: missing group /state: not a budgetformer checkpoint", cf->path);
     long fv = 0, ws = 0, bs = 0;
-    if (read_attr_long(f, s, "format_version", 0, &fv, err)) return -1;
+    if (bf_h5_read_attr_long(f, s, "format_version", 0, &fv, err)) return -1;
     st->format_version = (int)fv;
     if (fv < BF_CHECKPOINT_FORMAT)
         return bf_fail(err, "%s: checkpoint format %ld holds no resumable training state (written before format %d); "
@@ -735,12 +542,12 @@ int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *
         return bf_fail(err, "%s: checkpoint format %ld is newer than this budgetformer reads (%d)", cf->path, fv,
                        BF_CHECKPOINT_FORMAT);
     long tmp[4] = {0, 0, 0, 0};
-    if (read_attr_long(f, s, "step", 0, &st->step, err) || read_attr_u64(f, s, "seed", &st->seed, err) ||
-        read_attr_long(f, s, "world_size", 1, &ws, err) || read_attr_long(f, s, "batch_size", 1, &bs, err) ||
-        read_attr_long(f, s, "n_train", 0, &tmp[0], err) || read_attr_long(f, s, "stream_position", 0, &tmp[1], err) ||
-        read_attr_long(f, s, "epoch", 0, &tmp[2], err) || read_attr_long(f, s, "epoch_position", 0, &tmp[3], err) ||
-        read_attr_long(f, s, "skipped_steps", 0, &st->skipped_steps, err) ||
-        read_attr_long(f, s, "nonfinite_run", 0, &st->nonfinite_run, err) ||
+    if (bf_h5_read_attr_long(f, s, "step", 0, &st->step, err) || bf_h5_read_attr_u64(f, s, "seed", &st->seed, err) ||
+        bf_h5_read_attr_long(f, s, "world_size", 1, &ws, err) || bf_h5_read_attr_long(f, s, "batch_size", 1, &bs, err) ||
+        bf_h5_read_attr_long(f, s, "n_train", 0, &tmp[0], err) || bf_h5_read_attr_long(f, s, "stream_position", 0, &tmp[1], err) ||
+        bf_h5_read_attr_long(f, s, "epoch", 0, &tmp[2], err) || bf_h5_read_attr_long(f, s, "epoch_position", 0, &tmp[3], err) ||
+        bf_h5_read_attr_long(f, s, "skipped_steps", 0, &st->skipped_steps, err) ||
+        bf_h5_read_attr_long(f, s, "nonfinite_run", 0, &st->nonfinite_run, err) ||
         bf_h5_read_attr_str(f, s, "config", &st->config_text, err)) {
         bf_ckpt_state_free(st);
         return -1;
@@ -928,115 +735,3 @@ int bf_checkpoint_open_model(const char *path, int max_batch, bf_model *m, char 
     return rc;
 }
 
-/* ---- directories ------------------------------------------------------------------------------- */
-
-/* step-<digits>.h5, optionally followed by `suffix`; returns the step or -1. The digits are the step as
- * "%08ld" prints it: exactly 8 (leading zeros, the only form before steps could pass 99,999,999), or 9 and more
- * without a leading zero, up to the 10 that train.steps' 10^9 needs. Only that canonical form is accepted, so
- * each step has one name. */
-static long parse_name(const char *name, const char *suffix) {
-    if (strncmp(name, "step-", 5) != 0) return -1;
-    size_t nd = 0;
-    while (name[5 + nd] >= '0' && name[5 + nd] <= '9') nd++;
-    if (nd < 8 || nd > 12 || (nd > 8 && name[5] == '0')) return -1;
-    long step = 0;
-    for (size_t i = 0; i < nd; i++) step = step * 10 + (name[5 + i] - '0');
-    const char *rest = name + 5 + nd;
-    if (strncmp(rest, ".h5", 3) != 0 || strcmp(rest + 3, suffix) != 0) return -1;
-    return step;
-}
-
-static int by_step_desc(const void *a, const void *b) {
-    long x = ((const bf_ckpt_entry *)a)->step, y = ((const bf_ckpt_entry *)b)->step;
-    return x < y ? 1 : x > y ? -1 : 0;
-}
-
-int bf_checkpoint_list(const char *dir, bf_ckpt_entry **entries, size_t *n, bf_err *err) {
-    *entries = NULL;
-    *n = 0;
-    DIR *d = opendir(dir);
-    if (!d) {
-        if (errno == ENOENT) return 0;
-        return bf_fail(err, "cannot list %s: %s", dir, strerror(errno));
-    }
-    size_t cap = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        long step = parse_name(e->d_name, "");
-        if (step < 0) continue;
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            *entries = bf_xrealloc(*entries, cap * sizeof **entries);
-        }
-        (*entries)[*n].step = step;
-        snprintf((*entries)[*n].path, sizeof(*entries)[*n].path, "%s/%s", dir, e->d_name);
-        (*n)++;
-    }
-    closedir(d);
-    if (*n) qsort(*entries, *n, sizeof **entries, by_step_desc);
-    return 0;
-}
-
-static void remove_pair(const char *path) {
-    char side[2 * BF_CKPT_PATH_LEN + 160];
-    bf_checkpoint_sidecar_name(side, sizeof side, path);
-    /* The checkpoint first: a checkpoint without its sidecar would count as unverified, not as valid. */
-    unlink(path);
-    unlink(side);
-}
-
-/* Temporary files (".step-XXXXXXXX.h5.tmp", ".step-XXXXXXXX.h5.sha256.tmp") and digest files without a
- * checkpoint (".step-XXXXXXXX.h5.sha256"), of steps <= up_to: leftovers of a writer that was killed. */
-static void remove_leftovers(const char *dir, long up_to) {
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    char p[BF_CKPT_PATH_LEN + 300], h5[BF_CKPT_PATH_LEN + 300];
-    while ((e = readdir(d)) != NULL) {
-        const char *nm = e->d_name;
-        size_t len = strlen(nm);
-        char inner[300];
-        if (nm[0] != '.' || len < 6 || len - 1 >= sizeof inner) continue;
-        memcpy(inner, nm + 1, len); /* without the leading '.' */
-        long step = -1;
-        int orphan = 0;
-        if (!strcmp(nm + len - 4, ".tmp")) {
-            inner[len - 5] = '\0';
-            step = parse_name(inner, "");
-            if (step < 0) step = parse_name(inner, ".sha256");
-        } else if ((step = parse_name(inner, ".sha256")) >= 0) {
-            snprintf(h5, sizeof h5, "%s/%.*s", dir, (int)(len - 8), inner);
-            orphan = !bf_path_exists(h5);
-            if (!orphan) continue;
-        }
-        if (step < 0 || step > up_to) continue;
-        snprintf(p, sizeof p, "%s/%s", dir, nm);
-        if (unlink(p) == 0) bf_info("removed %s %s", orphan ? "orphan digest file" : "temporary file", p);
-    }
-    closedir(d);
-}
-
-int bf_checkpoint_rotate(const char *dir, int keep, long up_to_step, bf_err *err) {
-    if (keep < 1) keep = 1;
-    bf_ckpt_entry *e;
-    size_t n;
-    if (bf_checkpoint_list(dir, &e, &n, err)) return -1;
-    int kept = 0, deleted = 0;
-    for (size_t i = 0; i < n; i++) {
-        bf_err ignore;
-        /* Valid = what a resume accepts (digest and meaning), not only the digest: a checkpoint that a resume
-         * would refuse must not count as kept, or the good ones before it would go. */
-        int ok = bf_checkpoint_validate(e[i].path, &ignore) == 0;
-        if (!ok) continue;  /* invalid files are never deleted (nor counted as kept) */
-        if (kept < keep) {  /* the newest valid ones, by step */
-            kept++;
-            continue;
-        }
-        remove_pair(e[i].path);
-        deleted++;
-    }
-    free(e);
-    if (deleted) fsync_dir(dir);
-    remove_leftovers(dir, up_to_step);
-    return deleted;
-}

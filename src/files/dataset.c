@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "budgetformer/durable.h"
 #include "budgetformer/h5io.h"
 
 /* Checks everything a trainer relies on; messages start with "FILE: dataset /x ...". */
@@ -143,15 +144,6 @@ int bf_dataset_load_image(bf_dataset *d, const void *buf, size_t len, const char
     return load_from(d, f, name, err);
 }
 
-/* Flushes a written file to disk so the rename never exposes an empty file after a crash. */
-static void fsync_path(const char *path) {
-    int fd = open(path, O_RDONLY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-}
-
 int bf_dataset_write(const bf_dataset *d, const char *path, bf_err *err) {
     if (validate(d, path, err) < 0) return -1;
     char tmp[4096];
@@ -175,11 +167,7 @@ int bf_dataset_write(const bf_dataset *d, const char *path, bf_err *err) {
     rc = bf_h5_close(f, tmp, err);
     f = -1;
     if (rc < 0) goto fail;
-    fsync_path(tmp);
-    if (rename(tmp, path) != 0) {
-        bf_fail(err, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-        goto fail;
-    }
+    if (bf_commit_file(tmp, path, err)) goto fail; /* fsync, rename, fsync of the directory */
     return 0;
 fail:
     if (f >= 0) H5Fclose(f);

@@ -427,3 +427,74 @@ int bf_h5_read_attr_str(hid_t loc, const char *obj, const char *name, char **val
     H5Aclose(a);
     return rc;
 }
+
+/* ---- float64, uint64 and ranged integer scalar attributes; groups --------------------------------- */
+
+static int write_attr_num(hid_t loc, const char *obj, const char *name, hid_t filetype, hid_t memtype,
+                          const void *value, bf_err *err) {
+    char fname[512];
+    hid_t space = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate_by_name(loc, obj, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = 0;
+    if (a < 0 || H5Awrite(a, memtype, value) < 0)
+        rc = bf_fail(err, "%s: cannot write attribute %s of %s", bf_h5_filename(loc, fname, sizeof fname), name, obj);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    return rc;
+}
+
+int bf_h5_write_attr_f64(hid_t loc, const char *obj, const char *name, double v, bf_err *err) {
+    return write_attr_num(loc, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v, err);
+}
+
+int bf_h5_write_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t v, bf_err *err) {
+    return write_attr_num(loc, obj, name, H5T_STD_U64LE, H5T_NATIVE_UINT64, &v, err);
+}
+
+static int read_attr_num(hid_t loc, const char *obj, const char *name, H5T_class_t cls, hid_t memtype, void *value,
+                         bf_err *err) {
+    char fname[512];
+    bf_h5_filename(loc, fname, sizeof fname);
+    if (!bf_h5_exists(loc, obj)) return bf_fail(err, "%s: missing group %s (needed for attribute %s)", fname, obj, name);
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
+        return bf_fail(err, "%s: missing attribute %s of %s", fname, name, obj);
+    hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return bf_fail(err, "%s: cannot open attribute %s of %s", fname, name, obj);
+    hid_t t = H5Aget_type(a);
+    hid_t s = H5Aget_space(a);
+    int ok = H5Tget_class(t) == cls && H5Sget_simple_extent_npoints(s) == 1;
+    H5Sclose(s);
+    H5Tclose(t);
+    int rc = 0;
+    if (!ok) rc = bf_fail(err, "%s: attribute %s of %s has the wrong type", fname, name, obj);
+    else if (H5Aread(a, memtype, value) < 0) rc = bf_fail(err, "%s: cannot read attribute %s of %s", fname, name, obj);
+    H5Aclose(a);
+    return rc;
+}
+
+int bf_h5_read_attr_f64(hid_t loc, const char *obj, const char *name, double *v, bf_err *err) {
+    return read_attr_num(loc, obj, name, H5T_FLOAT, H5T_NATIVE_DOUBLE, v, err);
+}
+
+int bf_h5_read_attr_u64(hid_t loc, const char *obj, const char *name, uint64_t *v, bf_err *err) {
+    return read_attr_num(loc, obj, name, H5T_INTEGER, H5T_NATIVE_UINT64, v, err);
+}
+
+int bf_h5_read_attr_long(hid_t loc, const char *obj, const char *name, long lo, long *v, bf_err *err) {
+    long long x;
+    if (bf_h5_read_attr_int(loc, obj, name, &x, err)) return -1;
+    if (x < lo || x > 1000000000000LL) {
+        char fname[512];
+        return bf_fail(err, "%s: attribute %s of %s = %lld is out of range", bf_h5_filename(loc, fname, sizeof fname),
+                       name, obj, x);
+    }
+    *v = (long)x;
+    return 0;
+}
+
+int bf_h5_create_group(hid_t f, const char *name, bf_err *err) {
+    hid_t g = H5Gcreate2(f, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (g < 0) return bf_fail(err, "cannot create group %s", name);
+    H5Gclose(g);
+    return 0;
+}

@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "budgetformer/checkpoint.h"
+#include "budgetformer/durable.h"
 #include "budgetformer/model.h"
 #include "budgetformer/h5io.h"
 

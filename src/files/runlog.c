@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "budgetformer/checkpoint.h"
+#include "budgetformer/durable.h"
 #include "budgetformer/h5io.h"
 
 void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers, int n_heads) {
