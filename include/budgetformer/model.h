@@ -34,6 +34,21 @@ typedef struct {
 
 #define BF_MAX_HEADS 32
 
+/* The fields of bf_model_config, in one table for every list of them: the checkpoint's /model attributes
+ * (checkpoint.c), inspect's output (cmd_inspect.c) and resume's comparison (resume.c). `name`: the attribute
+ * and output key; `key`: the configuration key that sets it ("data.train" for what prepare decides);
+ * `added`: an added option (docs/MODEL.md) that older checkpoints lack (read as 0). */
+typedef struct {
+    const char *name;
+    const char *key;
+    int added;
+} bf_model_field;
+#define BF_MODEL_N_FIELDS 10
+extern const bf_model_field bf_model_fields[BF_MODEL_N_FIELDS];
+/* Field i of c (table order). */
+int bf_model_field_get(const bf_model_config *c, int i);
+void bf_model_field_set(bf_model_config *c, int i, int v);
+
 typedef struct {
     char name[64];  /* stored name under /model, e.g. "layers/0/attn/w_qkv" */
     int ndim;       /* 1 or 2 */

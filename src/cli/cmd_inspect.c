@@ -105,15 +105,6 @@ typedef struct {
     int resumable;
 } report;
 
-static const char *const kModelAttrs[] = {"vocab_size", "max_len", "d_model", "n_heads", "n_layers",
-                                          "d_ff", "n_classes", "full_heads", "fixed_budget", "gate_norm"};
-
-static int model_attr(const bf_model_config *c, int i) {
-    const int v[] = {c->vocab_size, c->max_len, c->d_model, c->n_heads, c->n_layers,
-                     c->d_ff, c->n_classes, c->full_heads, c->fixed_budget, c->gate_norm};
-    return v[i];
-}
-
 /* Reads what there is; r->problem says what makes the file unusable ("" when nothing). */
 static void examine(report *r) {
     bf_err err = {{0}};
@@ -176,7 +167,8 @@ static void print_text(const report *r) {
     }
     if (r->have_model) {
         printf("model        ");
-        for (int i = 0; i < 10; i++) printf(" %s %d%s", kModelAttrs[i], model_attr(&r->mc, i), i < 9 ? "," : "");
+        for (int i = 0; i < BF_MODEL_N_FIELDS; i++)
+            printf(" %s %d%s", bf_model_fields[i].name, bf_model_field_get(&r->mc, i), i < BF_MODEL_N_FIELDS - 1 ? "," : "");
         printf("\n              %zu parameters in %d tensors\n", r->m.n_params, r->m.n_tensors);
         printf("tensors\n");
         for (int i = 0; i < r->m.n_tensors; i++) {
@@ -236,7 +228,8 @@ static void print_json(const report *r) {
     printf(", \"model\": ");
     if (r->have_model) {
         printf("{");
-        for (int i = 0; i < 10; i++) printf("%s\"%s\": %d", i ? ", " : "", kModelAttrs[i], model_attr(&r->mc, i));
+        for (int i = 0; i < BF_MODEL_N_FIELDS; i++)
+            printf("%s\"%s\": %d", i ? ", " : "", bf_model_fields[i].name, bf_model_field_get(&r->mc, i));
         printf("}, \"n_params\": %zu, \"tensors\": [", r->m.n_params);
         for (int i = 0; i < r->m.n_tensors; i++) {
             const bf_tensor_info *t = &r->m.tensors[i];

@@ -170,16 +170,6 @@ static int check_before_save(const char *path, const bf_model *m, const bf_ckpt_
 
 /* ---- writing ----------------------------------------------------------------------------------- */
 
-static const char *const model_attrs[] = {"vocab_size", "max_len", "d_model", "n_heads", "n_layers",
-                                          "d_ff", "n_classes", "full_heads", "fixed_budget"};
-#define N_MODEL_ATTRS ((int)(sizeof model_attrs / sizeof *model_attrs))
-
-static int *model_attr_ptr(bf_model_config *c, int i) {
-    int *p[] = {&c->vocab_size, &c->max_len, &c->d_model, &c->n_heads, &c->n_layers,
-                &c->d_ff, &c->n_classes, &c->full_heads, &c->fixed_budget};
-    return p[i];
-}
-
 /* Random draws have no counter state: every draw is splitmix64 of (seed, epoch, input index, layer, stream,
  * head) and the data order of (seed, epoch), so the seed and the step determine every later draw. */
 static const char kRngNote[] =
@@ -242,11 +232,10 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
         snprintf(name, sizeof name, "/model/%s", t->name);
         if (bf_h5_write(f, name, H5T_NATIVE_FLOAT, t->ndim, dims, m->params + t->offset, err)) return -1;
     }
-    for (int i = 0; i < N_MODEL_ATTRS; i++)
-        if (bf_h5_write_attr_int(f, "/model", model_attrs[i], *model_attr_ptr(&c, i), err)) return -1;
     /* Added options (docs/MODEL.md) are stored beside MODEL.md's attributes so a checkpoint says which function
      * it computes; readers take an absent one as 0, MODEL.md's default. */
-    if (bf_h5_write_attr_int(f, "/model", "gate_norm", c.gate_norm, err)) return -1;
+    for (int i = 0; i < BF_MODEL_N_FIELDS; i++)
+        if (bf_h5_write_attr_int(f, "/model", bf_model_fields[i].name, bf_model_field_get(&c, i), err)) return -1;
     if (bf_h5_write_strings(f, "/vocab", meta->vocab, meta->vocab_size, err)) return -1;
     if (bf_h5_write_strings(f, "/label_names", meta->label_names, meta->n_classes, err)) return -1;
     if (meta->adam_m && meta->adam_v) {
@@ -459,21 +448,20 @@ int bf_checkpoint_file_model_config(const bf_ckpt_file *cf, bf_model_config *cfg
     memset(cfg, 0, sizeof *cfg);
     if (!bf_h5_exists(cf->file, "/model"))
         return bf_fail(err, "%s: no /model group: not a budgetformer checkpoint", cf->path);
-    for (int i = 0; i < N_MODEL_ATTRS; i++) {
-        long long v;
-        if (bf_h5_read_attr_int(cf->file, "/model", model_attrs[i], &v, err)) return -1;
+    for (int i = 0; i < BF_MODEL_N_FIELDS; i++) {
+        const char *name = bf_model_fields[i].name;
+        long long v = 0;
+        if (bf_model_fields[i].added && H5Aexists_by_name(cf->file, "/model", name, H5P_DEFAULT) <= 0) {
+            bf_model_field_set(cfg, i, 0); /* a checkpoint from before the option: MODEL.md's default */
+            continue;
+        }
+        if (bf_h5_read_attr_int(cf->file, "/model", name, &v, err)) return -1;
+        if (bf_model_fields[i].added && v != 0 && v != 1) /* the added options are all booleans */
+            return bf_fail(err, "%s: /model attribute %s = %lld: expected 0 (MODEL.md's gates) or 1 "
+                                "(renormalised gates); this file may come from a newer budgetformer", cf->path, name, v);
         if (v < 0 || v > 1000000000LL)
-            return bf_fail(err, "%s: /model attribute %s = %lld is out of range", cf->path, model_attrs[i], v);
-        *model_attr_ptr(cfg, i) = (int)v;
-    }
-    cfg->gate_norm = 0;
-    if (H5Aexists_by_name(cf->file, "/model", "gate_norm", H5P_DEFAULT) > 0) {
-        long long v;
-        if (bf_h5_read_attr_int(cf->file, "/model", "gate_norm", &v, err)) return -1;
-        if (v != 0 && v != 1)
-            return bf_fail(err, "%s: /model attribute gate_norm = %lld: expected 0 (MODEL.md's gates) or 1 "
-                                "(renormalised gates); this file may come from a newer budgetformer", cf->path, v);
-        cfg->gate_norm = (int)v;
+            return bf_fail(err, "%s: /model attribute %s = %lld is out of range", cf->path, name, v);
+        bf_model_field_set(cfg, i, (int)v);
     }
     char msg[256];
     if (bf_model_config_check(cfg, msg, sizeof msg))

@@ -566,3 +566,25 @@ double bf_model_forward_flops(const bf_model_config *c, int n, int heads) {
     if (!c->full_heads) per_layer += 2.0 * D * (H + 1.0); /* router on the summary */
     return c->n_layers * per_layer + 2.0 * D * c->n_classes;
 }
+
+/* ---- the fields of bf_model_config (model.h) ---------------------------------------------------- */
+
+const bf_model_field bf_model_fields[BF_MODEL_N_FIELDS] = {
+    {"vocab_size", "data.train", 0},     {"max_len", "data.train", 0},        {"d_model", "model.d_model", 0},
+    {"n_heads", "model.n_heads", 0},     {"n_layers", "model.n_layers", 0},   {"d_ff", "model.d_ff", 0},
+    {"n_classes", "data.train", 0},      {"full_heads", "model.full_heads", 0},
+    {"fixed_budget", "model.fixed_budget", 0}, {"gate_norm", "model.gate_norm", 1}};
+
+static int *field_ptr(bf_model_config *c, int i) {
+    int *p[BF_MODEL_N_FIELDS] = {&c->vocab_size, &c->max_len, &c->d_model,    &c->n_heads,      &c->n_layers,
+                                 &c->d_ff,       &c->n_classes, &c->full_heads, &c->fixed_budget, &c->gate_norm};
+    BF_CHECK(i >= 0 && i < BF_MODEL_N_FIELDS, "model field %d", i);
+    return p[i];
+}
+
+int bf_model_field_get(const bf_model_config *c, int i) {
+    bf_model_config copy = *c;
+    return *field_ptr(&copy, i);
+}
+
+void bf_model_field_set(bf_model_config *c, int i, int v) { *field_ptr(c, i) = v; }

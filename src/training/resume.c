@@ -44,34 +44,20 @@ static int compare_configs(const trainer *t, const bf_config *old, const char *p
     return rc;
 }
 
-static const char *model_key(int i) {
-    static const char *const keys[] = {"data.train", "data.train", "model.d_model", "model.n_heads",
-                                       "model.n_layers", "model.d_ff", "data.train", "model.full_heads",
-                                       "model.fixed_budget", "model.gate_norm"};
-    return keys[i];
-}
-
-static int model_value(const bf_model_config *mc, int i) {
-    const int v[] = {mc->vocab_size, mc->max_len, mc->d_model, mc->n_heads, mc->n_layers,
-                     mc->d_ff, mc->n_classes, mc->full_heads, mc->fixed_budget, mc->gate_norm};
-    return v[i];
-}
-
 /* The checkpoint's model against the one this configuration and data.train make. */
 static int compare_models(const trainer *t, const bf_model_config *fc, const char *old_train, const char *path,
                           bf_err *err) {
-    static const char *const what[] = {"vocab_size", "max_len", "d_model", "n_heads", "n_layers",
-                                       "d_ff", "n_classes", "full_heads", "fixed_budget", "gate_norm"};
-    for (int i = 0; i < 10; i++) {
-        int have = model_value(&t->model.cfg, i), was = model_value(fc, i);
+    for (int i = 0; i < BF_MODEL_N_FIELDS; i++) {
+        const char *what = bf_model_fields[i].name, *key = bf_model_fields[i].key;
+        int have = bf_model_field_get(&t->model.cfg, i), was = bf_model_field_get(fc, i);
         if (have == was) continue;
-        if (!strcmp(model_key(i), "data.train"))
+        if (!strcmp(key, "data.train"))
             return bf_fail(err, "data.train = %s gives %s %d but checkpoint %s has %s %d (trained on data.train = "
                                 "%s): resuming cannot change the vocabulary, max_len or classes",
-                           t->cfg->data_train, what[i], have, path, what[i], was, old_train);
+                           t->cfg->data_train, what, have, path, what, was, old_train);
         return bf_fail(err, "%s = %d in this configuration but %d in checkpoint %s: resuming cannot change the "
                             "model (set %s = %d, or train a new model in another run.dir)",
-                       model_key(i), have, was, path, model_key(i), was);
+                       key, have, was, path, key, was);
     }
     return 0;
 }
