@@ -78,6 +78,18 @@ int bf_vocab_from_words(bf_vocab *v, char *const *words, size_t n, bf_err *err);
 int32_t bf_vocab_id(const bf_vocab *v, const char *word, size_t len);
 void bf_vocab_free(bf_vocab *v);
 
+/* What bf_encode_text saw in one text. */
+typedef struct {
+    int empty;     /* no tokens: the row is one BF_UNK_ID */
+    int truncated; /* more than T tokens: cut to T */
+    size_t unk;    /* ids in the row that are BF_UNK_ID (1 for an empty text) */
+} bf_encode_info;
+/* The one text encoder (prepare and predict): tokenises text[0..n) and writes the ids of v into row (T ids,
+ * zero-padded; unknown words -> BF_UNK_ID, cut to T; a text without tokens becomes one BF_UNK_ID). Returns
+ * the length (>= 1). tl is scratch space; info may be NULL. */
+int32_t bf_encode_text(int32_t *row, size_t T, const char *text, size_t n, const bf_vocab *v, bf_token_list *tl,
+                       bf_encode_info *info);
+
 /* The label mapping. Integer labels (every label of the training file matches -?[0-9]+): 1-based when the
  * smallest is 1, else 0-based (the smallest must then be 0); C = largest index + 1 and the names are the
  * integers as text in the original numbering. Otherwise the distinct labels sorted bytewise. */

@@ -141,21 +141,6 @@ static void print_bad_line(printer *p, const line_info *li) {
         printf("!error\t\tnot valid UTF-8 (byte %zu of the line)\n", li->bad_at + 1);
 }
 
-/* Tokenises text[0..n) into row (max_len T ids, zero-padded); returns the length (>= 1). */
-static int32_t encode_line(int32_t *row, size_t T, const char *text, size_t n, const bf_vocab *v, bf_token_list *tl,
-                           int *empty) {
-    memset(row, 0, T * sizeof *row);
-    size_t nt = bf_tokenize(text, n, tl);
-    *empty = nt == 0;
-    if (nt == 0) {
-        row[0] = BF_UNK_ID;
-        return 1;
-    }
-    if (nt > T) nt = T;
-    for (size_t t = 0; t < nt; t++) row[t] = bf_vocab_id(v, bf_token_str(tl, t), tl->len[t]);
-    return (int32_t)nt;
-}
-
 /* Runs the model on the n_ok good lines packed in tokens/lengths and prints every line of the block in order. */
 static void flush_block(printer *p, bf_model *m, const line_info *info, int n_lines, const int32_t *tokens,
                         const int32_t *lengths, int n_ok) {
@@ -275,7 +260,9 @@ int bf_cmd_predict(int argc, char **argv) {
             li->bad = 1;
             n_bad++;
         } else {
-            lengths[n_ok] = encode_line(tokens + (size_t)n_ok * T, T, line, n, &vocab, &tl, &li->empty);
+            bf_encode_info ei;
+            lengths[n_ok] = bf_encode_text(tokens + (size_t)n_ok * T, T, line, n, &vocab, &tl, &ei);
+            li->empty = ei.empty;
             n_empty += li->empty;
             n_ok++;
         }

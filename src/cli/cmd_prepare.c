@@ -304,26 +304,12 @@ static void encode(bf_dataset *d, const split *s, const bf_vocab *v, const bf_la
     d->source_line = bf_xmalloc((s->n + 1) * sizeof *d->source_line);
     for (size_t i = 0; i < s->n; i++) {
         const bf_text_row *r = &s->src->rows[s->rows[i]];
-        size_t nt = bf_tokenize(r->text, r->text_len, tl);
-        int32_t *row = d->tokens + i * (size_t)T;
-        if (nt == 0) {
-            row[0] = BF_UNK_ID;
-            d->lengths[i] = 1;
-            st->empty++;
-            st->unk++;
-            st->tokens++;
-        } else {
-            if (nt > (size_t)T) {
-                nt = (size_t)T;
-                st->truncated++;
-            }
-            for (size_t t = 0; t < nt; t++) {
-                row[t] = bf_vocab_id(v, bf_token_str(tl, t), tl->len[t]);
-                st->unk += row[t] == BF_UNK_ID;
-            }
-            d->lengths[i] = (int32_t)nt;
-            st->tokens += nt;
-        }
+        bf_encode_info ei;
+        d->lengths[i] = bf_encode_text(d->tokens + i * (size_t)T, (size_t)T, r->text, r->text_len, v, tl, &ei);
+        st->empty += (size_t)ei.empty;
+        st->truncated += (size_t)ei.truncated;
+        st->unk += ei.unk;
+        st->tokens += (size_t)d->lengths[i];
         d->labels[i] = s->labels[i];
         d->source_line[i] = r->line;
     }

@@ -350,3 +350,27 @@ void bf_labelmap_free(bf_labelmap *m) {
     bf_wordtab_free(&m->lookup);
     memset(m, 0, sizeof *m);
 }
+
+int32_t bf_encode_text(int32_t *row, size_t T, const char *text, size_t n, const bf_vocab *v, bf_token_list *tl,
+                       bf_encode_info *info) {
+    bf_encode_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
+    memset(row, 0, T * sizeof *row);
+    size_t nt = bf_tokenize(text, n, tl);
+    if (nt == 0) {
+        row[0] = BF_UNK_ID;
+        info->empty = 1;
+        info->unk = 1;
+        return 1;
+    }
+    if (nt > T) {
+        nt = T;
+        info->truncated = 1;
+    }
+    for (size_t t = 0; t < nt; t++) {
+        row[t] = bf_vocab_id(v, bf_token_str(tl, t), tl->len[t]);
+        info->unk += row[t] == BF_UNK_ID;
+    }
+    return (int32_t)nt;
+}
