@@ -48,7 +48,7 @@ fi
 # ---- build ----
 version=$(sed -n 's/^project(budgetformer VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer -D_POSIX_C_SOURCE=200809L "-DBF_VERSION=\"$version\""
-  -Iinclude -Itests/fuzz -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+  -Iinclude -Isrc/files -Itests/fuzz -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
   -Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef -Wvla)
 libs=()
 # dep PKG-CONFIG-NAME FALLBACK-CFLAGS FALLBACK-LIBS (the fallbacks are Debian 12's paths)

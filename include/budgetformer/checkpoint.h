@@ -24,7 +24,6 @@
 #ifndef BUDGETFORMER_CHECKPOINT_H
 #define BUDGETFORMER_CHECKPOINT_H
 
-#include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -99,7 +98,8 @@ typedef enum {
 
 typedef struct {
     char path[BF_CKPT_PATH_LEN];
-    hid_t file;                /* open HDF5 file (read-only, from the memory image); < 0 when not opened */
+    int64_t file;              /* the HDF5 handle (hid_t) of the verified memory image; < 0 when not opened.
+                                * Only src/files uses it: everything else goes through the functions here. */
     long long size;            /* bytes */
     bf_digest_status digest;
     char sha256[65];           /* of the file, hex */
@@ -187,5 +187,26 @@ int bf_checkpoint_list(const char *dir, bf_ckpt_entry **entries, size_t *n, bf_e
  * writer). Returns the number deleted, or -1. */
 int bf_checkpoint_rotate(const char *dir, int keep, long up_to_step, bf_err *err);
 
+
+/* ---- for inspect: what a checkpoint holds beyond what a load reads ---- */
+
+/* String attributes (name, value), in name order. */
+typedef struct {
+    size_t n;
+    char *name[32];
+    char *value[32];
+} bf_ckpt_attrs;
+
+/* The string attributes of /provenance (none when it is absent); free with bf_checkpoint_attrs_free. */
+void bf_checkpoint_provenance(const bf_ckpt_file *cf, bf_ckpt_attrs *a);
+void bf_checkpoint_attrs_free(bf_ckpt_attrs *a);
+/* The stored shape of dataset `path` as "[a, b]"; "missing" / "unreadable" (json: "null"). */
+void bf_checkpoint_stored_shape(const bf_ckpt_file *cf, const char *path, char *buf, size_t len, int json);
+/* An integer attribute of /state. Returns 0 or -1 with err. */
+int bf_checkpoint_state_int(const bf_ckpt_file *cf, const char *name, long long *v, bf_err *err);
+/* The vocabulary (/vocab) and class names (/label_names) of an open checkpoint; free with bf_free_strings.
+ * Returns 0 or -1 with err. */
+int bf_checkpoint_file_names(const bf_ckpt_file *cf, char ***vocab, size_t *nv, char ***labels, size_t *nl,
+                             bf_err *err);
 
 #endif

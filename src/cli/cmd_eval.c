@@ -18,7 +18,7 @@
 #include "budgetformer/dist.h"
 #include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
-#include "budgetformer/h5io.h"
+#include "budgetformer/files.h"
 #include "budgetformer/textread.h"
 
 static void usage(FILE *f) {
@@ -222,7 +222,7 @@ int bf_cmd_eval(int argc, char **argv) {
             return 2;
         }
     }
-    bf_h5_init();
+    bf_files_init();
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
     if (bf_text_check_dataset_path("--data", data, &err)) {
         fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
@@ -305,8 +305,8 @@ int bf_cmd_eval(int argc, char **argv) {
         bf_eval_counts_free(&e);
     }
     bf_dist_finalize(&dist);
-    bf_h5_free_strings(vocab, nv);
-    bf_h5_free_strings(labels, nl);
+    bf_free_strings(vocab, nv);
+    bf_free_strings(labels, nl);
     bf_model_free(&m);
     bf_dataset_free(&d);
     return rc;

@@ -9,7 +9,6 @@
  * world_size, seed, batch_size, n_train, epoch, epoch_position, stream_position, skipped_steps, model {...},
  * n_params, tensors [{name, shape, stored_shape}], optimizer, coordinator {...}, provenance {...}, config,
  * resumable, problem. Values the file does not hold are null. */
-#include <hdf5.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +18,7 @@
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/config.h"
-#include "budgetformer/h5io.h"
+#include "budgetformer/files.h"
 #include "budgetformer/headstats.h"
 #include "budgetformer/model.h"
 
@@ -34,64 +33,6 @@ static void usage(FILE *f) {
 
 static void json_str(const char *s) { bf_json_str(stdout, s); }
 
-/* The string attributes of /provenance, in name order. */
-typedef struct {
-    size_t n;
-    char *name[32];
-    char *value[32];
-} attr_list;
-
-static herr_t collect_attr(hid_t loc, const char *name, const H5A_info_t *info, void *data) {
-    (void)info;
-    attr_list *a = data;
-    if (a->n >= 32) return 0;
-    char *v = NULL;
-    bf_err ignore;
-    if (bf_h5_read_attr_str(loc, ".", name, &v, &ignore)) return 0;
-    a->name[a->n] = bf_xstrdup(name);
-    a->value[a->n++] = v;
-    return 0;
-}
-
-static void read_provenance(hid_t f, attr_list *a) {
-    memset(a, 0, sizeof *a);
-    if (!bf_h5_exists(f, "/provenance")) return;
-    hid_t g = H5Gopen2(f, "/provenance", H5P_DEFAULT);
-    if (g < 0) return;
-    hsize_t idx = 0;
-    H5Aiterate2(g, H5_INDEX_NAME, H5_ITER_INC, &idx, collect_attr, a);
-    H5Gclose(g);
-}
-
-static void free_attrs(attr_list *a) {
-    for (size_t i = 0; i < a->n; i++) {
-        free(a->name[i]);
-        free(a->value[i]);
-    }
-}
-
-/* The stored shape of a dataset as "[a, b]" (or "missing"). */
-static void stored_shape(hid_t f, const char *path, char *buf, size_t len, int json) {
-    if (!bf_h5_exists(f, path)) {
-        snprintf(buf, len, json ? "null" : "missing");
-        return;
-    }
-    hid_t ds = H5Dopen2(f, path, H5P_DEFAULT);
-    hid_t sp = ds >= 0 ? H5Dget_space(ds) : -1;
-    hsize_t d[8] = {0};
-    int r = sp >= 0 ? H5Sget_simple_extent_ndims(sp) : -1;
-    if (r >= 0 && r <= 8) H5Sget_simple_extent_dims(sp, d, NULL);
-    if (sp >= 0) H5Sclose(sp);
-    if (ds >= 0) H5Dclose(ds);
-    if (r < 0 || r > 8) {
-        snprintf(buf, len, json ? "null" : "unreadable");
-        return;
-    }
-    size_t k = (size_t)snprintf(buf, len, "[");
-    for (int i = 0; i < r && k < len; i++) k += (size_t)snprintf(buf + k, len - k, "%s%llu", i ? ", " : "", (unsigned long long)d[i]);
-    if (k < len) snprintf(buf + k, len - k, "]");
-}
-
 typedef struct {
     bf_ckpt_file cf;
     int have_model, have_state;
@@ -100,7 +41,7 @@ typedef struct {
     bf_ckpt_state st;
     long long format_version; /* -1 when absent */
     long long step;           /* from /state, even for format 1; -1 when absent */
-    attr_list prov;
+    bf_ckpt_attrs prov;
     char problem[BF_ERR_LEN];
     int resumable;
 } report;
@@ -108,17 +49,16 @@ typedef struct {
 /* Reads what there is; r->problem says what makes the file unusable ("" when nothing). */
 static void examine(report *r) {
     bf_err err = {{0}};
-    hid_t f = r->cf.file;
     if (bf_checkpoint_file_model_config(&r->cf, &r->mc, &err)) {
         snprintf(r->problem, sizeof r->problem, "%s", err.msg);
         return;
     }
     r->have_model = 1;
     bf_model_init(&r->m, &r->mc, 1);
-    read_provenance(f, &r->prov);
+    bf_checkpoint_provenance(&r->cf, &r->prov);
     long long v;
-    r->format_version = bf_h5_read_attr_int(f, "/state", "format_version", &v, &err) ? -1 : v;
-    r->step = bf_h5_read_attr_int(f, "/state", "step", &v, &err) ? -1 : v;
+    r->format_version = bf_checkpoint_state_int(&r->cf, "format_version", &v, &err) ? -1 : v;
+    r->step = bf_checkpoint_state_int(&r->cf, "step", &v, &err) ? -1 : v;
     if (r->format_version >= BF_CHECKPOINT_FORMAT) {
         float *am = bf_xcalloc(r->m.n_params, sizeof(float)), *av = bf_xcalloc(r->m.n_params, sizeof(float));
         if (bf_checkpoint_read_training(&r->cf, &r->m, am, av,
@@ -175,15 +115,15 @@ static void print_text(const report *r) {
             const bf_tensor_info *t = &r->m.tensors[i];
             char path[128], have[96], want[64];
             snprintf(path, sizeof path, "/model/%s", t->name);
-            stored_shape(cf->file, path, have, sizeof have, 0);
+            bf_checkpoint_stored_shape(cf, path, have, sizeof have, 0);
             if (t->ndim == 1) snprintf(want, sizeof want, "[%d]", t->shape[0]);
             else snprintf(want, sizeof want, "[%d, %d]", t->shape[0], t->shape[1]);
             if (strcmp(have, want)) printf("  %-28s %-14s expected %s\n", t->name, have, want);
             else printf("  %-28s %s\n", t->name, have);
         }
         char m[96], v[96];
-        stored_shape(cf->file, "/optim/m", m, sizeof m, 0);
-        stored_shape(cf->file, "/optim/v", v, sizeof v, 0);
+        bf_checkpoint_stored_shape(cf, "/optim/m", m, sizeof m, 0);
+        bf_checkpoint_stored_shape(cf, "/optim/v", v, sizeof v, 0);
         printf("optimizer     AdamW moments /optim/m %s, /optim/v %s\n", m, v);
     }
     if (r->prov.n) {
@@ -235,7 +175,7 @@ static void print_json(const report *r) {
             const bf_tensor_info *t = &r->m.tensors[i];
             char path[128], have[96];
             snprintf(path, sizeof path, "/model/%s", t->name);
-            stored_shape(cf->file, path, have, sizeof have, 1);
+            bf_checkpoint_stored_shape(cf, path, have, sizeof have, 1);
             printf("%s{\"name\": ", i ? ", " : "");
             json_str(t->name);
             if (t->ndim == 1) printf(", \"shape\": [%d]", t->shape[0]);
@@ -243,8 +183,8 @@ static void print_json(const report *r) {
             printf(", \"stored_shape\": %s}", have);
         }
         char m[96], v[96];
-        stored_shape(cf->file, "/optim/m", m, sizeof m, 1);
-        stored_shape(cf->file, "/optim/v", v, sizeof v, 1);
+        bf_checkpoint_stored_shape(cf, "/optim/m", m, sizeof m, 1);
+        bf_checkpoint_stored_shape(cf, "/optim/v", v, sizeof v, 1);
         printf("], \"optimizer\": {\"algorithm\": \"adamw\", \"m\": %s, \"v\": %s}", m, v);
     } else {
         printf("null, \"n_params\": null, \"tensors\": null, \"optimizer\": null");
@@ -300,7 +240,7 @@ int bf_cmd_inspect(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
-    bf_h5_init();
+    bf_files_init();
     report r;
     memset(&r, 0, sizeof r);
     r.format_version = r.step = -1;
@@ -353,7 +293,7 @@ int bf_cmd_inspect(int argc, char **argv) {
     }
     if (r.cf.digest == BF_DIGEST_MISSING)
         fprintf(stderr, "budgetformer inspect: warning: %s has no digest file: its contents are unverified\n", path);
-    free_attrs(&r.prov);
+    bf_checkpoint_attrs_free(&r.prov);
     bf_ckpt_state_free(&r.st);
     if (r.have_model) bf_model_free(&r.m);
     bf_checkpoint_close(&r.cf);

@@ -16,7 +16,7 @@
 
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/cli.h"
-#include "budgetformer/h5io.h"
+#include "budgetformer/files.h"
 #include "jsonout.h"
 #include "budgetformer/model.h"
 #include "budgetformer/tokenize.h"
@@ -212,7 +212,7 @@ int bf_cmd_predict(int argc, char **argv) {
     int from_stdin = !strcmp(input, "-");
     const char *input_name = from_stdin ? "<stdin>" : input;
 
-    bf_h5_init();
+    bf_files_init();
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
     bf_err err = {{0}};
     bf_model m;
@@ -298,8 +298,8 @@ int bf_cmd_predict(int argc, char **argv) {
 done:
     if (in && !from_stdin) fclose(in);
     bf_vocab_free(&vocab);
-    bf_h5_free_strings(vocab_words, nv);
-    bf_h5_free_strings(labels, nl);
+    bf_free_strings(vocab_words, nv);
+    bf_free_strings(labels, nl);
     bf_model_free(&m);
     return rc;
 }

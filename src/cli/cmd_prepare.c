@@ -19,7 +19,7 @@
 
 #include "budgetformer/cli.h"
 #include "budgetformer/dataset.h"
-#include "budgetformer/h5io.h"
+#include "budgetformer/files.h"
 #include "budgetformer/rng.h"
 #include "budgetformer/textread.h"
 #include "budgetformer/tokenize.h"
@@ -504,7 +504,7 @@ int bf_cmd_prepare(int argc, char **argv) {
         free(o.text_cols_buf);
         return 2;
     }
-    bf_h5_init();
+    bf_files_init();
     int rc = 0;
     if (run(&o, &err) < 0) {
         fprintf(stderr, "budgetformer prepare: error: %s\n", err.msg);

@@ -8,7 +8,7 @@
 #include "budgetformer/config.h"
 #include "budgetformer/dist.h"
 #include "budgetformer/durable.h"
-#include "budgetformer/h5io.h"
+#include "budgetformer/files.h"
 #include "budgetformer/textread.h"
 #include "budgetformer/ops.h"
 #include "budgetformer/train.h"
@@ -130,7 +130,7 @@ int bf_cmd_train(int argc, char **argv) {
         fprintf(stderr, "budgetformer train: error: %s\n", err.msg);
         return 2;
     }
-    bf_h5_init();
+    bf_files_init();
     pin_blas_threads();
     bf_dist dist;
     if (bf_dist_init(&dist, NULL, NULL)) return 1;

@@ -18,8 +18,11 @@
 
 #include "budgetformer/config.h"
 #include "budgetformer/durable.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h"
 #include "ckpt_internal.h"
+
+/* bf_ckpt_file.file holds a hid_t without checkpoint.h naming HDF5. */
+_Static_assert(sizeof(hid_t) == sizeof(int64_t), "hid_t is not 64-bit (HDF5 >= 1.10 expected)");
 #include "budgetformer/headstats.h"
 
 /* ---- names ------------------------------------------------------------------------------------- */

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "budgetformer/durable.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h"
 
 /* Checks everything a trainer relies on; messages start with "FILE: dataset /x ...". */
 static int validate(const bf_dataset *d, const char *path, bf_err *err) {

@@ -1,5 +1,7 @@
 /* h5io: checked HDF5 helpers (see h5io.h). */
-#include "budgetformer/h5io.h"
+#include "h5io.h"
+
+#include "budgetformer/files.h"
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -7,6 +9,8 @@
 #include <string.h>
 
 void bf_h5_init(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+
+void bf_files_init(void) { bf_h5_init(); }
 
 const char *bf_h5_filename(hid_t loc, char *buf, size_t len) {
     if (H5Fget_name(loc, buf, len) < 0) snprintf(buf, len, "<hdf5 file>");

@@ -7,7 +7,7 @@
 
 #include "budgetformer/durable.h"
 #include "budgetformer/model.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h"
 
 void bf_eval_records_alloc(bf_eval_records *r, size_t n, int n_classes, int n_layers) {
     r->label = bf_xcalloc(n, sizeof(int32_t));

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "budgetformer/durable.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h"
 
 void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers, int n_heads) {
     memset(lg, 0, sizeof *lg);

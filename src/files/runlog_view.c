@@ -5,7 +5,7 @@
 
 #include "budgetformer/model.h"
 #include "budgetformer/runlog.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h"
 
 int bf_h5_groups_of(const char *path, int *has_records, int *has_metrics, int *has_heads, bf_err *err) {
     hid_t f = bf_h5_open_read(path, err);

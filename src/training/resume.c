@@ -7,7 +7,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "budgetformer/h5io.h"
 #include "trainer.h"
 
 /* Keys a resumed run may change without a word beyond an info line: they do not alter the model, and the
@@ -65,14 +64,13 @@ static int compare_models(const trainer *t, const bf_model_config *fc, const cha
 static int compare_names(const trainer *t, const bf_ckpt_file *cf, const char *old_train, bf_err *err) {
     char **v = NULL, **l = NULL;
     size_t nv = 0, nl = 0;
-    int rc = bf_h5_read_strings(cf->file, "/vocab", &v, &nv, err);
-    if (rc == 0) rc = bf_h5_read_strings(cf->file, "/label_names", &l, &nl, err);
+    int rc = bf_checkpoint_file_names(cf, &v, &nv, &l, &nl, err);
     if (rc == 0 && (!bf_same_strings(v, nv, t->train.vocab, t->train.vocab_size) ||
                     !bf_same_strings(l, nl, t->train.label_names, (size_t)t->train.n_classes)))
         rc = bf_fail(err, "data.train = %s has another vocabulary or label set than checkpoint %s (trained on "
                           "data.train = %s): resuming cannot change them", t->cfg->data_train, cf->path, old_train);
-    bf_h5_free_strings(v, nv);
-    bf_h5_free_strings(l, nl);
+    bf_free_strings(v, nv);
+    bf_free_strings(l, nl);
     return rc;
 }
 
