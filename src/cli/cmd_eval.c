@@ -144,6 +144,8 @@ static void print_text(const bf_eval_counts *e, char *const *label_names) {
     }
 }
 
+/* Over 80 lines on purpose: mostly argument parsing and the checks of the inputs against each other (each
+ * with its own message), then one evaluation; the steps share the opened checkpoint, data and counts. */
 int bf_cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL, *data = NULL, *records = NULL;
     int json = 0, batch = 64;

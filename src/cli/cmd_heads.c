@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heads_print.h"
 #include "jsonout.h"
 #include "budgetformer/cli.h"
 #include "budgetformer/dataset.h"
@@ -38,8 +39,6 @@
 #include "budgetformer/runlog.h"
 #include "budgetformer/util.h"
 
-#define MAX_HEADS BF_MAX_HEADS
-#define MAX_LABEL_WIDTH 24
 #define N_BUCKETS 6
 
 /* Input-length buckets in tokens; an upper end of 0 means unbounded. */
@@ -65,140 +64,6 @@ static int usage_error(const char *msg, const char *arg) {
     fprintf(stderr, "budgetformer heads: error: %s%s%s\n", msg, arg ? ": " : "", arg ? arg : "");
     usage(stderr);
     return 2;
-}
-
-/* ---- output helpers ------------------------------------------------------------------------------ */
-
-static void json_str(const char *s) { bf_json_str(stdout, s); }
-
-static void json_num(double v) { printf("%.9g", v); }
-
-static void json_vec(const double *v, size_t n) {
-    if (!v) {
-        printf("null");
-        return;
-    }
-    putchar('[');
-    for (size_t i = 0; i < n; i++) {
-        if (i) printf(", ");
-        json_num(v[i]);
-    }
-    putchar(']');
-}
-
-/* usage[L][H] as nested arrays */
-static void json_matrix_f32(const float *m, size_t L, size_t H) {
-    putchar('[');
-    for (size_t l = 0; l < L; l++) {
-        printf("%s[", l ? ", " : "");
-        for (size_t h = 0; h < H; h++) {
-            if (h) printf(", ");
-            json_num((double)m[l * H + h]);
-        }
-        putchar(']');
-    }
-    putchar(']');
-}
-
-/* For each layer, the list of heads whose flag is set: flags [L][H]. */
-static void json_head_lists(const unsigned char *flags, size_t L, size_t H) {
-    putchar('[');
-    for (size_t l = 0; l < L; l++) {
-        printf("%s[", l ? ", " : "");
-        int first = 1;
-        for (size_t h = 0; h < H; h++)
-            if (flags[l * H + h]) {
-                printf("%s%zu", first ? "" : ", ", h);
-                first = 0;
-            }
-        putchar(']');
-    }
-    putchar(']');
-}
-
-static void json_class_names(char *const *names, size_t C) {
-    if (!names) {
-        printf("null");
-        return;
-    }
-    putchar('[');
-    for (size_t c = 0; c < C; c++) {
-        if (c) printf(", ");
-        json_str(names[c]);
-    }
-    putchar(']');
-}
-
-static const char *class_label(char *const *names, size_t c, char *buf, size_t len) {
-    if (names) return names[c];
-    snprintf(buf, len, "%zu", c);
-    return buf;
-}
-
-/* Width of the first column of a budget table: the longest label, within [min, MAX_LABEL_WIDTH]. */
-static int label_width(char *const *names, size_t C, int min) {
-    int w = min;
-    for (size_t c = 0; names && c < C; c++) {
-        int n = (int)strlen(names[c]);
-        if (n > w) w = n;
-    }
-    return w > MAX_LABEL_WIDTH ? MAX_LABEL_WIDTH : w;
-}
-
-/* Right-aligned "layer l" column titles, 8 wide like the values below them, and the end of the line. */
-static void print_layer_columns(size_t L) {
-    char t[32];
-    for (size_t l = 0; l < L; l++) {
-        snprintf(t, sizeof t, "layer %zu", l);
-        printf("  %8s", t);
-    }
-    printf("\n");
-}
-
-static void print_budget_header(const char *first, int w, size_t L) {
-    printf("%-*s  %7s", w, first, "inputs");
-    print_layer_columns(L);
-}
-
-/* One table row: label, inputs, the mean budget of each layer ("-" when v is NULL). */
-static void print_budget_row(const char *label, int w, long long n, const double *v, size_t L) {
-    printf("%-*.*s  %7lld", w, w, label, n);
-    for (size_t l = 0; l < L; l++) {
-        if (v) printf("  %8.3f", v[l]);
-        else printf("  %8s", "-");
-    }
-    printf("\n");
-}
-
-static void print_head_header(const char *first, size_t H) {
-    char t[32];
-    printf("%s", first);
-    for (size_t h = 0; h < H; h++) {
-        snprintf(t, sizeof t, "h%zu", h);
-        printf("  %7s", t);
-    }
-    printf("\n");
-}
-
-/* The heads whose flag is set, as "0,3", or "-" for none; width pads to a column (0: no padding). */
-static void print_head_list(const unsigned char *flags, size_t H, int width) {
-    char buf[4 * MAX_HEADS + 2] = "";
-    size_t k = 0;
-    for (size_t h = 0; h < H; h++)
-        if (flags[h]) k += (size_t)snprintf(buf + k, sizeof buf - k, "%s%zu", k ? "," : "", h);
-    printf("%-*s", width, k ? buf : "-");
-}
-
-static void print_never_always(const unsigned char *never, const unsigned char *always, size_t L, size_t H) {
-    int w = H < 3 ? 5 : 3 * (int)H - 1; /* room for every head of a layer, "0,1,...,H-1" up to H = 10 */
-    printf("layer  %-*s  always\n", w, "never");
-    for (size_t l = 0; l < L; l++) {
-        printf("%5zu  ", l);
-        print_head_list(never + l * H, H, w);
-        printf("  ");
-        print_head_list(always + l * H, H, 0);
-        printf("\n");
-    }
 }
 
 /* ---- budget diagnostics: summaries of a fixed-bin histogram ------------------------------------ */
@@ -246,13 +111,13 @@ static void json_diag_record(const bf_runlog_view *lg, size_t r) {
             printf("%s{\"n\": %lld, ", l ? ", " : "", h.n);
             if (h.n) {
                 printf("\"mean\": ");
-                json_num(h.mean);
+                bf_heads_json_num(h.mean);
                 printf(", \"q1\": ");
-                json_num(h.q[0]);
+                bf_heads_json_num(h.q[0]);
                 printf(", \"median\": ");
-                json_num(h.q[1]);
+                bf_heads_json_num(h.q[1]);
                 printf(", \"q3\": ");
-                json_num(h.q[2]);
+                bf_heads_json_num(h.q[2]);
             } else {
                 printf("\"mean\": null, \"q1\": null, \"median\": null, \"q3\": null");
             }
@@ -282,15 +147,15 @@ static void print_diag_text(const bf_runlog_view *lg) {
 static void json_metrics_point(const bf_runlog_view *lg, size_t row, double *tmp) {
     for (size_t l = 0; l < lg->L; l++) tmp[l] = (double)lg->m_budget[row * lg->L + l];
     printf("{\"row\": %zu, \"step\": %lld, \"eps\": ", row, (long long)lg->m_step[row]);
-    json_num((double)lg->m_eps[row]);
+    bf_heads_json_num((double)lg->m_eps[row]);
     printf(", \"mean_budget\": ");
-    json_vec(tmp, lg->L);
+    bf_heads_json_vec(tmp, lg->L);
     printf("}");
 }
 
 static void json_heads_record(const bf_runlog_view *lg, size_t r) {
     printf("{\"step\": %lld, \"count\": %lld, \"usage\": ", (long long)lg->h_step[r], (long long)lg->h_count[r]);
-    json_matrix_f32(lg->h_usage + r * lg->L * lg->H, lg->L, lg->H);
+    bf_heads_json_matrix_f32(lg->h_usage + r * lg->L * lg->H, lg->L, lg->H);
     printf("}");
 }
 
@@ -345,16 +210,17 @@ static void log_summary_free(log_summary *s) {
     free(s->always);
 }
 
+/* Over 80 lines on purpose: the JSON object printed key by key in its documented order (docs/LOGS.md). */
 static void log_print_json(const options *o, const bf_runlog_view *lg, const log_summary *s, char *const *names) {
     size_t L = lg->L, H = lg->H, C = lg->C;
     double *tmp = bf_xcalloc(L ? L : 1, sizeof(double));
     printf("{\"file\": ");
-    json_str(o->file);
+    bf_heads_json_str(o->file);
     printf(", \"kind\": \"log\", \"n_layers\": %zu, \"n_heads\": ", L);
     if (lg->has_heads) printf("%zu, \"n_classes\": %zu", H, C);
     else printf("null, \"n_classes\": null");
     printf(", \"class_names\": ");
-    json_class_names(names, C);
+    bf_heads_json_class_names(names, C);
     printf(", \"metrics\": ");
     if (!lg->has_metrics) {
         printf("null");
@@ -368,9 +234,9 @@ static void log_print_json(const options *o, const bf_runlog_view *lg, const log
             json_metrics_point(lg, s->pt[i], tmp);
         }
         printf(", \"mean\": {\"eps\": ");
-        json_num(s->eps_mean);
+        bf_heads_json_num(s->eps_mean);
         printf(", \"mean_budget\": ");
-        json_vec(s->budget_mean, L);
+        bf_heads_json_vec(s->budget_mean, L);
         printf("}}");
     }
     printf(", \"heads\": ");
@@ -389,16 +255,16 @@ static void log_print_json(const options *o, const bf_runlog_view *lg, const log
         for (size_t c = 0; c < C; c++) {
             int64_t n = lg->h_class_count[r * C + c];
             printf("%s{\"class\": %zu, \"name\": ", c ? ", " : "", c);
-            if (names) json_str(names[c]);
+            if (names) bf_heads_json_str(names[c]);
             else printf("null");
             printf(", \"count\": %lld, \"mean_budget\": ", (long long)n);
-            json_vec(n > 0 ? s->class_budget + c * L : NULL, L);
+            bf_heads_json_vec(n > 0 ? s->class_budget + c * L : NULL, L);
             printf("}");
         }
         printf("], \"never\": ");
-        json_head_lists(s->never, L, H);
+        bf_heads_json_head_lists(s->never, L, H);
         printf(", \"always\": ");
-        json_head_lists(s->always, L, H);
+        bf_heads_json_head_lists(s->always, L, H);
         printf("}");
     }
     printf(", \"lambda\": ");
@@ -409,10 +275,10 @@ static void log_print_json(const options *o, const bf_runlog_view *lg, const log
         printf("{");
         for (int i = 0; i < 3; i++) {
             printf("%s\"%s\": ", i ? ", " : "", which[i]);
-            json_num((double)lg->m_lambda[s->pt[i]]);
+            bf_heads_json_num((double)lg->m_lambda[s->pt[i]]);
         }
         printf(", \"mean\": ");
-        json_num(s->lambda_mean);
+        bf_heads_json_num(s->lambda_mean);
         printf("}");
     }
     printf(", \"diagnostics\": ");
@@ -450,7 +316,7 @@ static void log_print_text(const options *o, const bf_runlog_view *lg, const log
         char label[64];
         printf("\nMean budget per layer (/metrics/mean_budget: mean k over the global batch)\n");
         printf("%-20s  %7s  %6s", "point", "step", "eps");
-        print_layer_columns(L);
+        bf_heads_print_layer_columns(L);
         for (int i = 0; i < 3; i++) {
             size_t row = s->pt[i];
             printf("%-20s  %7lld  %6.3f", which[i], (long long)lg->m_step[row], (double)lg->m_eps[row]);
@@ -476,7 +342,7 @@ static void log_print_text(const options *o, const bf_runlog_view *lg, const log
     }
     size_t r = lg->R - 1;
     printf("\nHead usage per layer (/heads/usage: fraction of the interval's inputs that selected the head)\n");
-    print_head_header("layer  record     step   inputs", H);
+    bf_heads_print_head_header("layer  record     step   inputs", H);
     for (size_t l = 0; l < L; l++) {
         size_t rows[2] = {0, r};
         for (int i = 0; i < 2; i++) {
@@ -490,18 +356,18 @@ static void log_print_text(const options *o, const bf_runlog_view *lg, const log
 
     printf("\nMean budget by class (last record, step %lld: sum over heads of /heads/class_usage; of %zu heads)\n",
            (long long)lg->h_step[r], H);
-    int w = label_width(names, C, 5);
+    int w = bf_heads_label_width(names, C, 5);
     char buf[32];
-    print_budget_header("class", w, L);
+    bf_heads_print_budget_header("class", w, L);
     for (size_t c = 0; c < C; c++) {
         int64_t n = lg->h_class_count[r * C + c];
-        print_budget_row(class_label(names, c, buf, sizeof buf), w, (long long)n,
+        bf_heads_print_budget_row(bf_heads_class_label(names, c, buf, sizeof buf), w, (long long)n,
                          n > 0 ? s->class_budget + c * L : NULL, L);
     }
 
     printf("\nHeads never / always selected (last record, step %lld: usage exactly 0 / 1)\n",
            (long long)lg->h_step[r]);
-    print_never_always(s->never, s->always, L, H);
+    bf_heads_print_never_always(s->never, s->always, L, H);
     if (lg->has_diag) print_diag_text(lg);
 }
 
@@ -604,26 +470,26 @@ static void records_summary_free(records_summary *s) {
 
 static void json_group(const group *g, size_t L) {
     printf("\"n\": %lld, \"mean_budget\": ", g->n);
-    json_vec(group_mean(g), L);
+    bf_heads_json_vec(group_mean(g), L);
 }
 
 static void records_print_json(const options *o, const bf_records_view *d, const records_summary *s,
                                char *const *names) {
     size_t L = d->L, H = d->H, C = d->C;
     printf("{\"file\": ");
-    json_str(o->file);
+    bf_heads_json_str(o->file);
     printf(", \"kind\": \"records\", \"n\": %zu, \"n_layers\": %zu, \"n_heads\": %zu, \"n_heads_from\": \"%s\", "
            "\"n_classes\": %zu, \"class_names\": ", d->N, L, H, d->h_from, C);
-    json_class_names(names, C);
+    bf_heads_json_class_names(names, C);
     printf(", \"accuracy\": ");
-    if (d->N) json_num((double)s->correct.n / (double)d->N);
+    if (d->N) bf_heads_json_num((double)s->correct.n / (double)d->N);
     else printf("null");
     printf(", \"mean_budget\": ");
-    json_vec(group_mean(&s->all), L);
+    bf_heads_json_vec(group_mean(&s->all), L);
     printf(", \"by_class\": [");
     for (size_t c = 0; c < C; c++) {
         printf("%s{\"class\": %zu, \"name\": ", c ? ", " : "", c);
-        if (names) json_str(names[c]);
+        if (names) bf_heads_json_str(names[c]);
         else printf("null");
         printf(", ");
         json_group(&s->cls[c], L);
@@ -647,11 +513,11 @@ static void records_print_json(const options *o, const bf_records_view *d, const
     printf("}, \"wrong\": {");
     json_group(&s->wrong, L);
     printf("}}, \"usage\": ");
-    json_matrix_f32(s->usage, L, H);
+    bf_heads_json_matrix_f32(s->usage, L, H);
     printf(", \"never\": ");
-    json_head_lists(s->never, L, H);
+    bf_heads_json_head_lists(s->never, L, H);
     printf(", \"always\": ");
-    json_head_lists(s->always, L, H);
+    bf_heads_json_head_lists(s->always, L, H);
     printf("}\n");
 }
 
@@ -667,25 +533,25 @@ static void records_print_text(const options *o, const bf_records_view *d, const
         return;
     }
     char buf[32];
-    int w = label_width(names, C, 10);
+    int w = bf_heads_label_width(names, C, 10);
     printf("\nMean budget by class (/records/budget: heads used per layer, of %zu)\n", H);
-    print_budget_header("class", w, L);
-    print_budget_row("all", w, s->all.n, group_mean(&s->all), L);
+    bf_heads_print_budget_header("class", w, L);
+    bf_heads_print_budget_row("all", w, s->all.n, group_mean(&s->all), L);
     for (size_t c = 0; c < C; c++)
-        print_budget_row(class_label(names, c, buf, sizeof buf), w, s->cls[c].n, group_mean(&s->cls[c]), L);
+        bf_heads_print_budget_row(bf_heads_class_label(names, c, buf, sizeof buf), w, s->cls[c].n, group_mean(&s->cls[c]), L);
 
     printf("\nMean budget by input length\n");
-    print_budget_header("tokens", w, L);
+    bf_heads_print_budget_header("tokens", w, L);
     for (int b = 0; b < N_BUCKETS; b++)
-        if (s->bucket[b].n > 0) print_budget_row(bucket_name[b], w, s->bucket[b].n, group_mean(&s->bucket[b]), L);
+        if (s->bucket[b].n > 0) bf_heads_print_budget_row(bucket_name[b], w, s->bucket[b].n, group_mean(&s->bucket[b]), L);
 
     printf("\nMean budget for correct and wrong predictions\n");
-    print_budget_header("prediction", w, L);
-    print_budget_row("correct", w, s->correct.n, group_mean(&s->correct), L);
-    print_budget_row("wrong", w, s->wrong.n, group_mean(&s->wrong), L);
+    bf_heads_print_budget_header("prediction", w, L);
+    bf_heads_print_budget_row("correct", w, s->correct.n, group_mean(&s->correct), L);
+    bf_heads_print_budget_row("wrong", w, s->wrong.n, group_mean(&s->wrong), L);
 
     printf("\nHead usage per layer (/records/head_mask: fraction of inputs that selected the head)\n");
-    print_head_header("layer", H);
+    bf_heads_print_head_header("layer", H);
     for (size_t l = 0; l < L; l++) {
         printf("%5zu", l);
         for (size_t h = 0; h < H; h++) printf("  %7.3f", (double)s->usage[l * H + h]);
@@ -693,7 +559,7 @@ static void records_print_text(const options *o, const bf_records_view *d, const
     }
 
     printf("\nHeads never / always selected (over all %zu inputs)\n", d->N);
-    print_never_always(s->never, s->always, L, H);
+    bf_heads_print_never_always(s->never, s->always, L, H);
 }
 
 static int run_records(const options *o, bf_err *err) {

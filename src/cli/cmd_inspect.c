@@ -215,6 +215,7 @@ static void print_json(const report *r) {
     printf("}\n");
 }
 
+/* Over 80 lines on purpose: argument parsing, then the report of each part in the order of the output. */
 int bf_cmd_inspect(int argc, char **argv) {
     const char *path = NULL;
     int json = 0, force = 0;

@@ -204,6 +204,7 @@ static int parse_args(int argc, char **argv, const char **ckpt, const char **inp
     return 0;
 }
 
+/* Over 80 lines on purpose: argument parsing, then the read-encode-classify loop over blocks of lines. */
 int bf_cmd_predict(int argc, char **argv) {
     const char *ckpt = NULL, *input = "-";
     int json = 0, batch = 64, top_k = 1;

@@ -335,6 +335,8 @@ static void warn_bad_rows(const char *path, const bf_text_rows *rows) {
                 rows->first_bad);
 }
 
+/* Over 80 lines on purpose: the all-or-nothing sequence of prepare (read, split, vocabulary, encode each
+ * split to a staged file, rename all into place) with one cleanup path (`done`) for every failure. */
 static int run(const prep_opts *o, bf_err *err) {
     double t0 = bf_wall_seconds();
     bf_text_rows train_rows = {0}, test_rows = {0};

@@ -68,6 +68,8 @@ static void write_status_file(int status) {
     }
 }
 
+/* Over 80 lines on purpose: argument parsing and the configuration's checks, then MPI start, the run and
+ * the mapping of its outcome to the exit status and messages of docs/FAILURES.md. */
 int bf_cmd_train(int argc, char **argv) {
     const char *config_path = NULL;
     bf_config cfg;

@@ -81,6 +81,7 @@ static int read_n_heads_attr(hid_t f, const char *obj, long long *v, bf_err *err
     return bf_h5_read_attr_int(f, obj, "n_heads", v, err) ? -1 : 1;
 }
 
+/* Over 80 lines on purpose: one check per dataset and value range, each naming what is wrong in the file. */
 static int load_records(hid_t f, const char *file, int n_heads, bf_records_view *d, bf_err *err) {
     unsigned long long n, dd[2];
     void *p = NULL;

@@ -181,6 +181,7 @@ static int read_part(hid_t f, const char *path, const char *name, hid_t type, in
     return 0;
 }
 
+/* Over 80 lines on purpose: one read and check per dataset of log.h5 (FILES.md), optional ones included. */
 int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err) {
     if (!bf_path_exists(lg->path)) return 1;
     hid_t f = bf_h5_open_read(lg->path, err);
