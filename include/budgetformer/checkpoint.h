@@ -1,13 +1,9 @@
 /* checkpoint: HDF5 checkpoints that survive crashes and resume training exactly (docs/CHECKPOINTS.md).
  *
- *   bf_ckpt_meta meta = {.step = s, .seed = seed, .adam_m = m, .adam_v = v, .coord = &co, ...};
- *   bf_checkpoint_save("run/checkpoints/step-00000020.h5", &model, &meta, &err);
- *
- *   bf_ckpt_file cf;
- *   if (bf_checkpoint_open(path, BF_DIGEST_REQUIRED, &cf, &err)) ...      // digest checked before HDF5 parses
- *   bf_checkpoint_file_model_config(&cf, &mc, &err);                       // compare with the expected model
- *   bf_checkpoint_read_training(&cf, &model, adam_m, adam_v, &state, &err);
- *   bf_checkpoint_close(&cf);
+ * A save: bf_checkpoint_save with a bf_ckpt_meta (src/training/save.c). A load: bf_checkpoint_open (the
+ * digest is checked before HDF5 parses a byte), bf_checkpoint_file_model_config (compare with the expected
+ * model), bf_checkpoint_read_training or bf_checkpoint_read_model, bf_checkpoint_close (src/training/resume.c,
+ * tests/test_checkpoint_unit.c). No code example here: the callers named are the compiled examples.
  *
  * Layout (format 2): /model, /vocab, /label_names as MODEL.md names them; /optim/m, /optim/v (AdamW moments,
  * flat in the parameter table's order); attributes of /state (step, seed, data position, world size, the

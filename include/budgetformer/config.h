@@ -1,10 +1,8 @@
 /* config: the run configuration: defaults, an INI file (parsed with Debian's libinih), command-line
  * overrides "section.key=value", validation, and writing the resolved configuration back out.
  *
- *   bf_config c;
- *   bf_config_defaults(&c);
- *   if (bf_config_load(&c, "configs/tiny.ini", &err) || bf_config_set(&c, "train.steps=40", &err)
- *       || bf_config_validate(&c, &err)) { fprintf(stderr, "%s\n", err.msg); ... }
+ * Use: bf_config_defaults, then bf_config_load (the file) and bf_config_set (each --set), then
+ * bf_config_validate; src/cli/cmd_train.c and tests/test_config.c are the compiled examples.
  *
  * An unknown section or key, a value of the wrong type or out of range is an error whose message names the
  * file and line (or the --set argument), the key, and what is allowed.

@@ -1,11 +1,8 @@
 /* model: the BudgetFormer network of MODEL.md: parameters, forward, backward, FLOP count.
  *
- *   bf_model m;
- *   bf_model_init(&m, &cfg, max_batch);           // parameters, gradients, activation arena
- *   bf_model_init_weights(&m, seed);              // or load them (checkpoint module)
- *   bf_explore ex = {.eps = 0.5f, .tau = 1.f, .gumbel = g, .k_random = kr};
- *   float ce = bf_model_forward(&m, &batch, &ex); // fills m.logits, m.budget, m.head_mask
- *   bf_model_backward(&m, &batch, &ex, 1.f / global_batch, budget_cost, n_layers_scale);
+ * Use: bf_model_init (parameters, gradients, activation arena), bf_model_init_weights (or a load from a
+ * checkpoint), bf_explore_draw for the exploration noise, bf_model_forward (fills m.logits, m.budget,
+ * m.head_mask), bf_model_backward; src/training/step.c and tests/test_gradcheck.c are the compiled examples.
  *
  * All parameters live in one float block (m.params) described by a table of tensors whose names are the
  * stored names of MODEL.md (without the "/model/" prefix); the gradients have the same layout (m.grads).

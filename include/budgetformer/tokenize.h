@@ -1,11 +1,8 @@
 /* tokenize: text normalisation and word splitting, the vocabulary and the label mapping of `prepare`.
  *
- *   bf_token_list tl = {0};
- *   bf_tokenize(text, strlen(text), &tl);          // lowercased tokens, tl.n of them
- *   bf_wordtab counts; bf_wordtab_init(&counts);
- *   for (size_t i = 0; i < tl.n; i++) bf_wordtab_add(&counts, bf_token_str(&tl, i), tl.len[i], 1);
- *   bf_vocab v; bf_vocab_build(&v, &counts, 16384, 1);   // "<pad>" = 0, "<unk>" = 1, words 2..
- *   int32_t id = bf_vocab_id(&v, word, len);              // BF_UNK_ID when absent
+ * Use: bf_tokenize splits a text into lowercased tokens (a bf_token_list); bf_wordtab_add counts them;
+ * bf_vocab_build makes the vocabulary ("<pad>" = 0, "<unk>" = 1, words 2..); bf_encode_text turns a text into
+ * ids (prepare and predict). src/cli/cmd_prepare.c and tests/test_prepare.c are the compiled examples.
  *
  * Normalisation (docs/DATA.md): the text must be valid UTF-8; ASCII letters are lowercased; a word is a
  * maximal run of ASCII letters, digits and non-ASCII characters; every other printable ASCII character

@@ -1,10 +1,8 @@
 /* h5io: checked HDF5 helpers. Every failure returns -1 with a message naming the file and the dataset,
  * group or attribute, and what was expected (type, rank, shape), so loaders can refuse bad files clearly.
  *
- *   hid_t f = bf_h5_create("x.h5", &err);
- *   hsize_t dims[2] = {n, t};
- *   bf_h5_write(f, "/tokens", H5T_NATIVE_INT32, 2, dims, tokens, &err);   // parents are created
- *   bf_h5_close(f);
+ * Internal to src/files. Use: bf_h5_create, bf_h5_write per dataset (parent groups are created), bf_h5_close;
+ * src/files/runlog.c (bf_runlog_flush) is the compiled example.
  *
  * Memory types are H5T_NATIVE_FLOAT, H5T_NATIVE_INT32, H5T_NATIVE_INT64, H5T_NATIVE_UINT32; they are stored
  * little-endian (float32 IEEE, int32, int64, uint32). Strings are variable-length UTF-8.
