@@ -1,4 +1,4 @@
-/* trainer: the state of one training run and the steps that train.c, step.c and resume.c share (internal to
+/* trainer: the state of one training run and what train.c, step.c, save.c and resume.c share (internal to
  * src/training; the public entry point is train.h). */
 #ifndef BUDGETFORMER_TRAINING_TRAINER_H
 #define BUDGETFORMER_TRAINING_TRAINER_H
