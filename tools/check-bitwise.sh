@@ -12,10 +12,10 @@
 #     records), predict (text and JSON) and inspect --json (its provenance, checksum and file size left out).
 # Exits 0 when everything matches, 1 on a difference (each one named), 2 on a usage or build error.
 #
-#   ctest: configure with -DBF_BITWISE_REV=5f58790 and run `ctest -L bitwise` (test_bitwise).
 #   usage: tools/check-bitwise.sh [REV] [NEW_EXE]
 #     REV      the commit to compare with (default 5f58790)
 #     NEW_EXE  the program under test (default: build/budgetformer of this tree, built here when missing)
+#   ctest:   configure with -DBF_BITWISE_REV=5f58790 and run `ctest -L bitwise` (test_bitwise).
 #   env:   BF_BITWISE_DIR  work directory kept between runs (the build of REV is reused when its commit is the
 #                          same); default a fresh temporary directory, removed at the end
 #          BF_PYTHON       Python with h5py and numpy (default /usr/bin/python3)

@@ -1,5 +1,6 @@
 /* train: a training run (see train.h): data, run directory, the loop of updates, checkpoints, evaluation.
- * The update itself is in step.c, resume in resume.c, the stop signals in signals.c, BF_FAULT in faults.c. */
+ * The update itself is in step.c, the checkpoints of a run in save.c, resume in resume.c, the stop signals in
+ * signals.c, BF_FAULT in faults.c. */
 #include "budgetformer/train.h"
 
 #include <errno.h>
@@ -15,7 +16,6 @@
 #include "budgetformer/optim.h"
 #include "signals.h"
 #include "trainer.h"
-
 
 /* FNV-1a over the bytes of the weights: equal checksums on every rank mean bitwise-equal replicas. */
 static uint64_t weights_checksum(const bf_model *m) {
