@@ -19,4 +19,11 @@ void bf_ckpt_disarm_fault(void);
 /* Lowercase hex SHA-256 of buf. */
 void bf_sha256_hex(const void *buf, size_t len, char hex[65]);
 
+/* ckpt_check.c: a state that parses can still be wrong; these refuse it before a save and after a load
+ * (`where` names the file; 0 or -1 with err naming the field). */
+int bf_ckpt_check_names(const char *where, const bf_model_config *c, const char *const *vocab, size_t nv, const char *const *labels, size_t nl, bf_err *err);
+int bf_ckpt_check_weights(const char *where, const bf_model *m, bf_err *err);
+int bf_ckpt_check_training(const char *where, const bf_model *m, const float *am, const float *av, long step, long skipped, long nonfinite, const bf_coordinator *co, const int64_t *hs, size_t hs_len, bf_err *err);
+int bf_ckpt_check_before_save(const char *path, const bf_model *m, const bf_ckpt_meta *meta, bf_err *err);
+
 #endif
