@@ -48,7 +48,7 @@ fi
 # ---- build ----
 version=$(sed -n 's/^project(budgetformer VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
 cflags=(-std=c11 -g -O1 -fno-omit-frame-pointer -D_POSIX_C_SOURCE=200809L "-DBF_VERSION=\"$version\""
-  -Iinclude -Itests/fuzz -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+  -Iinclude -Isrc/files -Itests/fuzz -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes -Wmissing-prototypes
   -Wpointer-arith -Wcast-qual -Wwrite-strings -Wformat=2 -Wundef -Wvla)
 libs=()
 # dep PKG-CONFIG-NAME FALLBACK-CFLAGS FALLBACK-LIBS (the fallbacks are Debian 12's paths)
@@ -75,8 +75,8 @@ san=(-fsanitize=address,undefined -fno-sanitize-recover=undefined)
 mkdir -p "$out/obj" "$out/crashes" "$out/logs"
 echo "run-fuzz: building into $out"
 objs=()
-for src in src/*.c tests/fuzz/fuzz_common.c tests/fuzz/fuzz_h5edit.c; do
-  [ "$src" = src/main.c ] && continue
+for src in src/*/*.c tests/fuzz/fuzz_common.c tests/fuzz/fuzz_h5edit.c; do
+  [ "$src" = src/cli/main.c ] && continue
   o="$out/obj/$(basename "${src%.c}").o"
   if [ ! -e "$o" ] || [ "$src" -nt "$o" ] || [ -n "$(find include tests/fuzz -name '*.h' -newer "$o" -print -quit)" ]; then
     "$CC" "${cflags[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$o"

@@ -1,4 +1,4 @@
-/* The inference attention kernel (src/attention_infer.c) against the definition, computed in double:
+/* The inference attention kernel (src/kernels/attention_infer.c) against the definition, computed in double:
  * o[t, h] = gate[h] * sum_j softmax_j(q_t . k_j / sqrt(dh)) v_j. Covers the fused head widths (16, 32, 48,
  * 64: one, two, three and four vectors), the two-sgemm form for other widths (8, 24), row counts below, at
  * and across the fused kernel's 8- and 4-row blocks and its 16-key vectors, large scores (softmax's shift),

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "budgetformer/checkpoint.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h" /* src/files: internal to the files layer */
 #include "budgetformer/headstats.h"
 #include "budgetformer/model.h"
 #include "budgetformer/runlog.h"

@@ -13,7 +13,7 @@
 #include <cmocka.h>
 
 #include "budgetformer/dataset.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h" /* src/files: internal to the files layer */
 
 enum { N = 3, T = 4, V = 6, C = 2 };
 

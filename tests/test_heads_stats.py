@@ -3,7 +3,7 @@
 Tiny configuration, heads.every = 7, train.steps = 30, batch 16, trained on 1 rank and on 2 ranks (mpirun):
   - /heads/step is 7, 14, 21, 28, 30 and /heads/count is (steps in the interval) x batch_size;
   - /heads/class_count sums to /heads/count, and equals the labels of the interval's inputs recomputed here
-    from the epoch order of include/budgetformer/sampler.h (Fisher-Yates with bf_rng_key of src/rng.c,
+    from the epoch order of include/budgetformer/sampler.h (Fisher-Yates with bf_rng_key of src/kernels/rng.c,
     splitmix64 reimplemented in bftest.py);
   - the 1-rank and 2-rank class_count records are identical;
   - within each record: budget_hist sums to 1 per layer, sum_h usage = sum_k k budget_hist (every selected

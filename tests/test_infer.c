@@ -1,7 +1,7 @@
 /* The head-skipping inference path (bf_model_infer) gives the outputs of the training forward pass that
  * computes every head and then masks (bf_model_forward at eps = 0): logits within 1e-5 (sums run in another
  * order), budgets and head masks exactly; and it holds less attention memory when heads are skipped. Head
- * width 4 runs the two-sgemm attention, width 16 the fused kernel (src/attention_infer.c). */
+ * width 4 runs the two-sgemm attention, width 16 the fused kernel (src/kernels/attention_infer.c). */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "budgetformer/h5io.h"
+#include "h5io.h" /* src/files: internal to the files layer */
 #include "budgetformer/model.h"
 
 #define VAL_ATOL 1e-5

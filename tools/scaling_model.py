@@ -83,7 +83,7 @@ def shape_of(values, vocab=None, max_len=None, classes=None):
 
 
 def tensor_table(s):
-    """(name, floats) in the parameter block's order (src/model.c build_table)."""
+    """(name, floats) in the parameter block's order (src/kernels/model.c build_table)."""
     V, T, D, H, L, F, C = s["V"], s["T"], s["D"], s["H"], s["L"], s["F"], s["C"]
     t = [("tok_emb", V * D), ("pos_emb", T * D)]
     for l in range(L):

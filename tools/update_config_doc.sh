@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Rewrites the key table of docs/CONFIG.md (between the BEGIN/END markers) from `budgetformer train
-# --help-config`, the one key table of src/config.c. tests/test_config.c checks that the two agree.
+# --help-config`, the one key table of src/config/config.c. tests/test_config.c checks that the two agree.
 #   usage: tools/update_config_doc.sh [path/to/budgetformer]
 set -euo pipefail
 cd "$(dirname "$0")/.."

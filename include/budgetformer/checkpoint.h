@@ -1,13 +1,9 @@
 /* checkpoint: HDF5 checkpoints that survive crashes and resume training exactly (docs/CHECKPOINTS.md).
  *
- *   bf_ckpt_meta meta = {.step = s, .seed = seed, .adam_m = m, .adam_v = v, .coord = &co, ...};
- *   bf_checkpoint_save("run/checkpoints/step-00000020.h5", &model, &meta, &err);
- *
- *   bf_ckpt_file cf;
- *   if (bf_checkpoint_open(path, BF_DIGEST_REQUIRED, &cf, &err)) ...      // digest checked before HDF5 parses
- *   bf_checkpoint_file_model_config(&cf, &mc, &err);                       // compare with the expected model
- *   bf_checkpoint_read_training(&cf, &model, adam_m, adam_v, &state, &err);
- *   bf_checkpoint_close(&cf);
+ * A save: bf_checkpoint_save with a bf_ckpt_meta (src/training/save.c). A load: bf_checkpoint_open (the
+ * digest is checked before HDF5 parses a byte), bf_checkpoint_file_model_config (compare with the expected
+ * model), bf_checkpoint_read_training or bf_checkpoint_read_model, bf_checkpoint_close (src/training/resume.c,
+ * tests/test_checkpoint_unit.c). No code example here: the callers named are the compiled examples.
  *
  * Layout (format 2): /model, /vocab, /label_names as MODEL.md names them; /optim/m, /optim/v (AdamW moments,
  * flat in the parameter table's order); attributes of /state (step, seed, data position, world size, the
@@ -24,17 +20,17 @@
 #ifndef BUDGETFORMER_CHECKPOINT_H
 #define BUDGETFORMER_CHECKPOINT_H
 
-#include <hdf5.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budgetformer/durable.h"
 #include "budgetformer/model.h"
 #include "budgetformer/schedule.h"
 #include "budgetformer/util.h"
 
 /* 1: model, optimiser moments and a few /state attributes (not resumable); 2: the full training state. */
 #define BF_CHECKPOINT_FORMAT 2
-#define BF_CKPT_PATH_LEN 1200
+#define BF_CKPT_PATH_LEN BF_PATH_BUF /* util.h: the one path-length rule */
 
 /* What a checkpoint carries besides the model. Pointers may be NULL where noted (a model-only file). */
 typedef struct {
@@ -55,6 +51,10 @@ typedef struct {
     size_t vocab_size;
     const char *const *label_names;
     size_t n_classes;
+    /* Provenance from the layers the files folder does not link (NULL: written as ""): the BLAS build
+     * (openblas_get_config()) and the MPI library (bf_dist_library_version()). */
+    const char *blas_config;
+    const char *mpi_library_version;
 } bf_ckpt_meta;
 
 /* Saves atomically with a digest (see above). Returns 0 or -1 with err set; nothing is left under the
@@ -94,7 +94,8 @@ typedef enum {
 
 typedef struct {
     char path[BF_CKPT_PATH_LEN];
-    hid_t file;                /* open HDF5 file (read-only, from the memory image); < 0 when not opened */
+    int64_t file;              /* the HDF5 handle (hid_t) of the verified memory image; < 0 when not opened.
+                                * Only src/files uses it: everything else goes through the functions here. */
     long long size;            /* bytes */
     bf_digest_status digest;
     char sha256[65];           /* of the file, hex */
@@ -182,7 +183,26 @@ int bf_checkpoint_list(const char *dir, bf_ckpt_entry **entries, size_t *n, bf_e
  * writer). Returns the number deleted, or -1. */
 int bf_checkpoint_rotate(const char *dir, int keep, long up_to_step, bf_err *err);
 
-/* Writes a file atomically: fsync(file), rename(tmp, path), fsync(dir). */
-int bf_commit_file(const char *tmp, const char *path, bf_err *err);
+
+/* ---- for inspect: what a checkpoint holds beyond what a load reads ---- */
+
+/* String attributes (name, value), in name order. */
+typedef struct {
+    size_t n;
+    char *name[32];
+    char *value[32];
+} bf_ckpt_attrs;
+
+/* The string attributes of /provenance (none when it is absent); free with bf_checkpoint_attrs_free. */
+void bf_checkpoint_provenance(const bf_ckpt_file *cf, bf_ckpt_attrs *a);
+void bf_checkpoint_attrs_free(bf_ckpt_attrs *a);
+/* The stored shape of dataset `path` as "[a, b]"; "missing" / "unreadable" (json: "null"). */
+void bf_checkpoint_stored_shape(const bf_ckpt_file *cf, const char *path, char *buf, size_t len, int json);
+/* An integer attribute of /state. Returns 0 or -1 with err. */
+int bf_checkpoint_state_int(const bf_ckpt_file *cf, const char *name, long long *v, bf_err *err);
+/* The vocabulary (/vocab) and class names (/label_names) of an open checkpoint; free with bf_free_strings.
+ * Returns 0 or -1 with err. */
+int bf_checkpoint_file_names(const bf_ckpt_file *cf, char ***vocab, size_t *nv, char ***labels, size_t *nl,
+                             bf_err *err);
 
 #endif

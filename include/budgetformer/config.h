@@ -1,10 +1,8 @@
 /* config: the run configuration: defaults, an INI file (parsed with Debian's libinih), command-line
  * overrides "section.key=value", validation, and writing the resolved configuration back out.
  *
- *   bf_config c;
- *   bf_config_defaults(&c);
- *   if (bf_config_load(&c, "configs/tiny.ini", &err) || bf_config_set(&c, "train.steps=40", &err)
- *       || bf_config_validate(&c, &err)) { fprintf(stderr, "%s\n", err.msg); ... }
+ * Use: bf_config_defaults, then bf_config_load (the file) and bf_config_set (each --set), then
+ * bf_config_validate; src/cli/cmd_train.c and tests/test_config.c are the compiled examples.
  *
  * An unknown section or key, a value of the wrong type or out of range is an error whose message names the
  * file and line (or the --set argument), the key, and what is allowed.
@@ -16,8 +14,6 @@
 #include <stdio.h>
 
 #include "budgetformer/util.h"
-
-#define BF_PATH_LEN 1024
 
 typedef enum {
     BF_EXPLORE_LINEAR = 0,
@@ -106,5 +102,11 @@ int bf_config_write_file(const bf_config *c, FILE *f, bf_err *err);
 /* Prints every key with type, default, allowed values and meaning as Markdown (for --help-config);
  * docs/CONFIG.md contains the same text and tests/test_config.c checks that it does. */
 void bf_config_print_help(FILE *f);
+
+/* The one key table, key by key, in the order bf_config_write_file writes it: how many keys there are, the
+ * name of key i ("section.key"), and its value in c as written to a configuration file. */
+size_t bf_config_key_count(void);
+const char *bf_config_key_name(size_t i, char *buf, size_t n);
+const char *bf_config_key_value(const bf_config *c, size_t i, char *buf, size_t n);
 
 #endif

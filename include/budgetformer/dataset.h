@@ -35,4 +35,8 @@ void bf_dataset_free(bf_dataset *d);
  * to be sure they all train on the same data. */
 void bf_dataset_digest(const bf_dataset *d, unsigned char out[32]);
 
+/* The class names (/label_names) of the dataset file `data`, which must have C of them, as the classes of
+ * `file` (a log or records file, for the message). Returns 0 (free with bf_free_strings(*names, C)), or -1. */
+int bf_dataset_class_names(const char *data, size_t C, const char *file, char ***names, bf_err *err);
+
 #endif

@@ -1,12 +1,9 @@
 /* dist: the MPI side of data parallelism, behind a small interface that is a no-op at world size 1.
  *
- *   bf_dist d;
- *   bf_dist_init(&d, &argc, &argv);        // MPI only when launched by mpirun/srun with more than 1 rank
- *   bf_dist_allreduce_sum_f64(&d, stats, n);
- *   bf_grad_sync *gs = bf_grad_sync_create(&d, grads, ranges, n_ranges, bucket_bytes);
- *   ... backward calls bf_grad_sync_ready(gs, i) as each gradient range is final ...
- *   bf_grad_sync_wait(gs);                 // before the optimiser step
- *   bf_dist_finalize(&d);
+ * Use: bf_dist_init (MPI only when launched by mpirun/srun with more than 1 rank); reductions and broadcasts;
+ * for the gradients bf_grad_sync_create over the gradient ranges in backward order, bf_grad_sync_ready as
+ * each range is final during backward, bf_grad_sync_wait before the optimiser step; bf_dist_finalize.
+ * src/training/step.c (the buckets) and src/training/train.c are the compiled examples.
  *
  * Every MPI failure is reported with the call, the rank and MPI's message, and aborts the job (MPI_Abort),
  * so one failing rank never leaves the others waiting in a collective. The model and kernels never see MPI.

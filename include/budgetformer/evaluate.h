@@ -9,6 +9,7 @@
 
 #include "budgetformer/dataset.h"
 #include "budgetformer/model.h"
+#include "budgetformer/records.h"
 
 typedef struct {
     int n_classes, n_layers, n_heads;
@@ -22,16 +23,6 @@ typedef struct {
     double seconds;        /* wall time of the forward passes */
     double attn_bytes, attn_bytes_all_heads; /* peak attention memory per batch, skipping vs every head */
 } bf_eval_counts;
-
-/* Per-input records (FILES.md "Evaluation records"), rows in dataset order. */
-typedef struct {
-    int32_t *label, *pred, *length; /* [N] */
-    float *logits;                  /* [N,C] */
-    int32_t *budget;                /* [N,L] */
-    uint32_t *head_mask;            /* [N,L] */
-    float *khat;                    /* [N,L] continuous budget k^ (the router's, also under a budget control) */
-    float *sel_mass;                /* [N,L] relevance mass of the selected heads */
-} bf_eval_records;
 
 void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c);
 void bf_eval_counts_free(bf_eval_counts *e);
@@ -71,17 +62,5 @@ int bf_evaluate_until(bf_model *m, const bf_dataset *d, size_t lo, size_t hi, bf
 double bf_eval_accuracy(const bf_eval_counts *e);
 /* Macro-F1: mean over the classes present in labels or predictions. */
 double bf_eval_macro_f1(const bf_eval_counts *e);
-
-void bf_eval_records_alloc(bf_eval_records *r, size_t n, int n_classes, int n_layers);
-void bf_eval_records_free(bf_eval_records *r);
-/* Writes the records of FILES.md (and the integer attribute n_heads of /records), atomically. */
-int bf_eval_records_write(const char *path, const bf_eval_records *r, size_t n, int n_classes, int n_layers,
-                          int n_heads, bf_err *err);
-/* As bf_eval_records_write for the pass of a budget control: /records also gets the string attribute
- * budget_control ("shuffle" or "constant") and, when control_seed >= 0 (shuffle), the integer attribute
- * control_seed. */
-int bf_eval_records_write_control(const char *path, const bf_eval_records *r, size_t n, int n_classes,
-                                  int n_layers, int n_heads, const char *control, long long control_seed,
-                                  bf_err *err);
 
 #endif

@@ -1,11 +1,8 @@
 /* model: the BudgetFormer network of MODEL.md: parameters, forward, backward, FLOP count.
  *
- *   bf_model m;
- *   bf_model_init(&m, &cfg, max_batch);           // parameters, gradients, activation arena
- *   bf_model_init_weights(&m, seed);              // or load them (checkpoint module)
- *   bf_explore ex = {.eps = 0.5f, .tau = 1.f, .gumbel = g, .k_random = kr};
- *   float ce = bf_model_forward(&m, &batch, &ex); // fills m.logits, m.budget, m.head_mask
- *   bf_model_backward(&m, &batch, &ex, 1.f / global_batch, budget_cost, n_layers_scale);
+ * Use: bf_model_init (parameters, gradients, activation arena), bf_model_init_weights (or a load from a
+ * checkpoint), bf_explore_draw for the exploration noise, bf_model_forward (fills m.logits, m.budget,
+ * m.head_mask), bf_model_backward; src/training/step.c and tests/test_gradcheck.c are the compiled examples.
  *
  * All parameters live in one float block (m.params) described by a table of tensors whose names are the
  * stored names of MODEL.md (without the "/model/" prefix); the gradients have the same layout (m.grads).
@@ -33,6 +30,21 @@ typedef struct {
 } bf_model_config;
 
 #define BF_MAX_HEADS 32
+
+/* The fields of bf_model_config, in one table for every list of them: the checkpoint's /model attributes
+ * (checkpoint.c), inspect's output (cmd_inspect.c) and resume's comparison (resume.c). `name`: the attribute
+ * and output key; `key`: the configuration key that sets it ("data.train" for what prepare decides);
+ * `added`: an added option (docs/MODEL.md) that older checkpoints lack (read as 0). */
+typedef struct {
+    const char *name;
+    const char *key;
+    int added;
+} bf_model_field;
+#define BF_MODEL_N_FIELDS 10
+extern const bf_model_field bf_model_fields[BF_MODEL_N_FIELDS];
+/* Field i of c (table order). */
+int bf_model_field_get(const bf_model_config *c, int i);
+void bf_model_field_set(bf_model_config *c, int i, int v);
 
 typedef struct {
     char name[64];  /* stored name under /model, e.g. "layers/0/attn/w_qkv" */

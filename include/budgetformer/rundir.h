@@ -1,9 +1,7 @@
 /* rundir: the run directory's lock, so that two trainings never share one run.dir (docs/FAILURES.md).
  *
- *   bf_run_lock lk;
- *   if (bf_run_dir_lock(&lk, cfg->run_dir, &err)) ...   // creates run.dir if needed; refused if held
- *   ... the whole run ...
- *   bf_run_dir_unlock(&lk, wrote_nothing);             // the OS also releases it when the process dies
+ * Use: bf_run_dir_lock before the run (creates run.dir if needed; refused if held), bf_run_dir_unlock after
+ * it (the OS also releases the lock when the process dies); src/training/train.c is the compiled example.
  *
  * The lock is flock(LOCK_EX | LOCK_NB) on run.dir/.lock, held by rank 0 for the whole run. The holder writes
  * "pid=N host=H" into the file, so a refused run can say who holds it. flock (not fcntl) locks belong to the

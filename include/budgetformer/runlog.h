@@ -59,4 +59,29 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
 int bf_runlog_load(bf_runlog *lg, int64_t max_step, bf_err *err);
 void bf_runlog_free(bf_runlog *lg);
 
+/* ---- reading any log.h5 (budgetformer heads): whatever shape it has, checked for consistency ---- */
+
+/* Which of /records (an evaluation records file, records.h), /metrics and /heads (a log) the HDF5 file
+ * holds. Returns 0, or -1 with err set when it cannot be opened as HDF5. */
+int bf_h5_groups_of(const char *path, int *has_records, int *has_metrics, int *has_heads, bf_err *err);
+
+/* A log.h5 as read back for reports: /metrics and /heads (either may be absent). */
+typedef struct {
+    int has_metrics, has_heads;
+    size_t S, R, C, L, H;                     /* H and C are 0 without /heads */
+    int64_t *m_step;                          /* [S] */
+    float *m_eps, *m_budget;                  /* [S], [S,L] */
+    int64_t *h_step, *h_count, *h_class_count; /* [R], [R], [R,C] */
+    float *h_usage, *h_class_usage;           /* [R,L,H], [R,C,L,H] */
+    float *m_lambda;                          /* [S] or NULL (a log without /metrics/budget_lambda) */
+    int has_diag;                             /* the three diagnostics histograms below are present */
+    size_t KB;                                /* k^ bins per layer */
+    int64_t *h_logit, *h_khat, *h_mass;       /* [R,L,24], [R,L,KB], [R,L,20] */
+} bf_runlog_view;
+
+/* Reads /metrics (has_metrics) and /heads (has_heads) of the log at path; shapes are taken from the file and
+ * checked against each other. Returns 0, or -1 with err naming the file and dataset (free lg either way). */
+int bf_runlog_view_read(const char *path, int has_metrics, int has_heads, bf_runlog_view *lg, bf_err *err);
+void bf_runlog_view_free(bf_runlog_view *lg);
+
 #endif

@@ -9,12 +9,9 @@
  * division), so the parts of all ranks are exactly the world-1 batch, whatever W. Nothing is stored
  * between batches: resuming at update u needs only u (and the seed).
  *
- *   bf_sampler s;
- *   bf_sampler_init(&s, n_train, cfg.seed);
- *   int count = bf_sampler_shard(&s, step - 1, cfg.batch_size, rank, world, index, epoch);
- *   int n_micro = bf_split_micro(count, cfg.micro_batch, starts);  // inputs starts[j] .. starts[j+1]-1
- *   ...
- *   bf_sampler_free(&s);
+ * Use: bf_sampler_init (n_train, seed), then per update bf_sampler_shard (the rank's inputs of global batch
+ * step - 1) and bf_split_micro (micro-batch j holds inputs starts[j] .. starts[j+1]-1), bf_sampler_free;
+ * src/training/step.c and tests/test_sampler.c are the compiled examples.
  *
  * The loss of a micro-batch must be scaled by 1/B (the global batch), not by its own size, so that the
  * summed gradients equal those of one pass over the whole batch.

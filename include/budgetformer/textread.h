@@ -1,10 +1,9 @@
 /* textread: labelled text rows from CSV (RFC 4180, via libcsv), TSV or JSON Lines (via jansson) files, with
  * their source lines.
  *
- *   bf_text_rows rows = {0};
- *   if (bf_text_read("train.csv", BF_TEXT_CSV, 0, 0, &rows, &err) < 0) ...;   // err: "train.csv:7: ..."
- *   rows.rows[i].label, .text (.text_len bytes), .line (1-based line where the row starts)
- *   bf_text_rows_free(&rows);
+ * Use: bf_text_read fills a bf_text_rows (each row's label, text of text_len bytes and the 1-based line where
+ * it starts; an error names file and line, "train.csv:7: ..."), bf_text_rows_free releases it;
+ * src/cli/cmd_prepare.c and tests/test_prepare.c are the compiled examples.
  *
  * CSV: quoted fields, doubled quotes, commas and newlines inside quotes; spaces around unquoted fields are
  * trimmed; blank lines are skipped. The first column is the label, the other columns are joined by one space

@@ -1,11 +1,8 @@
 /* tokenize: text normalisation and word splitting, the vocabulary and the label mapping of `prepare`.
  *
- *   bf_token_list tl = {0};
- *   bf_tokenize(text, strlen(text), &tl);          // lowercased tokens, tl.n of them
- *   bf_wordtab counts; bf_wordtab_init(&counts);
- *   for (size_t i = 0; i < tl.n; i++) bf_wordtab_add(&counts, bf_token_str(&tl, i), tl.len[i], 1);
- *   bf_vocab v; bf_vocab_build(&v, &counts, 16384, 1);   // "<pad>" = 0, "<unk>" = 1, words 2..
- *   int32_t id = bf_vocab_id(&v, word, len);              // BF_UNK_ID when absent
+ * Use: bf_tokenize splits a text into lowercased tokens (a bf_token_list); bf_wordtab_add counts them;
+ * bf_vocab_build makes the vocabulary ("<pad>" = 0, "<unk>" = 1, words 2..); bf_encode_text turns a text into
+ * ids (prepare and predict). src/cli/cmd_prepare.c and tests/test_prepare.c are the compiled examples.
  *
  * Normalisation (docs/DATA.md): the text must be valid UTF-8; ASCII letters are lowercased; a word is a
  * maximal run of ASCII letters, digits and non-ASCII characters; every other printable ASCII character
@@ -77,6 +74,18 @@ void bf_vocab_build(bf_vocab *v, const bf_wordtab *counts, size_t max_size, int6
 int bf_vocab_from_words(bf_vocab *v, char *const *words, size_t n, bf_err *err);
 int32_t bf_vocab_id(const bf_vocab *v, const char *word, size_t len);
 void bf_vocab_free(bf_vocab *v);
+
+/* What bf_encode_text saw in one text. */
+typedef struct {
+    int empty;     /* no tokens: the row is one BF_UNK_ID */
+    int truncated; /* more than T tokens: cut to T */
+    size_t unk;    /* ids in the row that are BF_UNK_ID (1 for an empty text) */
+} bf_encode_info;
+/* The one text encoder (prepare and predict): tokenises text[0..n) and writes the ids of v into row (T ids,
+ * zero-padded; unknown words -> BF_UNK_ID, cut to T; a text without tokens becomes one BF_UNK_ID). Returns
+ * the length (>= 1). tl is scratch space; info may be NULL. */
+int32_t bf_encode_text(int32_t *row, size_t T, const char *text, size_t n, const bf_vocab *v, bf_token_list *tl,
+                       bf_encode_info *info);
 
 /* The label mapping. Integer labels (every label of the training file matches -?[0-9]+): 1-based when the
  * smallest is 1, else 0-based (the smallest must then be 0); C = largest index + 1 and the names are the

@@ -26,8 +26,6 @@ typedef struct {
  * Test hooks read once at the start (docs/FAILURES.md): BF_FAULT (fault injection), BF_CHECK_ALLOC=1 (the
  * run fails if an update after the first allocates through bf_xmalloc & co.), BF_TRACE (per-rank trace). */
 int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_options *opts, bf_err *err);
-/* The same with opts = NULL. */
-int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err);
 
 /* Installs handlers (sigaction) of SIGTERM, SIGUSR1, SIGINT, SIGHUP and SIGPIPE (a closed stderr pipe; no note is
  * written after it) that only record the signal: the training loop
@@ -36,7 +34,5 @@ int bf_train_run(const bf_config *cfg, bf_dist *dist, bf_err *err);
  * save is not interrupted. `announce`: this process prints a note when a signal arrives (rank 0).
  * Returns 0 or -1 (errno set). */
 int bf_train_install_signal_handlers(int announce);
-/* The first stop signal received (0 = none). */
-int bf_train_stop_signal(void);
 
 #endif

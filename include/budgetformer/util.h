@@ -61,6 +61,12 @@ int bf_mkdir_p(const char *path, bf_err *err);
 /* The same; on failure the directories it created are removed again (nothing is left). On success `made`
  * (if not NULL) receives the topmost directory it created, "" when all existed. */
 int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err);
+/* The one path-length rule: a path the user gives (a configuration key, an option) holds at most
+ * BF_PATH_LEN - 1 bytes (config.c and the commands refuse longer ones); buffers for names built from such a
+ * path (run.dir/checkpoints/step-XXXXXXXX.h5, temporary and digest names) are BF_PATH_BUF bytes. */
+#define BF_PATH_LEN 1024
+#define BF_PATH_BUF (BF_PATH_LEN + 176)
+
 /* 1 if path exists. */
 int bf_path_exists(const char *path);
 
@@ -70,6 +76,11 @@ int bf_check_input_file(const char *path, bf_err *err);
 
 /* 1 if both paths exist and name one file (symbolic links followed, hard links alike): st_dev and st_ino. */
 int bf_same_file(const char *a, const char *b);
+
+/* 1 when the two string lists are equal (same length, same strings in the same order). */
+int bf_same_strings(char *const *a, size_t na, char *const *b, size_t nb);
+/* Frees n malloc'd strings and their array (NULL: nothing). */
+void bf_free_strings(char **strs, size_t n);
 
 /* A file a command writes or reads, and the option or key that named it (for messages). */
 typedef struct {

@@ -4,7 +4,7 @@
     tok.tokens("Don't panic, it's 3.14!")   # ['don', "'", 't', 'panic', ',', 'it', "'", 's', '3', '.', '14', '!']
     tok.encode("Don't panic")               # the ids prepare writes for that text: [ids...], 1..max_len of them
 
-Works on the UTF-8 bytes exactly as src/tokenize.c does: ASCII letters are lowercased; a word is a maximal
+Works on the UTF-8 bytes exactly as src/text/tokenize.c does: ASCII letters are lowercased; a word is a maximal
 run of ASCII letters, ASCII digits and non-ASCII characters; every other printable ASCII character is a token
 by itself; space and control characters separate tokens. The first max_len tokens are kept; a text without
 tokens becomes one <unk>. Unknown words map to <unk> (1).

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "budgetformer/dataset.h"
-#include "budgetformer/h5io.h"
+#include "h5io.h" /* src/files: internal to the files layer */
 #include "fuzz_common.h"
 #include "fuzz_h5edit.h"
 
