@@ -22,6 +22,7 @@ report  reads every run under DIR (DIR/<dataset>/<variant>/seed<N>/{job,valid,te
 Needs Debian's python3 with python3-h5py, python3-matplotlib and numpy (Agg backend, no display).
 """
 import argparse
+import configparser
 import datetime
 import glob
 import json
@@ -385,19 +386,13 @@ def plot_pareto(rows, ds, path):
 
 
 def config_value(ds, section, key, default=None):
-    """A value of configs/<ds>.ini (comments stripped), as text; default when absent."""
+    """A value of configs/<ds>.ini as text (the trainer's INI: ';' starts a comment); default when absent."""
+    cp = configparser.ConfigParser(inline_comment_prefixes=(";", "#"), interpolation=None)
     try:
-        with open(os.path.join(ROOT, "configs", ds + ".ini")) as f:
-            sec = ""
-            for line in f:
-                line = line.split(";")[0].strip()
-                if line.startswith("["):
-                    sec = line.strip("[] ")
-                elif sec == section and "=" in line and line.split("=")[0].strip() == key:
-                    return line.split("=", 1)[1].strip()
-    except OSError:
-        pass
-    return default
+        cp.read(os.path.join(ROOT, "configs", ds + ".ini"), encoding="utf-8")
+    except configparser.Error:
+        return default
+    return cp.get(section, key, fallback=default)
 
 
 def method_summary(datasets):
@@ -424,17 +419,9 @@ def job_ranks(out):
 
 def config_heads(ds):
     try:
-        with open(os.path.join(ROOT, "configs", ds + ".ini")) as f:
-            sec = ""
-            for line in f:
-                line = line.split(";")[0].strip()
-                if line.startswith("["):
-                    sec = line.strip("[] ")
-                elif sec == "model" and "=" in line and line.split("=")[0].strip() == "n_heads":
-                    return int(line.split("=")[1])
-    except (OSError, ValueError):
-        pass
-    return 4
+        return int(config_value(ds, "model", "n_heads", "4"))
+    except ValueError:
+        return 4
 
 
 def default_plan(ds, quick):
