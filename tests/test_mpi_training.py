@@ -7,6 +7,8 @@ Checks, each named in the output:
                    BF_TRACE), the same eps and the same loss, for 2 and 3 ranks, with one gradient bucket
                    and with many (dist.bucket_kb = 1)
   buckets          at 2 ranks the bucket size changes nothing, bit for bit (a + b = b + a)
+  contiguous       dist.balance_shards = 0 (contiguous parts instead of the deal by cost) at 3 ranks: the
+                   1-rank losses (1e-4 relative), every rank bitwise identical weights
   reproducible     two 2-rank runs with the same seed (the second through launch/bf-mpirun.sh) are bitwise
                    identical: trace, log.h5 /metrics/loss and every /model and /optim dataset of the final
                    checkpoint
@@ -286,6 +288,11 @@ def main():
     check("buckets: 2 ranks, bucket_kb=1 trace bitwise = bucket_kb default trace", many[2].traces == runs[2].traces)
     d = max_rel(ref, many[3].losses()[:COMPARE_STEPS])
     check("buckets: 3 ranks, bucket_kb=1 loss vs 1 rank", d <= 1e-4, "max relative difference %.2e" % d)
+
+    contig = Run("w3-contiguous", 3, data, fixed + ["dist.balance_shards=0"])
+    d = max_rel(ref, contig.losses()[:COMPARE_STEPS])
+    check("contiguous: 3 ranks, dist.balance_shards=0 loss vs 1 rank", d <= 1e-4, "max relative difference %.2e" % d)
+    check_ranks_agree(contig)
 
     again = Run("w2-again", 2, data, fixed, launcher="wrapper")
     check("reproducible: 2-rank trace (eps, loss, checksum, every rank) identical in a second run",

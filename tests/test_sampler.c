@@ -155,6 +155,85 @@ static void test_straddling_epochs(void **state) {
     }
 }
 
+/* Balanced parts (bf_sampler_balance): every position of the world-1 batch once, the contiguous parts'
+ * counts, each rank's inputs in batch order; the most loaded rank's cost no more than the contiguous deal's
+ * on average and never more than the lower bound plus the largest single cost (the greedy deal's guarantee);
+ * a known case dealt as the rule says. */
+static void test_balanced_shards(void **state) {
+    (void)state;
+    enum { N = 97, BMAX = 40 };
+    double cost[N];
+    for (int i = 0; i < N; i++) cost[i] = 1.0 + (double)((i * 37) % 23); /* lengths 1..23, ties included */
+    static const int batches[] = {1, 2, 5, 16, 33, 40};
+    static const int worlds[] = {2, 3, 4, 7};
+    double worse_sum = 0.0, balanced_sum = 0.0;
+    for (size_t bi = 0; bi < sizeof batches / sizeof batches[0]; bi++)
+        for (size_t wi = 0; wi < sizeof worlds / sizeof worlds[0]; wi++) {
+            const int B = batches[bi], W = worlds[wi];
+            bf_sampler ref, s;
+            bf_sampler_init(&ref, N, 5);
+            bf_sampler_init(&s, N, 5);
+            bf_sampler_balance(&s, cost, BMAX);
+            for (long step = 0; step < 9; step++) {
+                int64_t ref_i[BMAX], ref_e[BMAX], idx[BMAX], ep[BMAX];
+                int used[BMAX] = {0};
+                assert_int_equal(bf_sampler_shard(&ref, step, B, 0, 1, ref_i, ref_e), B);
+                double total = 0.0, biggest = 0.0, max_load = 0.0, max_contig = 0.0;
+                for (int k = 0; k < B; k++) {
+                    total += cost[ref_i[k]];
+                    if (cost[ref_i[k]] > biggest) biggest = cost[ref_i[k]];
+                }
+                for (int r = 0; r < W; r++) {
+                    int got = bf_sampler_shard(&s, step, B, r, W, idx, ep);
+                    assert_int_equal(got, (r + 1) * B / W - r * B / W);
+                    double load = 0.0, contig = 0.0;
+                    int last = -1;
+                    for (int m = 0; m < got; m++) {
+                        int k = 0;
+                        while (k < B && (used[k] || ref_i[k] != idx[m] || ref_e[k] != ep[m])) k++;
+                        assert_true(k < B);   /* a position of the batch, not taken before */
+                        assert_true(k > last); /* in batch order */
+                        used[k] = 1;
+                        last = k;
+                        load += cost[idx[m]];
+                    }
+                    for (int k = r * B / W; k < (r + 1) * B / W; k++) contig += cost[ref_i[k]];
+                    if (load > max_load) max_load = load;
+                    if (contig > max_contig) max_contig = contig;
+                }
+                for (int k = 0; k < B; k++) assert_true(used[k]);
+                assert_true(max_load <= total / W + biggest + 1e-9);
+                balanced_sum += max_load;
+                worse_sum += max_contig;
+            }
+            bf_sampler_free(&ref);
+            bf_sampler_free(&s);
+        }
+    assert_true(balanced_sum < worse_sum);
+    /* Known case: costs 5 4 3 3 2 1 at the positions 0..5 of the batch, 2 ranks of 3 inputs. */
+    {
+        double c6[6];
+        bf_sampler s;
+        bf_sampler_init(&s, 6, 1);
+        int64_t perm[6], ep[6], idx[3];
+        bf_sampler_shard(&s, 0, 6, 0, 1, perm, ep);
+        static const double by_pos[6] = {5, 4, 3, 3, 2, 1};
+        for (int k = 0; k < 6; k++) c6[perm[k]] = by_pos[k];
+        bf_sampler_balance(&s, c6, 6);
+        /* 5 -> r0 (0 vs 0: lower rank); 4 -> r1; 3@2 -> r1 (4 < 5); 3@3 -> r0 (5 < 7); 2 -> r1 (7 < 8);
+         * r1 is full (3), so 1 -> r0: r0 = {0, 3, 5}, r1 = {1, 2, 4}, loads 9 and 9. */
+        assert_int_equal(bf_sampler_shard(&s, 0, 6, 0, 2, idx, ep), 3);
+        assert_int_equal(idx[0], perm[0]);
+        assert_int_equal(idx[1], perm[3]);
+        assert_int_equal(idx[2], perm[5]);
+        assert_int_equal(bf_sampler_shard(&s, 0, 6, 1, 2, idx, ep), 3);
+        assert_int_equal(idx[0], perm[1]);
+        assert_int_equal(idx[1], perm[2]);
+        assert_int_equal(idx[2], perm[4]);
+        bf_sampler_free(&s);
+    }
+}
+
 /* A rank can get nothing when the batch is smaller than the world. */
 static void test_more_ranks_than_inputs(void **state) {
     (void)state;
@@ -195,6 +274,7 @@ int main(void) {
         cmocka_unit_test(test_shards_cover_batch),
         cmocka_unit_test(test_straddling_epochs),
         cmocka_unit_test(test_more_ranks_than_inputs),
+        cmocka_unit_test(test_balanced_shards),
         cmocka_unit_test(test_split_micro),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -78,6 +78,7 @@ typedef struct {
     long heads_every;      /* head statistics record every this many steps */
     /* [dist] */
     int bucket_kb;         /* gradient allreduce bucket size */
+    int balance_shards;    /* deal each batch to the ranks by cost (sampler.h) */
     float dist_timeout;    /* watchdog: seconds a collective may wait for the other ranks (0 = off) */
 } bf_config;
 

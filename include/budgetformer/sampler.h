@@ -5,9 +5,16 @@
  *   for i = N-1 down to 1: swap(perm[i], perm[j]), j = bf_rng_key(seed, e, i, 0, BF_STREAM_SHUFFLE, 0) % (i+1)
  * (the modulo bias is below N / 2^64). Global batch s (0-based; it makes update s+1) is the positions
  * [s*B, (s+1)*B): a batch may straddle two epochs (or more when B > N) and no input is ever dropped.
- * Rank r of W takes the contiguous part [s*B + lo_r, s*B + lo_{r+1}) with lo_r = (r*B)/W (integer
- * division), so the parts of all ranks are exactly the world-1 batch, whatever W. Nothing is stored
+ * Rank r of W takes B_r = lo_{r+1} - lo_r inputs with lo_r = (r*B)/W (integer division), so the parts of
+ * all ranks are exactly the world-1 batch, whatever W: by default the contiguous part [s*B + lo_r,
+ * s*B + lo_{r+1}); with per-input costs (bf_sampler_balance) the batch's inputs are dealt so that the parts'
+ * costs are close (below), since the slowest rank sets the pace of every update. Nothing is stored
  * between batches: resuming at update u needs only u (and the seed).
+ *
+ * Balanced parts: the batch's positions sorted by cost, largest first (ties: lower position first), each
+ * given to the rank with the smallest cost so far among those that still have room for their B_r (ties:
+ * lower rank); each rank keeps its inputs in batch order. A pure function of the batch, so every rank
+ * computes the same deal; the counts B_r are those of the contiguous parts.
  *
  * Use: bf_sampler_init (n_train, seed), then per update bf_sampler_shard (the rank's inputs of global batch
  * step - 1) and bf_split_micro (micro-batch j holds inputs starts[j] .. starts[j+1]-1), bf_sampler_free;
@@ -23,16 +30,27 @@
 #include <stdint.h>
 
 /* n, seed and two cached epoch permutations (slot e % 2 holds epoch e; -1 = empty): a batch that
- * straddles epochs e and e+1 needs both. */
+ * straddles epochs e and e+1 needs both. cost (NULL = contiguous parts) and the deal's scratch of
+ * max_batch entries: bf_sampler_balance. */
 typedef struct {
     size_t n;
     uint64_t seed;
     int64_t epoch_cached[2];
     int64_t *perm[2];
+    double *cost;          /* [n] */
+    int max_batch;
+    int *order, *owner;    /* [max_batch] */
+    double *load;          /* [max_batch]: one per rank (world <= batch size matters only) */
+    int *room;             /* [max_batch] */
+    double *pcost;         /* [max_batch]: the costs of the batch's positions */
 } bf_sampler;
 
 void bf_sampler_init(bf_sampler *s, size_t n, uint64_t seed);
 void bf_sampler_free(bf_sampler *s);
+
+/* Deals every later batch of up to max_batch inputs by the costs cost[0..n-1] of the dataset's inputs
+ * (copied; e.g. their compute time by the model's cost per token). Allocates now, never in a step. */
+void bf_sampler_balance(bf_sampler *s, const double *cost, int max_batch);
 
 /* Fills index[] (dataset indices) and epoch[] of the inputs rank `rank` of `world` takes in global batch
  * `batch_no`; returns how many ((rank+1)*B/W - rank*B/W, possibly 0 when B < W). The arrays need room

@@ -185,6 +185,11 @@ static const key_spec kKeys[] = {
     K_INT("dist", "bucket_kb", bucket_kb, 1, 1048576, "1024",
           "Gradient allreduce bucket size in KiB: buckets are sent (non-blocking) as soon as backward "
           "completes them, overlapping communication with the rest of backward."),
+    K_INT("dist", "balance_shards", balance_shards, 0, 1, "1",
+          "1: the inputs of each global batch are dealt to the ranks so that their parts cost about the same "
+          "(by length, with attention's quadratic term), since the slowest rank sets the pace of every "
+          "update; 0: contiguous parts of the batch. The same global batch either way: only the summation "
+          "order of the gradients differs. No effect on 1 rank (docs/SCALING.md)."),
     K_FLOAT("dist", "timeout", dist_timeout, 0, 1e6, R_CLOSED, "600",
             "Watchdog: a collective (gradient allreduce, loss reduction, broadcast, the wait while rank 0 writes "
             "a checkpoint) that waits longer than this many seconds for the other ranks ends the job, naming the "

@@ -99,6 +99,18 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
     t->ce_by_k = bf_xcalloc(mb * H, sizeof(float));
     t->micro_starts = bf_xcalloc(B + 2, sizeof(int));
     bf_sampler_init(&t->sampler, t->train.n, c->seed);
+    if (c->balance_shards && t->world > 1) {
+        /* An input's compute: its tokens through the layers' products (4D^2 + 2DF per token) plus attention
+         * over them (2 len D per token), relative: len (1 + len / (2D + F)). */
+        double *cost = bf_xmalloc((t->train.n ? t->train.n : 1) * sizeof *cost);
+        double q = 1.0 / (2.0 * mc.d_model + mc.d_ff);
+        for (size_t i = 0; i < t->train.n; i++) {
+            double len = t->train.lengths[i];
+            cost[i] = len * (1.0 + q * len);
+        }
+        bf_sampler_balance(&t->sampler, cost, c->batch_size);
+        free(cost);
+    }
     bf_coordinator_init(&t->coord, c);
     bf_headstats_init(&t->heads, mc.n_classes, mc.n_layers, mc.n_heads);
     t->heads_keep = bf_xcalloc(t->heads.block_len, sizeof(int64_t));
