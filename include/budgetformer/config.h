@@ -79,6 +79,7 @@ typedef struct {
     /* [dist] */
     int bucket_kb;         /* gradient allreduce bucket size */
     float dist_timeout;    /* watchdog: seconds a collective may wait for the other ranks (0 = off) */
+    int shard_optimizer;   /* 1: ZeRO stage 1, each rank keeps and updates 1/P of the AdamW state (shard.h) */
 } bf_config;
 
 void bf_config_defaults(bf_config *c);

@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "budgetformer/shard.h"
 #include "budgetformer/util.h"
+#include "dist_internal.h"
 
 /* Launched by a process manager with more than one process? (Open MPI's mpirun, PMIx, Slurm's srun.) */
 static int launched_in_parallel(void) {
@@ -20,7 +22,7 @@ static int launched_in_parallel(void) {
     return getenv("OMPI_COMM_WORLD_RANK") != NULL;
 }
 
-static void check_mpi(const bf_dist *d, int rc, const char *call) {
+void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) {
     if (rc == MPI_SUCCESS) return;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -29,8 +31,6 @@ static void check_mpi(const bf_dist *d, int rc, const char *call) {
     MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
 }
-
-#define MPI_CHECK(d, call) check_mpi((d), (call), #call)
 
 /* ---- the watchdog (docs/FAILURES.md, "A rank that stops") --------------------------------------------
  *
@@ -115,15 +115,15 @@ static void roll_call(bf_dist *d, const char *call, double waited) {
 }
 
 /* Waits for one request of a collective, within d->timeout. */
-static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
+void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call) {
     if (d->timeout <= 0.0f || g_watch == MPI_COMM_NULL) {
-        MPI_CHECK(d, MPI_Wait(req, MPI_STATUS_IGNORE));
+        BF_MPI_CHECK(d, MPI_Wait(req, MPI_STATUS_IGNORE));
         return;
     }
     double t0 = bf_wall_seconds(), deadline = t0 + d->timeout;
     for (long spins = 0;; spins++) {
         int flag = 0;
-        check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
+        bf_dist_check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
         if (flag) return;
         double now = bf_wall_seconds();
         /* Spin first (a collective of a healthy step completes in microseconds); then yield the core. */
@@ -146,7 +146,7 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
 void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void)) {
     d->timeout = (float)timeout_s;
     d->stop_requested = stop_requested;
-    if (d->mpi && d->world > 1 && g_watch == MPI_COMM_NULL) MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &g_watch));
+    if (d->mpi && d->world > 1 && g_watch == MPI_COMM_NULL) BF_MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &g_watch));
 }
 
 int bf_dist_init(bf_dist *d, int *argc, char ***argv) {
@@ -161,8 +161,8 @@ int bf_dist_init(bf_dist *d, int *argc, char ***argv) {
     d->mpi = 1;
     /* Errors return codes instead of aborting silently, so we can name the call and the rank. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    MPI_CHECK(d, MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
-    MPI_CHECK(d, MPI_Comm_size(MPI_COMM_WORLD, &d->world));
+    BF_MPI_CHECK(d, MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
+    BF_MPI_CHECK(d, MPI_Comm_size(MPI_COMM_WORLD, &d->world));
     return 0;
 }
 
@@ -195,8 +195,8 @@ void bf_dist_barrier(bf_dist *d) {
     if (d->world == 1) return;
     double t = bf_wall_seconds();
     MPI_Request req;
-    MPI_CHECK(d, MPI_Ibarrier(MPI_COMM_WORLD, &req));
-    wait_req(d, &req, "a barrier");
+    BF_MPI_CHECK(d, MPI_Ibarrier(MPI_COMM_WORLD, &req));
+    bf_dist_wait_request(d, &req, "a barrier");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -204,8 +204,8 @@ static void allreduce(bf_dist *d, void *buf, size_t n, MPI_Datatype type, MPI_Op
     if (d->world == 1 || n == 0) return;
     double t = bf_wall_seconds();
     MPI_Request req;
-    MPI_CHECK(d, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, type, op, MPI_COMM_WORLD, &req));
-    wait_req(d, &req, "an allreduce");
+    BF_MPI_CHECK(d, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, type, op, MPI_COMM_WORLD, &req));
+    bf_dist_wait_request(d, &req, "an allreduce");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -218,8 +218,8 @@ static void bcast(bf_dist *d, void *buf, size_t n, MPI_Datatype type, int root) 
     if (d->world == 1 || n == 0) return;
     double t = bf_wall_seconds();
     MPI_Request req;
-    MPI_CHECK(d, MPI_Ibcast(buf, (int)n, type, root, MPI_COMM_WORLD, &req));
-    wait_req(d, &req, "a broadcast");
+    BF_MPI_CHECK(d, MPI_Ibcast(buf, (int)n, type, root, MPI_COMM_WORLD, &req));
+    bf_dist_wait_request(d, &req, "a broadcast");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -240,12 +240,12 @@ void bf_dist_gather_bytes(bf_dist *d, const void *send, size_t count, size_t siz
     }
     double t = bf_wall_seconds();
     MPI_Request req;
-    MPI_CHECK(d, MPI_Igather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD, &req));
-    wait_req(d, &req, "a gather");
+    BF_MPI_CHECK(d, MPI_Igather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD, &req));
+    bf_dist_wait_request(d, &req, "a gather");
     if (d->rank == 0)
         for (int r = 1; r < d->world; r++) displs[r] = displs[r - 1] + counts[r - 1];
-    MPI_CHECK(d, MPI_Igatherv(send, bytes, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD, &req));
-    wait_req(d, &req, "a gather");
+    BF_MPI_CHECK(d, MPI_Igatherv(send, bytes, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD, &req));
+    bf_dist_wait_request(d, &req, "a gather");
     d->comm_seconds += bf_wall_seconds() - t;
     free(counts);
     free(displs);
@@ -259,6 +259,10 @@ typedef struct {
     int pending;       /* ranges not yet ready */
     int started;
     MPI_Request req;
+    /* reduce-scatter mode (bf_grad_sync_shard): */
+    int *rs_counts;    /* [world] each rank's part of the bucket, in rank order */
+    size_t own_lo, own_n; /* this rank's part of the bucket in the block */
+    size_t recv_off;   /* where it arrives in the sync's receive buffer */
 } bucket;
 
 struct bf_grad_sync {
@@ -268,6 +272,9 @@ struct bf_grad_sync {
     int *bucket_of;    /* [n_ranges] */
     bucket *buckets;
     int n_buckets;
+    int sharded;       /* 1: reduce-scatter buckets (bf_grad_sync_shard) */
+    float *recv;       /* sharded: the parts received, bucket after bucket (a reduce-scatter may not write
+                          into the buffer it reads, so the result arrives here and is copied back) */
 };
 
 bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range *ranges, int n_ranges,
@@ -307,8 +314,36 @@ bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range 
     return s;
 }
 
+void bf_grad_sync_shard(bf_grad_sync *s, const bf_shard *sh) {
+    BF_CHECK(sh->world == s->d->world, "shard of %d ranks for a world of %d", sh->world, s->d->world);
+    size_t total = 0;
+    for (int k = 0; k < s->n_buckets; k++) {
+        bucket *b = &s->buckets[k];
+        b->rs_counts = bf_xcalloc((size_t)sh->world, sizeof(int));
+        for (int r = 0; r < sh->world; r++) {
+            size_t a = (size_t)sh->displs[r], e = a + (size_t)sh->counts[r];
+            size_t lo = a > b->lo ? a : b->lo, hi = e < b->hi ? e : b->hi;
+            b->rs_counts[r] = hi > lo ? (int)(hi - lo) : 0;
+        }
+        b->own_lo = sh->lo > b->lo ? sh->lo : b->lo;
+        b->own_n = (size_t)b->rs_counts[s->d->rank];
+        b->recv_off = total;
+        total += b->own_n;
+    }
+    s->recv = bf_xcalloc(total ? total : 1, sizeof(float));
+    s->sharded = 1;
+}
+
+void bf_grad_sync_bucket_range(const bf_grad_sync *s, int k, size_t *lo, size_t *hi) {
+    BF_CHECK(k >= 0 && k < s->n_buckets, "bucket %d out of 0..%d", k, s->n_buckets - 1);
+    *lo = s->buckets[k].lo;
+    *hi = s->buckets[k].hi;
+}
+
 void bf_grad_sync_free(bf_grad_sync *s) {
     if (!s) return;
+    for (int k = 0; k < s->n_buckets; k++) free(s->buckets[k].rs_counts);
+    free(s->recv);
     free(s->bucket_of);
     free(s->buckets);
     free(s);
@@ -319,7 +354,14 @@ int bf_grad_sync_buckets(const bf_grad_sync *s) { return s->n_buckets; }
 static void start_bucket(bf_grad_sync *s, bucket *b) {
     b->started = 1;
     if (s->d->world == 1) return;
-    MPI_CHECK(s->d, MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
+    if (s->sharded) {
+        /* The bucket's parts follow each other in rank order (the partition is contiguous), which is the
+         * layout MPI_Reduce_scatter cuts its input into. */
+        BF_MPI_CHECK(s->d, MPI_Ireduce_scatter(s->grads + b->lo, s->recv + b->recv_off, b->rs_counts, MPI_FLOAT,
+                                               MPI_SUM, MPI_COMM_WORLD, &b->req));
+        return;
+    }
+    BF_MPI_CHECK(s->d, MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
                                    MPI_COMM_WORLD, &b->req));
 }
 
@@ -333,7 +375,7 @@ void bf_grad_sync_ready(bf_grad_sync *s, int i) {
         int flag;
         for (int k = 0; k < s->n_buckets; k++)
             if (s->buckets[k].started && s->buckets[k].req != MPI_REQUEST_NULL)
-                MPI_CHECK(s->d, MPI_Test(&s->buckets[k].req, &flag, MPI_STATUS_IGNORE));
+                BF_MPI_CHECK(s->d, MPI_Test(&s->buckets[k].req, &flag, MPI_STATUS_IGNORE));
     }
 }
 
@@ -342,7 +384,9 @@ void bf_grad_sync_wait(bf_grad_sync *s) {
     for (int k = 0; k < s->n_buckets; k++) {
         bucket *b = &s->buckets[k];
         if (!b->started) start_bucket(s, b);
-        if (s->d->world > 1) wait_req(s->d, &b->req, "the gradient allreduce");
+        if (s->d->world == 1) continue;
+        bf_dist_wait_request(s->d, &b->req, s->sharded ? "the gradient reduce-scatter" : "the gradient allreduce");
+        if (s->sharded) memcpy(s->grads + b->own_lo, s->recv + b->recv_off, b->own_n * sizeof(float));
     }
     s->d->comm_seconds += bf_wall_seconds() - t;
     /* Ready for the next step. */
