@@ -15,6 +15,11 @@ Checks, each named in the output:
                  dataset of the final checkpoint
   resume_P       P = 2 and 3, sharded: stopped after update 15 (train.stop_at) and continued with --resume auto
                  gives the uninterrupted run's trace (15 + 15 lines) and final checkpoint, bit for bit
+  killed         a sharded 2-rank run whose rank 0 is killed (SIGKILL, BF_FAULT=crash_in_save) half way
+                 through writing the checkpoint of update 20, continued with --resume auto from update 10:
+                 updates 11..30 and the final checkpoint are bitwise the uninterrupted run's
+  nonfinite      a NaN gradient at update 5 (BF_FAULT=nan_at_step) is skipped on every rank, sharded as
+                 unsharded: the same trace on 3 ranks
   elastic        the sharded 2-rank checkpoint of update 15 continued on 3 ranks, the 3-rank one on 1 rank:
                  updates 16..30 within 1e-4 relative of the uninterrupted run
   mixed          the sharded 2-rank checkpoint continued unsharded, and an unsharded one continued sharded:
@@ -46,14 +51,15 @@ BYTES = re.compile(r"optimiser state [0-9.]+ MiB per rank \((\d+) bytes")
 class Run:
     """A training run in WORK/name on `ranks` ranks (BF_TRACE on); resume continues an existing run.dir."""
 
-    def __init__(self, data, name, ranks, sets, resume=False, env_extra=None):
+    def __init__(self, data, name, ranks, sets, resume=False, env_extra=None, expect=0):
         self.dir = os.path.join(WORK, name)
         self.trace = os.path.join(WORK, name + (".resumed" if resume else "") + ".trace")
         cmd = launcher(ranks) + [EXE] + train_args(data, self.dir, *(COMMON + sets))
         if resume:
             cmd += ["--resume", "auto"]
         env = dict(os.environ, BF_TRACE=self.trace, **(env_extra or {}))
-        self.stderr = run(cmd, env).stderr
+        p = run(cmd, env, expect=expect)
+        self.returncode, self.stderr = p.returncode, p.stderr
         self.lines = read_trace(self.trace, ranks)
         m = BYTES.search(self.stderr)
         self.opt_bytes = int(m.group(1)) if m else None
@@ -148,6 +154,22 @@ def main():
               "resuming from" in second.stderr and
               all(first.lines[r] + second.lines[r] == sharded[p].lines[r] for r in range(p)) and not bad,
               "differ: " + ", ".join(bad[:5]) if bad else "")
+
+    r = Run(data, "killed2", 2, SHARD, env_extra={"BF_FAULT": "crash_in_save:mid_data:20"}, expect=None)
+    killed_ok = r.returncode != 0 and "BF_FAULT: killing this process" in r.stderr
+    r2 = Run(data, "killed2", 2, SHARD, resume=True)
+    bad = differing(r2.final(), sharded[2].final())
+    check("killed: rank 0 killed while saving update 20, resumed from update 10: updates 11..30 and the final "
+          "checkpoint bitwise the uninterrupted run's",
+          killed_ok and "step-00000010.h5" in r2.stderr and
+          all(r2.lines[k] == sharded[2].lines[k][10:] for k in range(2)) and not bad,
+          "exit %d; differ: %s" % (r.returncode, ", ".join(bad[:5])) if not killed_ok or bad else "")
+
+    nan = {"BF_FAULT": "nan_at_step:5"}
+    a = Run(data, "nan_sharded3", 3, SHARD, env_extra=nan)
+    b = Run(data, "nan_plain3", 3, [], env_extra=nan)
+    check("nonfinite: a NaN gradient at update 5 is skipped, sharded as unsharded (3 ranks)",
+          "update is skipped" in a.stderr and len(a.lines[0]) == STEPS - 1 and a.lines == b.lines)
 
     def continued(name, src, ranks, sets, straight, tol, what):
         d = os.path.join(WORK, name)
