@@ -22,7 +22,7 @@ static int launched_in_parallel(void) {
     return getenv("OMPI_COMM_WORLD_RANK") != NULL;
 }
 
-void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) {
+static void check_mpi(const bf_dist *d, int rc, const char *call) {
     if (rc == MPI_SUCCESS) return;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -31,6 +31,8 @@ void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) {
     MPI_Abort(MPI_COMM_WORLD, 1);
     exit(1);
 }
+
+#define MPI_CHECK(d, call) check_mpi((d), (call), #call)
 
 /* ---- the watchdog (docs/FAILURES.md, "A rank that stops") --------------------------------------------
  *
@@ -115,15 +117,15 @@ static void roll_call(bf_dist *d, const char *call, double waited) {
 }
 
 /* Waits for one request of a collective, within d->timeout. */
-void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call) {
+static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
     if (d->timeout <= 0.0f || g_watch == MPI_COMM_NULL) {
-        BF_MPI_CHECK(d, MPI_Wait(req, MPI_STATUS_IGNORE));
+        MPI_CHECK(d, MPI_Wait(req, MPI_STATUS_IGNORE));
         return;
     }
     double t0 = bf_wall_seconds(), deadline = t0 + d->timeout;
     for (long spins = 0;; spins++) {
         int flag = 0;
-        bf_dist_check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
+        check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
         if (flag) return;
         double now = bf_wall_seconds();
         /* Spin first (a collective of a healthy step completes in microseconds); then yield the core. */
@@ -143,10 +145,14 @@ void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call) {
     }
 }
 
+/* The same checks and waits for the other sources of src/dist (dist_internal.h). */
+void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) { check_mpi(d, rc, call); }
+void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call) { wait_req(d, req, call); }
+
 void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void)) {
     d->timeout = (float)timeout_s;
     d->stop_requested = stop_requested;
-    if (d->mpi && d->world > 1 && g_watch == MPI_COMM_NULL) BF_MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &g_watch));
+    if (d->mpi && d->world > 1 && g_watch == MPI_COMM_NULL) MPI_CHECK(d, MPI_Comm_dup(MPI_COMM_WORLD, &g_watch));
 }
 
 int bf_dist_init(bf_dist *d, int *argc, char ***argv) {
@@ -161,8 +167,8 @@ int bf_dist_init(bf_dist *d, int *argc, char ***argv) {
     d->mpi = 1;
     /* Errors return codes instead of aborting silently, so we can name the call and the rank. */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
-    BF_MPI_CHECK(d, MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
-    BF_MPI_CHECK(d, MPI_Comm_size(MPI_COMM_WORLD, &d->world));
+    MPI_CHECK(d, MPI_Comm_rank(MPI_COMM_WORLD, &d->rank));
+    MPI_CHECK(d, MPI_Comm_size(MPI_COMM_WORLD, &d->world));
     return 0;
 }
 
@@ -195,8 +201,8 @@ void bf_dist_barrier(bf_dist *d) {
     if (d->world == 1) return;
     double t = bf_wall_seconds();
     MPI_Request req;
-    BF_MPI_CHECK(d, MPI_Ibarrier(MPI_COMM_WORLD, &req));
-    bf_dist_wait_request(d, &req, "a barrier");
+    MPI_CHECK(d, MPI_Ibarrier(MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a barrier");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -204,8 +210,8 @@ static void allreduce(bf_dist *d, void *buf, size_t n, MPI_Datatype type, MPI_Op
     if (d->world == 1 || n == 0) return;
     double t = bf_wall_seconds();
     MPI_Request req;
-    BF_MPI_CHECK(d, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, type, op, MPI_COMM_WORLD, &req));
-    bf_dist_wait_request(d, &req, "an allreduce");
+    MPI_CHECK(d, MPI_Iallreduce(MPI_IN_PLACE, buf, (int)n, type, op, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "an allreduce");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -218,8 +224,8 @@ static void bcast(bf_dist *d, void *buf, size_t n, MPI_Datatype type, int root) 
     if (d->world == 1 || n == 0) return;
     double t = bf_wall_seconds();
     MPI_Request req;
-    BF_MPI_CHECK(d, MPI_Ibcast(buf, (int)n, type, root, MPI_COMM_WORLD, &req));
-    bf_dist_wait_request(d, &req, "a broadcast");
+    MPI_CHECK(d, MPI_Ibcast(buf, (int)n, type, root, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a broadcast");
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
@@ -240,12 +246,12 @@ void bf_dist_gather_bytes(bf_dist *d, const void *send, size_t count, size_t siz
     }
     double t = bf_wall_seconds();
     MPI_Request req;
-    BF_MPI_CHECK(d, MPI_Igather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD, &req));
-    bf_dist_wait_request(d, &req, "a gather");
+    MPI_CHECK(d, MPI_Igather(&bytes, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a gather");
     if (d->rank == 0)
         for (int r = 1; r < d->world; r++) displs[r] = displs[r - 1] + counts[r - 1];
-    BF_MPI_CHECK(d, MPI_Igatherv(send, bytes, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD, &req));
-    bf_dist_wait_request(d, &req, "a gather");
+    MPI_CHECK(d, MPI_Igatherv(send, bytes, MPI_BYTE, recv, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD, &req));
+    wait_req(d, &req, "a gather");
     d->comm_seconds += bf_wall_seconds() - t;
     free(counts);
     free(displs);
@@ -357,11 +363,11 @@ static void start_bucket(bf_grad_sync *s, bucket *b) {
     if (s->sharded) {
         /* The bucket's parts follow each other in rank order (the partition is contiguous), which is the
          * layout MPI_Reduce_scatter cuts its input into. */
-        BF_MPI_CHECK(s->d, MPI_Ireduce_scatter(s->grads + b->lo, s->recv + b->recv_off, b->rs_counts, MPI_FLOAT,
-                                               MPI_SUM, MPI_COMM_WORLD, &b->req));
+        MPI_CHECK(s->d, MPI_Ireduce_scatter(s->grads + b->lo, s->recv + b->recv_off, b->rs_counts, MPI_FLOAT,
+                                            MPI_SUM, MPI_COMM_WORLD, &b->req));
         return;
     }
-    BF_MPI_CHECK(s->d, MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
+    MPI_CHECK(s->d, MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
                                    MPI_COMM_WORLD, &b->req));
 }
 
@@ -375,7 +381,7 @@ void bf_grad_sync_ready(bf_grad_sync *s, int i) {
         int flag;
         for (int k = 0; k < s->n_buckets; k++)
             if (s->buckets[k].started && s->buckets[k].req != MPI_REQUEST_NULL)
-                BF_MPI_CHECK(s->d, MPI_Test(&s->buckets[k].req, &flag, MPI_STATUS_IGNORE));
+                MPI_CHECK(s->d, MPI_Test(&s->buckets[k].req, &flag, MPI_STATUS_IGNORE));
     }
 }
 
@@ -385,7 +391,7 @@ void bf_grad_sync_wait(bf_grad_sync *s) {
         bucket *b = &s->buckets[k];
         if (!b->started) start_bucket(s, b);
         if (s->d->world == 1) continue;
-        bf_dist_wait_request(s->d, &b->req, s->sharded ? "the gradient reduce-scatter" : "the gradient allreduce");
+        wait_req(s->d, &b->req, s->sharded ? "the gradient reduce-scatter" : "the gradient allreduce");
         if (s->sharded) memcpy(s->grads + b->own_lo, s->recv + b->recv_off, b->own_n * sizeof(float));
     }
     s->d->comm_seconds += bf_wall_seconds() - t;
