@@ -15,16 +15,17 @@ size_t bf_trainer_shard_setup(trainer *t) {
     if (!t->sharded) return m->n_params;
     bf_shard_init(&t->shard, m->n_params, t->rank, t->world);
     bf_grad_sync_shard(t->sync, &t->shard);
-    /* The weights are gathered in the segments the gradients were reduced in (the buckets, in backward
-     * order), then the token embedding, whose gradient rows went by their own allreduce (step.c). */
+    /* The weights are gathered in segments: first the token embedding (its gradient rows went by their own
+     * allreduce, step.c), the largest tensor by far, so that its allgather is in flight while the rest is
+     * updated; then the segments the gradients were reduced in (the buckets, in backward order). */
     int nb = bf_grad_sync_buckets(t->sync);
     t->n_segs = nb + 1;
     t->seg_lo = bf_xcalloc((size_t)t->n_segs, sizeof(size_t));
     t->seg_hi = bf_xcalloc((size_t)t->n_segs, sizeof(size_t));
-    for (int k = 0; k < nb; k++) bf_grad_sync_bucket_range(t->sync, k, &t->seg_lo[k], &t->seg_hi[k]);
     const bf_tensor_info *tok = &m->tensors[0];
-    t->seg_lo[nb] = tok->offset;
-    t->seg_hi[nb] = tok->offset + tok->numel;
+    t->seg_lo[0] = tok->offset;
+    t->seg_hi[0] = tok->offset + tok->numel;
+    for (int k = 0; k < nb; k++) bf_grad_sync_bucket_range(t->sync, k, &t->seg_lo[k + 1], &t->seg_hi[k + 1]);
     t->pgather = bf_param_gather_create(t->dist, &t->shard, m->params, t->seg_lo, t->seg_hi, t->n_segs);
     return t->shard.hi - t->shard.lo;
 }
