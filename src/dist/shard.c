@@ -10,7 +10,7 @@
 #include "dist_internal.h"
 
 void bf_shard_range(size_t n, int rank, int world, size_t *lo, size_t *hi) {
-    /* In 128 bits would be safer for huge n; n < INT_MAX (bf_shard_init) keeps n * world in 64 bits. */
+    /* n < INT_MAX (bf_shard_init) and an int world keep n * world within size_t's 64 bits. */
     *lo = n * (size_t)rank / (size_t)world;
     *hi = n * (size_t)(rank + 1) / (size_t)world;
 }
