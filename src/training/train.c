@@ -308,8 +308,8 @@ static void announce_run(trainer *t, long first, long last) {
                 "%zu..%zu of %zu on rank 0)", (double)opt / 1048576.0, opt, t->world, t->shard.lo, t->shard.hi,
                 m->n_params);
     else
-        bf_info("optimiser state %.3f MiB per rank (%zu bytes of AdamW moments; not sharded)",
-                (double)opt / 1048576.0, opt);
+        bf_info("optimiser state %.3f MiB per rank (%zu bytes of AdamW moments; not sharded%s)",
+                (double)opt / 1048576.0, opt, c->shard_optimizer ? ": dist.shard_optimizer = 1 on one rank" : "");
     bf_runlog_reserve(&t->log, t->log.n + (size_t)(last - t->start_step),
                       t->log.nh + (size_t)((last - t->start_step) / c->heads_every) + 2);
 }
