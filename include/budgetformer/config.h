@@ -80,6 +80,7 @@ typedef struct {
     int bucket_kb;         /* gradient allreduce bucket size */
     int balance_shards;    /* deal each batch to the ranks by cost (sampler.h) */
     float dist_timeout;    /* watchdog: seconds a collective may wait for the other ranks (0 = off) */
+    int shard_optimizer;   /* 1: ZeRO stage 1, each rank keeps and updates 1/P of the AdamW state (shard.h) */
 } bf_config;
 
 void bf_config_defaults(bf_config *c);

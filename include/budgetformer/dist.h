@@ -57,7 +57,7 @@ void bf_dist_gather_bytes(bf_dist *d, const void *send, size_t count, size_t siz
 /* Bucketed, non-blocking gradient allreduce (sum), overlapped with backward. The gradient block is cut
  * into buckets of about bucket_bytes made of whole ranges, in the order the ranges become ready (the order
  * of the `ranges` array: backward order). Each bucket's MPI_Iallreduce starts as soon as all its ranges are
- * ready. */
+ * ready. With the sharded optimiser (bf_grad_sync_shard in shard.h) each bucket is a reduce-scatter instead. */
 typedef struct {
     size_t offset, count; /* floats */
     int new_bucket;       /* 1: this range starts a new bucket (it is ready late, e.g. the embeddings, and

@@ -196,6 +196,11 @@ static const key_spec kKeys[] = {
             "step and the ranks that did not arrive (a stopped rank, a frozen node, a stuck file system) instead "
             "of hanging for ever; 0 = wait for ever. Keep it above the longest checkpoint and log write "
             "(docs/FAILURES.md)."),
+    KEY("dist", "shard_optimizer", KT_BOOL, FIELD(shard_optimizer, int), 0, 1, R_CLOSED, "0",
+        "1 = the sharded optimiser (ZeRO stage 1): gradients are reduce-scattered instead of allreduced, each of "
+        "the P ranks keeps the AdamW moments of and updates a contiguous 1/P of the parameters, and the "
+        "updated parameters are allgathered; optimiser memory per rank falls to 1/P. Checkpoints are the same "
+        "files either way (docs/SCALING.md); 0 = every rank keeps the whole state."),
 };
 #define N_KEYS (sizeof kKeys / sizeof kKeys[0])
 

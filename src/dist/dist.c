@@ -7,7 +7,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "budgetformer/shard.h"
 #include "budgetformer/util.h"
+#include "dist_internal.h"
 
 /* Launched by a process manager with more than one process? (Open MPI's mpirun, PMIx, Slurm's srun.) */
 static int launched_in_parallel(void) {
@@ -143,6 +145,10 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
     }
 }
 
+/* The same checks and waits for the other sources of src/dist (dist_internal.h). */
+void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) { check_mpi(d, rc, call); }
+void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call) { wait_req(d, req, call); }
+
 void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void)) {
     d->timeout = (float)timeout_s;
     d->stop_requested = stop_requested;
@@ -259,6 +265,10 @@ typedef struct {
     int pending;       /* ranges not yet ready */
     int started;
     MPI_Request req;
+    /* reduce-scatter mode (bf_grad_sync_shard): */
+    int *rs_counts;    /* [world] each rank's part of the bucket, in rank order */
+    size_t own_lo, own_n; /* this rank's part of the bucket in the block */
+    size_t recv_off;   /* where it arrives in the sync's receive buffer */
 } bucket;
 
 struct bf_grad_sync {
@@ -268,6 +278,9 @@ struct bf_grad_sync {
     int *bucket_of;    /* [n_ranges] */
     bucket *buckets;
     int n_buckets;
+    int sharded;       /* 1: reduce-scatter buckets (bf_grad_sync_shard) */
+    float *recv;       /* sharded: the parts received, bucket after bucket (a reduce-scatter may not write
+                          into the buffer it reads, so the result arrives here and is copied back) */
 };
 
 bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range *ranges, int n_ranges,
@@ -307,8 +320,36 @@ bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range 
     return s;
 }
 
+void bf_grad_sync_shard(bf_grad_sync *s, const bf_shard *sh) {
+    BF_CHECK(sh->world == s->d->world, "shard of %d ranks for a world of %d", sh->world, s->d->world);
+    size_t total = 0;
+    for (int k = 0; k < s->n_buckets; k++) {
+        bucket *b = &s->buckets[k];
+        b->rs_counts = bf_xcalloc((size_t)sh->world, sizeof(int));
+        for (int r = 0; r < sh->world; r++) {
+            size_t a = (size_t)sh->displs[r], e = a + (size_t)sh->counts[r];
+            size_t lo = a > b->lo ? a : b->lo, hi = e < b->hi ? e : b->hi;
+            b->rs_counts[r] = hi > lo ? (int)(hi - lo) : 0;
+        }
+        b->own_lo = sh->lo > b->lo ? sh->lo : b->lo;
+        b->own_n = (size_t)b->rs_counts[s->d->rank];
+        b->recv_off = total;
+        total += b->own_n;
+    }
+    s->recv = bf_xcalloc(total ? total : 1, sizeof(float));
+    s->sharded = 1;
+}
+
+void bf_grad_sync_bucket_range(const bf_grad_sync *s, int k, size_t *lo, size_t *hi) {
+    BF_CHECK(k >= 0 && k < s->n_buckets, "bucket %d out of 0..%d", k, s->n_buckets - 1);
+    *lo = s->buckets[k].lo;
+    *hi = s->buckets[k].hi;
+}
+
 void bf_grad_sync_free(bf_grad_sync *s) {
     if (!s) return;
+    for (int k = 0; k < s->n_buckets; k++) free(s->buckets[k].rs_counts);
+    free(s->recv);
     free(s->bucket_of);
     free(s->buckets);
     free(s);
@@ -319,6 +360,13 @@ int bf_grad_sync_buckets(const bf_grad_sync *s) { return s->n_buckets; }
 static void start_bucket(bf_grad_sync *s, bucket *b) {
     b->started = 1;
     if (s->d->world == 1) return;
+    if (s->sharded) {
+        /* The bucket's parts follow each other in rank order (the partition is contiguous), which is the
+         * layout MPI_Reduce_scatter cuts its input into. */
+        MPI_CHECK(s->d, MPI_Ireduce_scatter(s->grads + b->lo, s->recv + b->recv_off, b->rs_counts, MPI_FLOAT,
+                                            MPI_SUM, MPI_COMM_WORLD, &b->req));
+        return;
+    }
     MPI_CHECK(s->d, MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
                                    MPI_COMM_WORLD, &b->req));
 }
@@ -342,7 +390,9 @@ void bf_grad_sync_wait(bf_grad_sync *s) {
     for (int k = 0; k < s->n_buckets; k++) {
         bucket *b = &s->buckets[k];
         if (!b->started) start_bucket(s, b);
-        if (s->d->world > 1) wait_req(s->d, &b->req, "the gradient allreduce");
+        if (s->d->world == 1) continue;
+        wait_req(s->d, &b->req, s->sharded ? "the gradient reduce-scatter" : "the gradient allreduce");
+        if (s->sharded) memcpy(s->grads + b->own_lo, s->recv + b->recv_off, b->own_n * sizeof(float));
     }
     s->d->comm_seconds += bf_wall_seconds() - t;
     /* Ready for the next step. */

@@ -16,7 +16,7 @@
 static const char *const kFreeOnResume[] = {
     "train.steps", "train.stop_at", "train.log_every", "train.eval_every", "train.micro_batch", "data.train",
     "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb",
-    "dist.timeout", "train.max_nonfinite", "checkpoint.on_error"};
+    "dist.timeout", "dist.shard_optimizer", "train.max_nonfinite", "checkpoint.on_error"};
 
 /* Compares this run's configuration with the one stored in the checkpoint. Returns 0 (changes reported),
  * or -1 for a change that alters the model. */
@@ -210,12 +210,28 @@ static int resume_file(trainer *t, const char *path, bf_err *err) {
     return rc;
 }
 
-/* Rank 0 chooses and loads the checkpoint; then every rank gets the same state (trainer.h). */
+/* Rank 0 chooses and loads the checkpoint; then every rank gets the same state (trainer.h). Sharded, rank 0
+ * reads the full moments into arrays of its own for the time of the resume, and every rank keeps its part. */
 int bf_trainer_resume_state(trainer *t, bf_err *err) {
     const char *r = t->opts->resume;
     int rc = 0;
+    float *own_m = t->adam_m, *own_v = t->adam_v;
+    int full = t->sharded && t->rank == 0 && r;
+    if (full) {
+        t->adam_m = bf_xcalloc(t->model.n_params, sizeof(float));
+        t->adam_v = bf_xcalloc(t->model.n_params, sizeof(float));
+    }
     if (t->rank == 0 && r) rc = !strcmp(r, "auto") ? resume_auto(t, err) : resume_file(t, r, err);
-    if (bf_trainer_agree(t, rc, err)) return -1;
+    float *full_m = t->adam_m, *full_v = t->adam_v;
+    t->adam_m = own_m;
+    t->adam_v = own_v;
+    if (bf_trainer_agree(t, rc, err)) {
+        if (full) {
+            free(full_m);
+            free(full_v);
+        }
+        return -1;
+    }
     int64_t hdr[4] = {t->resumed, t->start_step, t->skipped_total, t->nonfinite_run};
     bf_dist_bcast_i64(t->dist, hdr, 4, 0);
     t->resumed = (int)hdr[0];
@@ -225,8 +241,16 @@ int bf_trainer_resume_state(trainer *t, bf_err *err) {
     if (t->resumed) {
         /* Bit-exact copies: every replica starts from the same bytes. */
         bf_dist_bcast_f32(t->dist, t->model.params, t->model.n_params, 0);
-        bf_dist_bcast_f32(t->dist, t->adam_m, t->model.n_params, 0);
-        bf_dist_bcast_f32(t->dist, t->adam_v, t->model.n_params, 0);
+        if (t->sharded) {
+            bf_trainer_shard_scatter_moments(t, full_m, full_v);
+        } else {
+            bf_dist_bcast_f32(t->dist, t->adam_m, t->model.n_params, 0);
+            bf_dist_bcast_f32(t->dist, t->adam_v, t->model.n_params, 0);
+        }
+    }
+    if (full) {
+        free(full_m);
+        free(full_v);
     }
     return 0;
 }

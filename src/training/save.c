@@ -15,7 +15,8 @@ static void checkpoint_path(const trainer *t, long step, char *buf, size_t len) 
 
 /* Rank 0's part of save_checkpoint: log first (so log.h5 always covers a checkpoint's steps), then the
  * checkpoint, then rotation. */
-static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_err *err) {
+static int write_checkpoint(trainer *t, long step, const int64_t *headstats, const float *adam_m,
+                            const float *adam_v, bf_err *err) {
     const bf_config *c = t->cfg;
     if (bf_runlog_flush(&t->log, err)) return -1;
     char path[BF_CKPT_PATH_LEN], dir[BF_CKPT_PATH_LEN];
@@ -36,7 +37,7 @@ static int write_checkpoint(trainer *t, long step, const int64_t *headstats, bf_
                          .n_train = (int64_t)t->train.n, .skipped_steps = t->skipped_total,
                          .nonfinite_run = t->nonfinite_run,
                          .lr = bf_lr_at(step, c->steps, c->warmup, c->lr, c->lr_min),
-                         .adam_m = t->adam_m, .adam_v = t->adam_v, .coord = &t->coord,
+                         .adam_m = adam_m, .adam_v = adam_v, .coord = &t->coord,
                          .headstats = headstats, .headstats_len = t->heads.block_len,
                          .config_text = t->config_text,
                          .vocab = (const char *const *)t->train.vocab, .vocab_size = t->train.vocab_size,
@@ -62,8 +63,14 @@ int bf_trainer_save_checkpoint(trainer *t, long step, bf_err *err) {
     int64_t *hs = bf_xmalloc(t->heads.block_len * sizeof(int64_t));
     memcpy(hs, t->heads.block, t->heads.block_len * sizeof(int64_t));
     bf_dist_allreduce_sum_i64(t->dist, hs, t->heads.block_len);
-    int rc = t->rank == 0 ? write_checkpoint(t, step, hs, err) : 0;
+    /* Sharded, rank 0 gathers the full AdamW moments first: the file is the same as an unsharded run's. */
+    float *m_full = NULL, *v_full = NULL;
+    if (t->sharded) bf_trainer_shard_gather_moments(t, &m_full, &v_full);
+    int rc = t->rank == 0 ? write_checkpoint(t, step, hs, t->sharded ? m_full : t->adam_m,
+                                             t->sharded ? v_full : t->adam_v, err) : 0;
     free(hs);
+    free(m_full);
+    free(v_full);
     rc = bf_trainer_agree(t, rc, err);
     if (rc == 0) t->last_saved = t->newest_ckpt = step;
     return rc;

@@ -16,7 +16,11 @@ static void on_grad_ready(void *ctx, int tensor) {
 
 /* The token-embedding gradient is zero outside the rows of the tokens in the global batch, on every rank.
  * Every rank can list those rows itself (the sampler is a pure function of seed and step), so only they
- * are summed: a few hundred rows instead of the whole [V, D] table. */
+ * are summed: a few hundred rows instead of the whole [V, D] table.
+ * The sharded optimiser keeps this allreduce rather than reduce-scattering the rows: the rows are a tiny
+ * part of the step's traffic (B T D floats at most against the V D of the table), a reduce-scatter of them
+ * would save at most (P-1)/P of that, and every rank then holds the summed rows, so the owner of each part
+ * of tok_emb reads its gradient in place like every other part. */
 void bf_trainer_allreduce_token_embedding(trainer *t, long step_no) {
     if (t->world == 1) return;
     bf_model *m = &t->model;
@@ -82,8 +86,6 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
     bf_alloc_context(what);
     bf_model_init(&t->model, &mc, t->micro);
     bf_model_init_weights(&t->model, c->seed);
-    t->adam_m = bf_xcalloc(t->model.n_params, sizeof(float));
-    t->adam_v = bf_xcalloc(t->model.n_params, sizeof(float));
     size_t B = (size_t)c->batch_size, T = (size_t)mc.max_len, L = (size_t)mc.n_layers, H = (size_t)mc.n_heads;
     size_t mb = (size_t)t->micro;
     t->index = bf_xcalloc(B, sizeof(int64_t));
@@ -115,6 +117,9 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
     bf_headstats_init(&t->heads, mc.n_classes, mc.n_layers, mc.n_heads);
     t->heads_keep = bf_xcalloc(t->heads.block_len, sizeof(int64_t));
     create_grad_sync(t);
+    size_t n_opt = bf_trainer_shard_setup(t); /* sharded: the moments of this rank's part only */
+    t->adam_m = bf_xcalloc(n_opt, sizeof(float));
+    t->adam_v = bf_xcalloc(n_opt, sizeof(float));
     bf_alloc_context(NULL);
     return 0;
 }
@@ -248,6 +253,10 @@ double bf_trainer_grad_norm(const bf_model *m) {
 }
 
 void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale) {
+    if (t->sharded) {
+        bf_trainer_shard_optimizer_step(t, step, lr, grad_scale);
+        return;
+    }
     const bf_config *c = t->cfg;
     bf_model *m = &t->model;
     bf_adamw_hparams hp = {.beta1 = c->beta1, .beta2 = c->beta2, .eps = c->adam_eps};

@@ -251,17 +251,20 @@ typedef struct {
     double *budget_sum;  /* [L] summed budget k of each layer */
     double *stop;        /* ranks that had received a stop signal when the update ended */
     double *exploit_sum; /* summed k/H of the budgets inference would use (the budget controller) */
+    double *grad_sq;     /* sharded optimiser only: the squared gradient norm, each rank's part (else NULL) */
     size_t len;
 } update_sums;
 
-static void update_sums_init(update_sums *r, int L) {
-    r->len = (size_t)L + 4;
+/* The sharded slot is appended only when sharding, so the unsharded reduction is the one it always was. */
+static void update_sums_init(update_sums *r, int L, int sharded) {
+    r->len = (size_t)L + 4 + (sharded ? 1 : 0);
     r->buf = bf_xcalloc(r->len, sizeof(double));
     r->ce_sum = r->buf;
     r->count = r->buf + 1;
     r->budget_sum = r->buf + 2;
     r->stop = r->buf + 2 + L;
     r->exploit_sum = r->buf + 3 + L;
+    r->grad_sq = sharded ? r->buf + 4 + L : NULL;
 }
 
 /* One update as the loop sees it after the reduction: the same numbers on every rank. */
@@ -299,6 +302,14 @@ static void announce_run(trainer *t, long first, long last) {
             t->world > 1 ? "s" : "", m->cfg.n_heads, m->cfg.n_layers,
             m->cfg.full_heads ? " (full heads)" : m->cfg.fixed_budget ? " (fixed budget)" : "",
             bf_grad_sync_buckets(t->sync));
+    size_t opt = bf_trainer_optimizer_bytes(t);
+    if (t->sharded)
+        bf_info("optimiser state %.3f MiB per rank (%zu bytes of AdamW moments; sharded 1/%d: parameters "
+                "%zu..%zu of %zu on rank 0)", (double)opt / 1048576.0, opt, t->world, t->shard.lo, t->shard.hi,
+                m->n_params);
+    else
+        bf_info("optimiser state %.3f MiB per rank (%zu bytes of AdamW moments; not sharded%s)",
+                (double)opt / 1048576.0, opt, c->shard_optimizer ? ": dist.shard_optimizer = 1 on one rank" : "");
     bf_runlog_reserve(&t->log, t->log.n + (size_t)(last - t->start_step),
                       t->log.nh + (size_t)((last - t->start_step) / c->heads_every) + 2);
 }
@@ -329,13 +340,15 @@ static void compute_update(trainer *t, long step, step_stats *st, update_sums *r
     for (int l = 0; l < L; l++) r->budget_sum[l] = st->budget_sum[l];
     *r->stop = bf_train_stop_signal() ? 1.0 : 0.0; /* read once here: every rank decides on the same sum */
     *r->exploit_sum = st->exploit_sum;
+    if (r->grad_sq) *r->grad_sq = bf_trainer_shard_sum_squares(t);
     bf_dist_allreduce_sum_f64(t->dist, r->buf, r->len);
     u->loss = *r->ce_sum / (double)c->batch_size;
     u->exploit_frac = *r->exploit_sum / ((double)c->batch_size * L);
     u->stopped = *r->stop > 0.0;
     /* Every rank holds the same summed gradient, so every rank computes the same norm and makes the
-     * same skip decision below without another message. */
-    u->norm = bf_trainer_grad_norm(m);
+     * same skip decision below without another message. Sharded, each rank holds the sum of its part only:
+     * the parts' squares went into the reduction above, the same total on every rank. */
+    u->norm = r->grad_sq ? sqrt(*r->grad_sq) : bf_trainer_grad_norm(m);
     u->heads = 0.0;
     for (int l = 0; l < L; l++) {
         u->mean_budget[l] = (float)(r->budget_sum[l] / (double)c->batch_size);
@@ -507,7 +520,7 @@ static int run_loop(trainer *t, bf_err *err) {
     long last = c->stop_at > 0 && c->stop_at < c->steps ? c->stop_at : c->steps;
     step_stats st = {.budget_sum = bf_xcalloc((size_t)L, sizeof(double))};
     update_sums sums;
-    update_sums_init(&sums, L);
+    update_sums_init(&sums, L, t->sharded);
     update_result u = {.mean_budget = bf_xcalloc((size_t)L, sizeof(float))};
     long first = t->start_step + 1;
     progress pg = {.t_start = bf_wall_seconds(), .mark_step = t->start_step,
@@ -589,6 +602,7 @@ static void trainer_free(trainer *t) {
     free(t->micro_starts);
     free(t->heads_keep);
     free(t->config_text);
+    bf_trainer_shard_free(t);
     bf_grad_sync_free(t->sync);
     bf_runlog_free(&t->log);
     if (t->trace) fclose(t->trace);

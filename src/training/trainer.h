@@ -14,6 +14,7 @@
 #include "budgetformer/runlog.h"
 #include "budgetformer/sampler.h"
 #include "budgetformer/schedule.h"
+#include "budgetformer/shard.h"
 #include "budgetformer/train.h"
 #include "faults.h"
 
@@ -22,7 +23,12 @@ typedef struct {
     bf_dataset train, valid, test;
     int have_valid, have_test;
     bf_model model;
-    float *adam_m, *adam_v;
+    float *adam_m, *adam_v;     /* [n_params], or sharded [shard.hi - shard.lo]: element i is parameter shard.lo + i */
+    int sharded;                /* dist.shard_optimizer on more than one rank (shard.c) */
+    bf_shard shard;             /* sharded: the rank's part [shard.lo, shard.hi) of the parameter block */
+    bf_param_gather *pgather;   /* sharded: the allgather of the updated weights, by segment */
+    size_t *seg_lo, *seg_hi;    /* sharded: [n_segs] the segments: the gradient buckets, then tok_emb */
+    int n_segs;
     bf_sampler sampler;
     bf_dist *dist;
     int rank, world;      /* data-parallel position */
@@ -91,6 +97,16 @@ void bf_trainer_forward_backward(trainer *t, long step_no, float eps, float lamb
 void bf_trainer_allreduce_token_embedding(trainer *t, long step_no);
 double bf_trainer_grad_norm(const bf_model *m);
 void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale);
+
+/* shard.c: the sharded optimiser (dist.shard_optimizer). setup after the gradient sync exists: returns the
+ * floats of each AdamW moment array to allocate (n_params when not sharded). */
+size_t bf_trainer_shard_setup(trainer *t);
+void bf_trainer_shard_free(trainer *t);
+double bf_trainer_shard_sum_squares(const trainer *t);
+void bf_trainer_shard_optimizer_step(trainer *t, long step, float lr, float grad_scale);
+void bf_trainer_shard_gather_moments(trainer *t, float **m_full, float **v_full);
+void bf_trainer_shard_scatter_moments(trainer *t, const float *m_full, const float *v_full);
+size_t bf_trainer_optimizer_bytes(const trainer *t);
 
 /* resume.c: rank 0 chooses and loads the checkpoint of --resume, then every rank gets the same state; and
  * rank 0 reads back the log of the steps before it. */
