@@ -110,11 +110,44 @@ static void test_clip_scale(void **state) {
     assert_float_equal(sqrt(bf_sum_squares(h, 2)), 5.0, 1e-5);
 }
 
+/* The row-skipping sum is bitwise the full sum when the skipped rows are zero: tables at several offsets
+ * and widths inside blocks with a tail, and the fallback (unaligned offset or width) reads everything. */
+static void test_sum_squares_rows(void **state) {
+    (void)state;
+    enum { NMAX = 2000 };
+    static float g[NMAX];
+    uint8_t used[256];
+    static const size_t los[] = {0, 8, 24, 40, 13};
+    static const size_t widths[] = {8, 16, 64, 12};
+    uint32_t x = 12345u;
+    for (size_t li = 0; li < sizeof los / sizeof *los; li++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof *widths; wi++) {
+            size_t lo = los[li], w = widths[wi], rows = 1000 / w, n = lo + rows * w + 37;
+            for (size_t i = 0; i < n; i++) {
+                x = x * 1664525u + 1013904223u;
+                g[i] = ((float)(x >> 8) / 16777216.0f - 0.5f) * 3.0f;
+            }
+            for (size_t r = 0; r < rows; r++) {
+                x = x * 1664525u + 1013904223u;
+                used[r] = (x >> 28) < 5; /* about a third of the rows touched */
+                if (!used[r])
+                    for (size_t i = 0; i < w; i++) g[lo + r * w + i] = 0.0f;
+            }
+            double full = bf_sum_squares(g, n), part = bf_sum_squares_rows(g, n, lo, w, rows, used);
+            assert_memory_equal(&full, &part, sizeof full);
+        }
+    /* A non-zero value in an unused row is left out (so the caller's promise matters): aligned case only. */
+    for (size_t i = 0; i < 64; i++) g[i] = 1.0f;
+    uint8_t some[2] = {1, 0};
+    assert_true(bf_sum_squares_rows(g, 64, 0, 32, 2, some) == 32.0);
+    assert_true(bf_sum_squares_rows(g, 64, 4, 30, 2, some) == 64.0); /* unaligned: everything read */
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw_two_steps), cmocka_unit_test(test_adamw_first_step_size),
         cmocka_unit_test(test_lr_schedule),     cmocka_unit_test(test_sum_squares),
-        cmocka_unit_test(test_clip_scale),
+        cmocka_unit_test(test_clip_scale),      cmocka_unit_test(test_sum_squares_rows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,7 @@
 #define BUDGETFORMER_OPTIM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     float beta1, beta2, eps;
@@ -22,6 +23,12 @@ float bf_lr_at(long step, long total, long warmup, float lr_max, float lr_min);
 
 /* Sum of squares of g in double precision (callers add the parts and take the square root). */
 double bf_sum_squares(const float *g, size_t n);
+
+/* bf_sum_squares(g, n), bit for bit, reading only the rows r of the table g[lo .. lo + n_rows*width) with
+ * used[r] != 0: the others must be zero (a zero adds exactly nothing, and every value keeps its lane and
+ * its place in the lane's order). Needs lo and width to be multiples of 8 and the table within g[0, n);
+ * otherwise it reads everything. For the token-embedding gradient, zero outside the rows a batch touched. */
+double bf_sum_squares_rows(const float *g, size_t n, size_t lo, size_t width, size_t n_rows, const uint8_t *used);
 
 /* The factor that scales gradients so their global norm is at most max_norm (1 when max_norm <= 0 or the
  * norm is already below it). */

@@ -49,6 +49,31 @@ double bf_sum_squares(const float *g, size_t n) {
     return s;
 }
 
+double bf_sum_squares_rows(const float *g, size_t n, size_t lo, size_t width, size_t n_rows, const uint8_t *used) {
+    const size_t n8 = n - n % 8, hi = lo + n_rows * width;
+    if (lo % 8 || width % 8 || width == 0 || hi > n8) return bf_sum_squares(g, n);
+    /* The blocks of 8 that bf_sum_squares reads, in its order, leaving out the unused rows' blocks. */
+    v8d acc = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+    for (size_t i = 0; i < lo; i += 8) {
+        v8d d = v8d_from_floats(g + i);
+        acc += d * d;
+    }
+    for (size_t r = 0; r < n_rows; r++) {
+        if (!used[r]) continue;
+        for (size_t i = lo + r * width, e = i + width; i < e; i += 8) {
+            v8d d = v8d_from_floats(g + i);
+            acc += d * d;
+        }
+    }
+    for (size_t i = hi; i < n8; i += 8) {
+        v8d d = v8d_from_floats(g + i);
+        acc += d * d;
+    }
+    double s = v8d_sum(acc);
+    for (size_t i = n8; i < n; i++) s += (double)g[i] * (double)g[i];
+    return s;
+}
+
 float bf_clip_scale(double global_norm, float max_norm) {
     /* A NaN norm gives 1: the trainer's non-finite check reports it instead of a silent rescale. */
     if (max_norm <= 0.0f || !(global_norm > (double)max_norm)) return 1.0f;

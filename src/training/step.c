@@ -14,17 +14,14 @@ static void on_grad_ready(void *ctx, int tensor) {
     if (tensor > 0) bf_grad_sync_ready(t->sync, t->model.n_tensors - 1 - tensor);
 }
 
-/* The token-embedding gradient is zero outside the rows of the tokens in the global batch, on every rank.
- * Every rank can list those rows itself (the sampler is a pure function of seed and step), so only they
- * are summed: a few hundred rows instead of the whole [V, D] table.
- * The sharded optimiser keeps this allreduce rather than reduce-scattering the rows: the rows are a tiny
- * part of the step's traffic (B T D floats at most against the V D of the table), a reduce-scatter of them
- * would save at most (P-1)/P of that, and every rank then holds the summed rows, so the owner of each part
- * of tok_emb reads its gradient in place like every other part. */
-void bf_trainer_allreduce_token_embedding(trainer *t, long step_no) {
-    if (t->world == 1) return;
+/* The rows of tok_emb that global batch `step_no` touches, in first-seen order, into t->rows (every rank
+ * lists the same rows itself: the sampler is a pure function of seed and step). They stay marked in
+ * t->row_seen until bf_trainer_zero_grad: outside them the token-embedding gradient is zero on every rank,
+ * which the allreduce below, the gradient norm and the zeroing use. */
+static void list_touched_rows(trainer *t, long step_no) {
     bf_model *m = &t->model;
-    size_t T = (size_t)m->cfg.max_len, D = (size_t)m->cfg.d_model;
+    size_t T = (size_t)m->cfg.max_len;
+    if (t->rows_listed) return;
     int n = bf_sampler_shard(&t->sampler, step_no, t->cfg->batch_size, 0, 1, t->all_index, t->all_epoch);
     size_t nrows = 0;
     for (int i = 0; i < n; i++) {
@@ -36,13 +33,45 @@ void bf_trainer_allreduce_token_embedding(trainer *t, long step_no) {
                 t->rows[nrows++] = tok[k];
             }
     }
+    t->n_rows = nrows;
+    t->rows_listed = 1;
+}
+
+/* Only the touched rows of the token-embedding gradient are summed over the ranks: a few hundred rows
+ * instead of the whole [V, D] table.
+ * The sharded optimiser keeps this allreduce rather than reduce-scattering the rows: the rows are a tiny
+ * part of the step's traffic (B T D floats at most against the V D of the table), a reduce-scatter of them
+ * would save at most (P-1)/P of that, and every rank then holds the summed rows, so the owner of each part
+ * of tok_emb reads its gradient in place like every other part. */
+void bf_trainer_allreduce_token_embedding(trainer *t, long step_no) {
+    list_touched_rows(t, step_no);
+    if (t->world == 1) return;
+    bf_model *m = &t->model;
+    size_t D = (size_t)m->cfg.d_model, nrows = t->n_rows;
     float *g = m->g.tok_emb;
     for (size_t r = 0; r < nrows; r++) memcpy(t->row_buf + r * D, g + (size_t)t->rows[r] * D, D * sizeof(float));
     bf_dist_allreduce_sum_f32(t->dist, t->row_buf, nrows * D);
-    for (size_t r = 0; r < nrows; r++) {
-        memcpy(g + (size_t)t->rows[r] * D, t->row_buf + r * D, D * sizeof(float));
+    for (size_t r = 0; r < nrows; r++) memcpy(g + (size_t)t->rows[r] * D, t->row_buf + r * D, D * sizeof(float));
+}
+
+/* Zeroes the gradients before an update. After an update whose touched rows are listed, the token
+ * embedding's gradient is zero except in those rows: only they are cleared (the table is most of the
+ * parameters; clearing it whole was a few per cent of a WordNet update). */
+void bf_trainer_zero_grad(trainer *t) {
+    bf_model *m = &t->model;
+    if (!t->rows_listed) {
+        bf_model_zero_grad(m);
+        return;
+    }
+    size_t D = (size_t)m->cfg.d_model, lo = (size_t)(m->g.tok_emb - m->grads), hi = lo + (size_t)m->cfg.vocab_size * D;
+    memset(m->grads, 0, lo * sizeof(float));
+    memset(m->grads + hi, 0, (m->n_params - hi) * sizeof(float));
+    for (size_t r = 0; r < t->n_rows; r++) {
+        memset(m->g.tok_emb + (size_t)t->rows[r] * D, 0, D * sizeof(float));
         t->row_seen[t->rows[r]] = 0;
     }
+    t->n_rows = 0;
+    t->rows_listed = 0;
 }
 
 static void create_grad_sync(trainer *t) {
@@ -248,8 +277,13 @@ void bf_trainer_forward_backward(trainer *t, long step_no, float eps, float lamb
     }
 }
 
-double bf_trainer_grad_norm(const bf_model *m) {
-    return sqrt(bf_sum_squares(m->grads, m->n_params));
+double bf_trainer_grad_norm(const trainer *t) {
+    const bf_model *m = &t->model;
+    if (!t->rows_listed) return sqrt(bf_sum_squares(m->grads, m->n_params));
+    /* Bit for bit the sum over the whole block: the token embedding's untouched rows are zero. */
+    size_t lo = (size_t)(m->g.tok_emb - m->grads);
+    return sqrt(bf_sum_squares_rows(m->grads, m->n_params, lo, (size_t)m->cfg.d_model, (size_t)m->cfg.vocab_size,
+                                    t->row_seen));
 }
 
 void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale) {

@@ -324,7 +324,7 @@ static void compute_update(trainer *t, long step, step_stats *st, update_sums *r
     u->comm0 = t->dist->comm_seconds;
     coordinated_controls(t, step, &u->eps, &u->lambda);
     u->lr = bf_lr_at(step, c->steps, c->warmup, c->lr, c->lr_min);
-    bf_model_zero_grad(m);
+    bf_trainer_zero_grad(t);
     /* BF_FAULT=nan_at_step: a NaN gradient (accumulated into by backward, then summed over ranks) and loss
      * on the highest rank only; the reductions carry it to every rank. */
     int poison = t->fault.nan_step && step >= t->fault.nan_step &&
@@ -348,7 +348,7 @@ static void compute_update(trainer *t, long step, step_stats *st, update_sums *r
     /* Every rank holds the same summed gradient, so every rank computes the same norm and makes the
      * same skip decision below without another message. Sharded, each rank holds the sum of its part only:
      * the parts' squares went into the reduction above, the same total on every rank. */
-    u->norm = r->grad_sq ? sqrt(*r->grad_sq) : bf_trainer_grad_norm(m);
+    u->norm = r->grad_sq ? sqrt(*r->grad_sq) : bf_trainer_grad_norm(t);
     u->heads = 0.0;
     for (int l = 0; l < L; l++) {
         u->mean_budget[l] = (float)(r->budget_sum[l] / (double)c->batch_size);

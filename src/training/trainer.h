@@ -41,6 +41,8 @@ typedef struct {
     int64_t *all_index, *all_epoch; /* [B] every input of the global batch */
     uint8_t *row_seen;           /* [V] */
     int32_t *rows;               /* [min(V, B T)] touched rows, in first-seen order */
+    size_t n_rows;               /* rows listed for the update in progress */
+    int rows_listed;             /* 1 from the listing until bf_trainer_zero_grad (row_seen marks them) */
     float *row_buf;              /* [min(V, B T), D] */
     int32_t *tokens, *lengths, *labels; /* [micro*T], [micro], [micro] */
     float *gumbel;               /* [micro*L*H] */
@@ -95,7 +97,8 @@ int bf_trainer_after_write_failure(trainer *t, const char *what, bf_err *err);
 int bf_trainer_build_model(trainer *t, bf_err *err);
 void bf_trainer_forward_backward(trainer *t, long step_no, float eps, float lambda, step_stats *st);
 void bf_trainer_allreduce_token_embedding(trainer *t, long step_no);
-double bf_trainer_grad_norm(const bf_model *m);
+double bf_trainer_grad_norm(const trainer *t);
+void bf_trainer_zero_grad(trainer *t);
 void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale);
 
 /* shard.c: the sharded optimiser (dist.shard_optimizer). setup after the gradient sync exists: returns the
