@@ -21,6 +21,9 @@
 #   --shard LIST    dist.shard_optimizer values (default "0 1"; "0" with a program that lacks the key)
 #   --steps N       updates per run (default 300; 20 for standard and scaling, whose updates take ~1 s)
 #   --markdown      also print the table as Markdown (for docs/SCALING.md)
+#   --exe PATH      the program (default build/budgetformer); given more than once, every program runs every
+#                   setting within each repeat (old and new builds measured alike), each with its own speed-up
+#                   over its own 1-rank run
 # Every run stops after --steps updates with train.stop_at, so every schedule is the configured one; data.valid
 # and data.test are cleared and checkpoints are off. Extra arguments after -- go to `budgetformer train`.
 #
@@ -37,7 +40,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
-exe=${BF_EXE:-$root/build/budgetformer}
+exes=()
 configs='' ranks_list='' shard_list='' repeats=3 steps='' buckets=0 bucket_sizes="64 256 1024 4096 16384" md=0
 while [ $# -gt 0 ]; do
   case $1 in
@@ -50,13 +53,15 @@ while [ $# -gt 0 ]; do
     --markdown) md=1; shift ;;
     --buckets) buckets=1; shift ;;
     --bucket-sizes) bucket_sizes=$2; shift 2 ;;
-    --exe) exe=$2; shift 2 ;;
+    --exe) exes+=("$2"); shift 2 ;;
     -h|--help) sed -n '2,36s/^# \{0,1\}//p' "$0"; exit 0 ;;
     --) shift; break ;;
     *) echo "bench-scaling: unknown option '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-[ -x "$exe" ] || { echo "bench-scaling: $exe not found: build first or pass --exe" >&2; exit 2; }
+[ "${#exes[@]}" -gt 0 ] || exes=("${BF_EXE:-$root/build/budgetformer}")
+for e in "${exes[@]}"; do [ -x "$e" ] || { echo "bench-scaling: $e not found: build first or pass --exe" >&2; exit 2; }; done
+exe=${exes[0]}
 [[ $repeats =~ ^[1-9][0-9]*$ ]] || { echo "bench-scaling: --repeats expects a positive integer" >&2; exit 2; }
 [ -z "$steps" ] || [[ $steps =~ ^[1-9][0-9]*$ ]] || { echo "bench-scaling: --steps expects a positive integer" >&2; exit 2; }
 cores=$(nproc)
@@ -72,13 +77,15 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/bench-scaling.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 
-# Does the program know dist.shard_optimizer? (an older build refuses the key at once)
-if [ -z "$shard_list" ]; then
-  probe=$("$exe" train --config "$root/configs/tiny.ini" --set dist.shard_optimizer=0 --set train.steps=0 \
+# Which programs know dist.shard_optimizer? (an older build refuses the key at once)
+has_shard=()
+for e in "${exes[@]}"; do
+  probe=$("$e" train --config "$root/configs/tiny.ini" --set dist.shard_optimizer=0 --set train.steps=0 \
           --set "run.dir=$work/probe-key" 2>&1 || true)
-  case $probe in *"unknown key 'dist.shard_optimizer'"*) shard_list=0 ;; *) shard_list="0 1" ;; esac
+  case $probe in *"unknown key 'dist.shard_optimizer'"*) has_shard+=(0) ;; *) has_shard+=(1) ;; esac
   rm -rf "$work/probe-key"
-fi
+done
+[ -n "$shard_list" ] || shard_list="0 1"
 
 # The synthetic standard shape: random words w0..w16381 (all of them in the vocabulary), 128 per input.
 make_standard_data() {
@@ -127,8 +134,8 @@ extra=("$@")
 
 # One run: appends "samples_per_s ms_cpu_per_input comm_fraction peak_mib" (or "fail") to RESULTS.
 n_run=0
-one_run() { # ranks RESULTS [extra --set args...]
-  local ranks=$1 results=$2; shift 2
+one_run() { # exe ranks RESULTS [extra --set args...]
+  local exe=$1 ranks=$2 results=$3; shift 3
   n_run=$((n_run + 1))
   local out=$work/run$n_run.log
   if ! bash "$here/bf-mpirun.sh" -n "$ranks" --threads 1 --exe "$exe" -- train --config "$config_file" \
@@ -179,7 +186,7 @@ for cfg in $configs; do
     for ((i = 1; i <= repeats; i++)); do
       for kb in $bucket_sizes; do
         printf '  repeat %d, 2 ranks, bucket_kb %s: samples/s, ms CPU per input, comm fraction, peak MiB = ' "$i" "$kb"
-        one_run 2 "$work/$tag.b$kb" --set "dist.bucket_kb=$kb"
+        one_run "$exe" 2 "$work/$tag.b$kb" --set "dist.bucket_kb=$kb"
       done
     done
     printf '\n%-10s %12s %20s %14s %8s\n' bucket_kb samples/s "(min..max)" "ms CPU/input" comm
@@ -190,38 +197,44 @@ for cfg in $configs; do
     done
     continue
   fi
-  for p in $ranks_list; do for s in $shard_list; do
-    [ "$p" = 1 ] && [ "$s" != 0 ] && continue   # sharding over one rank is the unsharded run
-    : > "$work/$tag.p$p.s$s"
-  done; done
+  # Settings "program ranks shard": sharding over one rank is the unsharded run; a program without the key
+  # runs unsharded only.
+  settings=()
+  for ((x = 0; x < ${#exes[@]}; x++)); do for p in $ranks_list; do for s in $shard_list; do
+    [ "$s" != 0 ] && { [ "$p" = 1 ] || [ "${has_shard[$x]}" = 0 ]; } && continue
+    settings+=("$x $p $s")
+    : > "$work/$tag.e$x.p$p.s$s"
+  done; done; done
   for ((i = 1; i <= repeats; i++)); do
-    for p in $ranks_list; do for s in $shard_list; do
-      [ "$p" = 1 ] && [ "$s" != 0 ] && continue
+    for st in "${settings[@]}"; do
+      read -r x p s <<< "$st"
       shard_set=()
-      [ "$shard_list" = 0 ] || shard_set=(--set "dist.shard_optimizer=$s")
-      printf '  repeat %d, %d rank(s), shard %s: samples/s, ms CPU per input, comm fraction, peak MiB = ' "$i" "$p" "$s"
-      one_run "$p" "$work/$tag.p$p.s$s" "${shard_set[@]+"${shard_set[@]}"}"
-    done; done
+      [ "${has_shard[$x]}" = 1 ] && shard_set=(--set "dist.shard_optimizer=$s")
+      printf '  repeat %d, program %d, %d rank(s), shard %s: samples/s, ms CPU per input, comm fraction, peak MiB = ' \
+        "$i" "$((x + 1))" "$p" "$s"
+      one_run "${exes[$x]}" "$p" "$work/$tag.e$x.p$p.s$s" "${shard_set[@]+"${shard_set[@]}"}"
+    done
   done
-  base=$(col 1 "$work/$tag.p1.s0" | median)
-  printf '\n%-6s %-6s %12s %20s %9s %11s %13s %7s %10s\n' ranks shard samples/s "(min..max)" speed-up efficiency \
-    "ms CPU/input" comm "peak MiB"
-  for p in $ranks_list; do for s in $shard_list; do
-    [ "$p" = 1 ] && [ "$s" != 0 ] && continue
-    f=$work/$tag.p$p.s$s
+  for ((x = 0; x < ${#exes[@]}; x++)); do echo "program $((x + 1)): ${exes[$x]}"; done
+  printf '\n%-8s %-6s %-6s %12s %20s %9s %11s %13s %7s %10s\n' program ranks shard samples/s "(min..max)" speed-up \
+    efficiency "ms CPU/input" comm "peak MiB"
+  for st in "${settings[@]}"; do
+    read -r x p s <<< "$st"
+    f=$work/$tag.e$x.p$p.s$s
+    base=$(col 1 "$work/$tag.e$x.p1.s0" | median)
     sps=$(col 1 "$f" | median)
     read -r sp eff < <(awk -v a="$sps" -v b="$base" -v p="$p" 'BEGIN { if (b > 0 && a == a + 0) printf "%.2f %.0f%%\n", a / b, 100 * a / b / p; else print "- -" }')
     peak=$(col 4 "$f" | median)
     [ "$peak" = nan ] && peak=-
-    printf '%-6s %-6s %12s %20s %9s %11s %13s %7s %10s\n' "$p" "$s" "$sps" "($(col 1 "$f" | minmax))" "$sp" "$eff" \
-      "$(col 2 "$f" | median)" "$(col 3 "$f" | median)" "$peak"
-    md_rows+=("| $cfg | $p | $s | $sps ($(col 1 "$f" | minmax)) | ${sp}x | $eff | $(col 2 "$f" | median) | $(col 3 "$f" | median) | $peak |")
-  done; done
-  [ "$p" -gt "$cores" ] && echo "(world sizes above $cores cores ran oversubscribed)"
+    printf '%-8s %-6s %-6s %12s %20s %9s %11s %13s %7s %10s\n' "$((x + 1))" "$p" "$s" "$sps" "($(col 1 "$f" | minmax))" \
+      "$sp" "$eff" "$(col 2 "$f" | median)" "$(col 3 "$f" | median)" "$peak"
+    md_rows+=("| $cfg | $((x + 1)) | $p | $s | $sps ($(col 1 "$f" | minmax)) | ${sp}x | $eff | $(col 2 "$f" | median) | $(col 3 "$f" | median) | $peak |")
+  done
+  for p in $ranks_list; do [ "$p" -gt "$cores" ] && { echo "(world sizes above $cores cores ran oversubscribed)"; break; }; done
 done
 if [ "$md" = 1 ] && [ "${#md_rows[@]}" -gt 0 ]; then
   echo
-  echo "| configuration | ranks | shard | samples/s, median (range) | speed-up | efficiency | ms CPU per input | comm | peak MiB per rank |"
-  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| configuration | program | ranks | shard | samples/s, median (range) | speed-up | efficiency | ms CPU per input | comm | peak MiB per rank |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${md_rows[@]}"
 fi
