@@ -79,6 +79,7 @@ typedef struct {
     /* [dist] */
     int bucket_kb;         /* gradient allreduce bucket size */
     float dist_timeout;    /* watchdog: seconds a collective may wait for the other ranks (0 = off) */
+    int shared_dataset;    /* 1: one copy of the datasets' rows per node (shared memory), 0: one per rank */
 } bf_config;
 
 void bf_config_defaults(bf_config *c);

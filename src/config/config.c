@@ -191,6 +191,10 @@ static const key_spec kKeys[] = {
             "step and the ranks that did not arrive (a stopped rank, a frozen node, a stuck file system) instead "
             "of hanging for ever; 0 = wait for ever. Keep it above the longest checkpoint and log write "
             "(docs/FAILURES.md)."),
+    KEY("dist", "shared_dataset", KT_BOOL, FIELD(shared_dataset, int), 0, 1, R_CLOSED, "1",
+        "1 = the ranks of a node share one copy of the datasets' token, length and label arrays (an MPI-3 "
+        "shared-memory window that the node's first rank fills); 0 = every rank holds its own copy. The "
+        "results are the same bit for bit (docs/SCALING.md)."),
 };
 #define N_KEYS (sizeof kKeys / sizeof kKeys[0])
 

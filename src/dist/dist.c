@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "budgetformer/util.h"
+#include "mpi_check.h"
 
 /* Launched by a process manager with more than one process? (Open MPI's mpirun, PMIx, Slurm's srun.) */
 static int launched_in_parallel(void) {
@@ -20,7 +21,7 @@ static int launched_in_parallel(void) {
     return getenv("OMPI_COMM_WORLD_RANK") != NULL;
 }
 
-static void check_mpi(const bf_dist *d, int rc, const char *call) {
+void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) {
     if (rc == MPI_SUCCESS) return;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -30,7 +31,6 @@ static void check_mpi(const bf_dist *d, int rc, const char *call) {
     exit(1);
 }
 
-#define MPI_CHECK(d, call) check_mpi((d), (call), #call)
 
 /* ---- the watchdog (docs/FAILURES.md, "A rank that stops") --------------------------------------------
  *
@@ -123,7 +123,7 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
     double t0 = bf_wall_seconds(), deadline = t0 + d->timeout;
     for (long spins = 0;; spins++) {
         int flag = 0;
-        check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
+        bf_dist_check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
         if (flag) return;
         double now = bf_wall_seconds();
         /* Spin first (a collective of a healthy step completes in microseconds); then yield the core. */
