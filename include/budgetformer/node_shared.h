@@ -27,6 +27,8 @@ size_t bf_node_shared_bytes(const bf_node_shared *s);
 int bf_node_shared_writer(const bf_node_shared *s);
 int bf_node_shared_ranks(const bf_node_shared *s); /* ranks on this node that share it */
 int bf_node_shared_publish(bf_node_shared *s, int rc);
+/* The writer's `bytes` bytes of buf copied into buf on every rank of the node (collective over the node). */
+void bf_node_shared_bcast(bf_node_shared *s, void *buf, size_t bytes);
 void bf_node_shared_free(bf_node_shared *s);
 
 #endif

@@ -59,6 +59,10 @@ int bf_node_shared_publish(bf_node_shared *s, int rc) {
     return any ? -1 : 0;
 }
 
+void bf_node_shared_bcast(bf_node_shared *s, void *buf, size_t bytes) {
+    if (s->mpi) MPI_CHECK(s->d, MPI_Bcast(buf, (int)bytes, MPI_BYTE, 0, s->node));
+}
+
 void bf_node_shared_free(bf_node_shared *s) {
     if (!s) return;
     if (s->mpi) {

@@ -22,9 +22,12 @@ static int check_compatible(const bf_dataset *tr, const bf_dataset *d, const cha
 
 static size_t align8(size_t n) { return (n + 7) & ~(size_t)7; }
 
-/* One set with its rows in the node's window *win: tokens, lengths, labels one after the other. Collective;
- * every rank returns the same status. */
-static int load_shared(trainer *t, bf_dataset *d, bf_node_shared **win, const char *path, bf_err *err) {
+/* One set with its rows in the node's window *win: tokens, lengths, labels one after the other. A rank whose
+ * path names another file than the node's first rank's (another copy, a per-rank working directory) reads its
+ * own rows instead, so the digest comparison of train.c still sees what its file holds. Collective; every
+ * rank returns the same status. */
+static int load_shared(trainer *t, bf_dataset *d, bf_node_shared **win, const char *key, const char *path,
+                       bf_err *err) {
     /* Every rank needs the shape before the collective allocation. */
     if (bf_trainer_agree(t, bf_dataset_load_header(d, path, err), err)) return -1;
     size_t b[3];
@@ -33,20 +36,28 @@ static int load_shared(trainer *t, bf_dataset *d, bf_node_shared **win, const ch
     *win = bf_node_shared_alloc(t->dist, total);
     char *base = bf_node_shared_ptr(*win);
     int writer = bf_node_shared_writer(*win), rc = 0;
-    if (bf_node_shared_bytes(*win) != total)
-        rc = bf_fail(err, "%s: the first rank of this node made a shared copy of %zu bytes, this rank needs %zu "
-                          "(the file changed while the ranks read it?)", path, bf_node_shared_bytes(*win), total);
-    if (rc == 0) {
+    int64_t mine[4], first[4];
+    bf_file_identity(path, mine);
+    memcpy(first, mine, sizeof first);
+    bf_node_shared_bcast(*win, first, sizeof first);
+    int own = memcmp(mine, first, sizeof mine) != 0 || bf_node_shared_bytes(*win) != total;
+    if (own) {
+        bf_warn("%s = %s on rank %d: not the file the first rank of this node read; this rank reads its own copy",
+                key, path, t->rank);
+        d->tokens = bf_xmalloc(b[0]);
+        d->lengths = bf_xmalloc(b[1]);
+        d->labels = bf_xmalloc(b[2]);
+    } else {
         d->tokens = base;
         d->lengths = (int32_t *)(void *)(base + at_lengths);
         d->labels = (int32_t *)(void *)(base + at_labels);
         d->rows_borrowed = 1; /* the window owns them: freed with it */
     }
-    if (rc == 0 && writer) rc = bf_dataset_read_rows(d, path, err); /* validates every row as it reads */
-    if (bf_node_shared_publish(*win, rc) && rc == 0)
+    if (writer || own) rc = bf_dataset_read_rows(d, path, err); /* validates every row as it reads */
+    if (bf_node_shared_publish(*win, writer ? rc : 0) && rc == 0 && !own)
         rc = bf_fail(err, "%s: the first rank of this node could not read it (its message is above)", path);
     /* The readers validate what the writer stored: the rows they will train on. */
-    if (rc == 0 && !writer) rc = bf_dataset_check(d, path, err);
+    if (rc == 0 && !writer && !own) rc = bf_dataset_check(d, path, err);
     if (rc) bf_dataset_free(d);
     return bf_trainer_agree(t, rc, err);
 }
@@ -59,7 +70,7 @@ static int load_set(trainer *t, bf_dataset *d, bf_node_shared **win, const char 
     snprintf(what, sizeof what, "%s = %s", key, path);
     bf_alloc_context(what); /* an allocation that fails names the file */
     int shared = t->cfg->shared_dataset && t->world > 1;
-    int rc = shared ? load_shared(t, d, win, path, err) : bf_trainer_agree(t, bf_dataset_load(d, path, err), err);
+    int rc = shared ? load_shared(t, d, win, key, path, err) : bf_trainer_agree(t, bf_dataset_load(d, path, err), err);
     bf_alloc_context(NULL);
     if (rc == 0) return 0;
     char msg[BF_ERR_LEN];

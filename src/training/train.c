@@ -432,7 +432,7 @@ static void report_memory(trainer *t) {
             pss += a[2];
             priv += a[3];
         }
-        bf_info("memory of the %d rank%s: PSS %.1f MiB, private %.1f MiB in all; the datasets' rows are %.1f MiB, "
+        bf_info("memory of the %d rank%s: PSS %.1f MiB, private %.1f MiB in all; the datasets' rows are %.2f MiB, "
                 "held %s", t->world, t->world > 1 ? "s" : "", mib(pss), mib(priv),
                 (double)bf_trainer_data_bytes(t) / (1024.0 * 1024.0),
                 t->shared[0] ? "once per node (dist.shared_dataset = 1)" : "by every rank");
