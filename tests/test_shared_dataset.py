@@ -3,7 +3,8 @@ report, on 2 ranks of this machine with a training file of about 30 MiB of rows 
 its rows repeated with h5py).
 
 Checks, each named in the output:
-  report           every run prints each rank's peak RSS, RSS, PSS and private memory, and the rows' size
+  report           every run prints each rank's peak RSS, RSS, PSS and private memory, and the rows' size;
+                   log.h5 /memory holds the same numbers (KiB) and says whether the rows were shared
   bitwise          2 ranks with the shared window and with per-rank copies: the same BF_TRACE lines (loss,
                    eps and weight checksum per update) and the same log.h5 /metrics/loss, bit for bit
   one_copy_pss     the ranks' PSS summed drops by about one copy of the rows (0.7x to 1.3x) with the window:
@@ -61,6 +62,14 @@ def train(data, run_dir, shared):
     rows = ROWS_LINE.search(p.stderr)
     check("report_" + ("shared" if shared else "own"), sorted(mem) == [0, 1] and rows is not None and
           rows.group(2) == ("once per node" if shared else "by every rank"), p.stderr[-600:])
+    with h5py.File(os.path.join(run_dir, "log.h5"), "r") as f:
+        logged = np.stack([f["memory/" + k][()] for k in ("peak_rss_kb", "rss_kb", "pss_kb", "private_kb")], 1)
+        attrs = dict(f["memory"].attrs)
+    printed = np.array([mem.get(r, [0] * 4) for r in (0, 1)])
+    check("report_log_" + ("shared" if shared else "own"), logged.shape == (2, 4) and
+          np.all(np.abs(logged / 1024.0 - printed) <= 0.051) and attrs.get("shared_dataset") == shared and
+          rows is not None and abs(attrs.get("dataset_rows_bytes", 0) / 2 ** 20 - float(rows.group(1))) < 0.006,
+          "log.h5 /memory %s %s; printed %s" % (logged.tolist(), attrs, printed.tolist()))
     return trace, mem, float(rows.group(1)) if rows else 0.0
 
 

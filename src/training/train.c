@@ -414,9 +414,10 @@ static int report_progress(trainer *t, long step, long last, const update_result
 
 static double mib(int64_t kb) { return kb < 0 ? -1.0 : (double)kb / 1024.0; }
 
-/* The memory of every rank (memusage.h), gathered and printed by rank 0 after the summary line. Peak RSS
- * counts the shared dataset pages in every rank that read them; PSS and private memory show whether the
- * datasets' rows are held once per node or once per rank. */
+/* The memory of every rank (memusage.h), gathered and printed by rank 0 after the summary line, and written
+ * into log.h5 (/memory, a rewrite of the same records plus it: failing is only a warning, the run's results
+ * are complete). Peak RSS counts the shared dataset pages in every rank that read them; PSS and private
+ * memory show whether the datasets' rows are held once per node or once per rank. */
 static void report_memory(trainer *t) {
     bf_memusage mine;
     bf_memusage_read(&mine);
@@ -436,6 +437,9 @@ static void report_memory(trainer *t) {
                 "held %s", t->world, t->world > 1 ? "s" : "", mib(pss), mib(priv),
                 (double)bf_trainer_data_bytes(t) / (1024.0 * 1024.0),
                 t->shared[0] ? "once per node (dist.shared_dataset = 1)" : "by every rank");
+        bf_runlog_set_memory(&t->log, t->world, all, (int64_t)bf_trainer_data_bytes(t), t->shared[0] != NULL);
+        bf_err e;
+        if (bf_runlog_flush(&t->log, &e)) bf_warn("the memory report was not written into log.h5: %s", e.msg);
     }
     free(all);
 }
