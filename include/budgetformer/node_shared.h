@@ -1,16 +1,12 @@
 /* node_shared: memory that the ranks of one node share (an MPI-3 shared-memory window), so data that every
  * rank reads and none writes after loading (the training set's rows) is held once per node, not once per rank.
  *
- * Use (each call collective: every rank of the job makes it, in the same order):
- *   bf_node_shared *s = bf_node_shared_alloc(d, bytes);  the node's first rank allocates, the others map it
- *   int rc = bf_node_shared_writer(s) ? fill(bf_node_shared_ptr(s)) : 0;
- *   rc = bf_node_shared_publish(s, rc);   after it every rank of the node sees the bytes; returns -1 when
- *                                         some rank of the node passed non-zero (a writer's failure reaches its
- *                                         readers), else 0
- *   ... only reads of bf_node_shared_ptr(s) from here on ...
- *   bf_node_shared_free(s);               before bf_dist_finalize
- * Without MPI, or in a job of one rank, it is plain malloc and the process is the writer. src/training/data.c
- * is the compiled example. */
+ * Use: every rank calls bf_node_shared_alloc (collective, as are publish, bcast and free: every rank of the
+ * job makes them in the same order); the node's first rank (bf_node_shared_writer) fills
+ * bf_node_shared_ptr; every rank then calls bf_node_shared_publish, after which every rank of the node sees
+ * the bytes and learns whether the writer failed; from then on the memory is only read; bf_node_shared_free
+ * before bf_dist_finalize. Without MPI, or in a job of one rank, it is plain malloc and the process is the
+ * writer. src/training/data.c (load_shared) is the compiled example. */
 #ifndef BUDGETFORMER_NODE_SHARED_H
 #define BUDGETFORMER_NODE_SHARED_H
 
@@ -26,6 +22,7 @@ void *bf_node_shared_ptr(const bf_node_shared *s);
 size_t bf_node_shared_bytes(const bf_node_shared *s);
 int bf_node_shared_writer(const bf_node_shared *s);
 int bf_node_shared_ranks(const bf_node_shared *s); /* ranks on this node that share it */
+/* rc: this rank's outcome (the writer's read). Returns -1 when some rank of the node passed non-zero, else 0. */
 int bf_node_shared_publish(bf_node_shared *s, int rc);
 /* The writer's `bytes` bytes of buf copied into buf on every rank of the node (collective over the node). */
 void bf_node_shared_bcast(bf_node_shared *s, void *buf, size_t bytes);
