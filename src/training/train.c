@@ -430,8 +430,8 @@ static void report_memory(trainer *t) {
             const int64_t *a = all + 4 * r;
             bf_info("memory of rank %d: peak RSS %.1f MiB; now RSS %.1f MiB, PSS %.1f MiB, private %.1f MiB", r,
                     mib(a[0]), mib(a[1]), mib(a[2]), mib(a[3]));
-            pss += a[2];
-            priv += a[3];
+            pss = pss < 0 || a[2] < 0 ? -1 : pss + a[2]; /* -1: not known on some rank */
+            priv = priv < 0 || a[3] < 0 ? -1 : priv + a[3];
         }
         bf_info("memory of the %d rank%s: PSS %.1f MiB, private %.1f MiB in all; the datasets' rows are %.2f MiB, "
                 "held %s", t->world, t->world > 1 ? "s" : "", mib(pss), mib(priv),
