@@ -62,6 +62,7 @@ static bf_dataset sample(void) {
     return (bf_dataset){.n = N,
                         .max_len = T,
                         .n_classes = C,
+                        .token_bytes = 4,
                         .tokens = g_tokens,
                         .lengths = g_lengths,
                         .labels = g_labels,
@@ -88,7 +89,13 @@ static void test_round_trip(void **state) {
     assert_int_equal(d.max_len, T);
     assert_int_equal(d.n_classes, C);
     assert_int_equal(d.vocab_size, V);
-    assert_memory_equal(d.tokens, g_tokens, sizeof g_tokens);
+    /* V = 6: the ids are held as uint16 and read back widened */
+    assert_int_equal(d.token_bytes, 2);
+    int32_t rows[N * T];
+    bf_dataset_rows(&d, 0, N, rows);
+    assert_memory_equal(rows, g_tokens, sizeof g_tokens);
+    for (size_t i = 0; i < N; i++)
+        for (size_t t = 0; t < T; t++) assert_int_equal(bf_dataset_token(&d, i, t), g_tokens[i * T + t]);
     assert_memory_equal(d.lengths, g_lengths, sizeof g_lengths);
     assert_memory_equal(d.labels, g_labels, sizeof g_labels);
     assert_memory_equal(d.source_line, g_lines, sizeof g_lines);
@@ -242,11 +249,114 @@ static void test_write_refuses_invalid(void **state) {
     assert_false(bf_path_exists(path("never.h5")));
 }
 
+/* The same data held as uint16 (loaded, V = 6) and as int32 (the sample in memory) is the same dataset: the
+ * same rows, the same digest (ranks compare it), and written back it is the same int32 file. */
+static void test_uint16_same_as_int32(void **state) {
+    (void)state;
+    write_sample("u16.h5");
+    bf_dataset wide = sample(), narrow;
+    bf_err err;
+    if (bf_dataset_load(&narrow, path("u16.h5"), &err) < 0) fail_msg("load: %s", err.msg);
+    assert_int_equal(narrow.token_bytes, 2);
+    unsigned char a[32], b[32];
+    bf_dataset_digest(&wide, a);
+    bf_dataset_digest(&narrow, b);
+    assert_memory_equal(a, b, 32);
+    if (bf_dataset_write(&narrow, path("u16-again.h5"), &err) < 0) fail_msg("write: %s", err.msg);
+    hid_t f = bf_h5_open_read(path("u16-again.h5"), &err);
+    assert_true(f >= 0);
+    int32_t back[N * T];
+    const unsigned long long dims[2] = {N, T};
+    if (bf_h5_read_into(f, "/tokens", H5T_NATIVE_INT32, 2, dims, back, &err) < 0) fail_msg("%s", err.msg);
+    H5Fclose(f);
+    assert_memory_equal(back, g_tokens, sizeof g_tokens);
+    bf_dataset_free(&narrow);
+}
+
+/* An id that does not fit 16 bits is refused with its value, not cut to a valid one (65536 would become PAD). */
+static void token_65536(hid_t f) {
+    int32_t t[N * T];
+    memcpy(t, g_tokens, sizeof t);
+    t[2] = 65536;
+    const unsigned long long dims[2] = {N, T};
+    replace_i32(f, "/tokens", 2, dims, t);
+}
+
+static void test_uint16_refuses_large_id(void **state) {
+    (void)state;
+    const char *m = load_damaged("big.h5", token_65536);
+    assert_contains(m, "dataset /tokens[0, 2] = 65536: expected a token id in [0, 6)");
+}
+
+/* A vocabulary above 65536 keeps int32 ids in memory, ids above 16 bits intact. */
+static void test_large_vocab_int32(void **state) {
+    (void)state;
+    enum { BIG = 65536 + 10 };
+    char **vocab = calloc(BIG, sizeof *vocab);
+    static char store[BIG][8];
+    for (int i = 0; i < BIG; i++) {
+        snprintf(store[i], sizeof store[i], "w%d", i);
+        vocab[i] = store[i];
+    }
+    vocab[0] = g_w0;
+    vocab[1] = g_w1;
+    int32_t tokens[N * T] = {2, BIG - 1, 65536, 0, /**/ 1, 0, 0, 0, /**/ 5, 5, 2, 1};
+    bf_dataset d = sample();
+    d.tokens = tokens;
+    d.vocab = vocab;
+    d.vocab_size = BIG;
+    bf_err err;
+    if (bf_dataset_write(&d, path("bigvocab.h5"), &err) < 0) fail_msg("write: %s", err.msg);
+    bf_dataset l;
+    if (bf_dataset_load(&l, path("bigvocab.h5"), &err) < 0) fail_msg("load: %s", err.msg);
+    assert_int_equal(l.token_bytes, 4);
+    assert_memory_equal(l.tokens, tokens, sizeof tokens);
+    assert_int_equal(bf_dataset_token(&l, 0, 1), BIG - 1);
+    bf_dataset_free(&l);
+    free(vocab);
+}
+
+/* The two-phase load into the caller's memory gives what bf_dataset_load gives; bf_dataset_check refuses
+ * rows another process spoiled; bf_dataset_free leaves borrowed rows alone. */
+static void test_two_phase(void **state) {
+    (void)state;
+    write_sample("phases.h5");
+    bf_dataset d, whole;
+    bf_err err;
+    if (bf_dataset_load_header(&d, path("phases.h5"), &err) < 0) fail_msg("header: %s", err.msg);
+    assert_null(d.tokens);
+    assert_int_equal(d.n, N);
+    size_t bytes[3];
+    bf_dataset_rows_bytes(&d, bytes);
+    assert_int_equal(bytes[0], N * T * 2);
+    assert_int_equal(bytes[1], N * 4);
+    static uint16_t tok[N * T];
+    static int32_t len[N], lab[N];
+    d.tokens = tok;
+    d.lengths = len;
+    d.labels = lab;
+    d.rows_borrowed = 1;
+    if (bf_dataset_read_rows(&d, path("phases.h5"), &err) < 0) fail_msg("rows: %s", err.msg);
+    if (bf_dataset_check(&d, path("phases.h5"), &err) < 0) fail_msg("check: %s", err.msg);
+    if (bf_dataset_load(&whole, path("phases.h5"), &err) < 0) fail_msg("load: %s", err.msg);
+    unsigned char a[32], b[32];
+    bf_dataset_digest(&d, a);
+    bf_dataset_digest(&whole, b);
+    assert_memory_equal(a, b, 32);
+    tok[1] = 0; /* PAD inside row 0's length 3 */
+    assert_int_equal(bf_dataset_check(&d, "shared copy", &err), -1);
+    assert_contains(err.msg, "shared copy: dataset /tokens[0, 1] is PAD (0) inside the length 3");
+    bf_dataset_free(&d); /* must not free the static rows */
+    bf_dataset_free(&whole);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),         cmocka_unit_test(test_wrong_shape_tokens),
         cmocka_unit_test(test_label_out_of_range), cmocka_unit_test(test_missing_dataset),
         cmocka_unit_test(test_token_checks),       cmocka_unit_test(test_write_refuses_invalid),
+        cmocka_unit_test(test_uint16_same_as_int32), cmocka_unit_test(test_uint16_refuses_large_id),
+        cmocka_unit_test(test_large_vocab_int32),  cmocka_unit_test(test_two_phase),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

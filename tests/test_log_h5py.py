@@ -1,6 +1,7 @@
 """log.h5 and evaluation records as h5py users see them (FILES.md):
   1. exactly the FILES.md names, dtypes and shapes (plus the documented extras of /metrics and /heads: the
-     budget multiplier and the budget diagnostics histograms, whose counts sum to /heads/count per layer);
+     budget multiplier and the budget diagnostics histograms, whose counts sum to /heads/count per layer;
+     and /memory, each rank's memory, once the last update is done: positive, PSS <= RSS <= peak RSS);
   2. h5py reads log.h5 over and over while a longer run writes it: every read succeeds and sees a complete,
      growing file (no lock error, no partial record);
   3. a writer killed with SIGKILL mid-run leaves a log.h5 that opens, with steps 1..S strictly increasing
@@ -53,9 +54,11 @@ def check_layout(path, want):
                 check(d.shape == shape, "%s %s shape %s (expected %s)" % (path, name, d.shape, shape))
 
 
-def log_layout(S, R):
+def log_layout(S, R, ranks=0):
+    """ranks: the rows of /memory (0: a run that has not finished, without it)."""
     f4, i8 = "<f4", "<i8"
-    return {"/metrics/step": (i8, (S,)), "/metrics/loss": (f4, (S,)), "/metrics/lr": (f4, (S,)),
+    memory = {"/memory/" + k: (i8, (ranks,)) for k in ("peak_rss_kb", "rss_kb", "pss_kb", "private_kb")}
+    return dict(memory if ranks else {}, **{"/metrics/step": (i8, (S,)), "/metrics/loss": (f4, (S,)), "/metrics/lr": (f4, (S,)),
             "/metrics/eps": (f4, (S,)), "/metrics/mean_budget": (f4, (S, L)),
             "/metrics/samples_per_s": (f4, (S,)), "/metrics/grad_norm": (f4, (S,)),
             "/metrics/comm_fraction": (f4, (S,)), "/metrics/budget_lambda": (f4, (S,)),
@@ -63,7 +66,7 @@ def log_layout(S, R):
             "/heads/mass_hist": (i8, (R, L, 20)),
             "/heads/step": (i8, (R,)), "/heads/count": (i8, (R,)), "/heads/class_count": (i8, (R, C)),
             "/heads/usage": (f4, (R, L, H)), "/heads/budget_hist": (f4, (R, L, H)),
-            "/heads/class_usage": (f4, (R, C, L, H))}
+            "/heads/class_usage": (f4, (R, C, L, H))})
 
 
 def read_complete(path):
@@ -89,8 +92,13 @@ def read_complete(path):
 def part_layout(data_dir):
     run_dir = os.path.join(WORK, "layout")
     run(train_cmd(data_dir, run_dir, "train.steps=30", "heads.every=7"))
-    check_layout(os.path.join(run_dir, "log.h5"), log_layout(30, 5))
+    check_layout(os.path.join(run_dir, "log.h5"), log_layout(30, 5, ranks=1))
     with h5py.File(os.path.join(run_dir, "log.h5"), "r") as f:
+        m = {k: int(f["/memory/" + k][0]) for k in ("peak_rss_kb", "rss_kb", "pss_kb", "private_kb")}
+        check(0 < m["private_kb"] <= m["pss_kb"] <= m["rss_kb"] and m["rss_kb"] <= m["peak_rss_kb"] + 1024,
+              "/memory of the one rank: 0 < private <= PSS <= RSS <= peak RSS (+1 MiB): %s" % m)
+        check(f["/memory"].attrs["shared_dataset"] == 0 and f["/memory"].attrs["dataset_rows_bytes"] > 0,
+              "/memory attributes: shared_dataset 0 on one rank, dataset_rows_bytes > 0")
         count = f["/heads/count"][()]
         for k in ("logit_hist", "khat_hist", "mass_hist"):
             h = f["/heads/" + k][()]

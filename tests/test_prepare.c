@@ -132,7 +132,7 @@ static const char *row_words(const bf_dataset *d, size_t i) {
     buf[0] = '\0';
     for (int t = 0; t < d->lengths[i]; t++) {
         if (t) strcat(buf, " ");
-        strcat(buf, d->vocab[d->tokens[i * (size_t)d->max_len + (size_t)t]]);
+        strcat(buf, d->vocab[bf_dataset_token(d, i, (size_t)t)]);
     }
     return buf;
 }
@@ -391,9 +391,9 @@ static void test_empty_texts(void **state) {
     load(&d, "out/train.h5");
     assert_int_equal(d.n, 4);
     assert_int_equal(d.lengths[0], 1);
-    assert_int_equal(d.tokens[0], BF_UNK_ID);
+    assert_int_equal(bf_dataset_token(&d, 0, 0), BF_UNK_ID);
     assert_int_equal(d.lengths[1], 1);
-    assert_int_equal(d.tokens[1 * (size_t)d.max_len], BF_UNK_ID);
+    assert_int_equal(bf_dataset_token(&d, 1, 0), BF_UNK_ID);
     assert_int_equal(d.lengths[2], 2);
     bf_dataset_free(&d);
     /* one warning per file, not per row */
@@ -448,7 +448,7 @@ static void test_valid_split(void **state) {
         char w[32];
         snprintf(w, sizeof w, "word%lld", (long long)l - 1);
         assert_int_equal(vocab_id(&va, w), -1);
-        assert_int_equal(va.tokens[i * (size_t)va.max_len], BF_UNK_ID);
+        assert_int_equal(bf_dataset_token(&va, i, 0), BF_UNK_ID);
     }
     assert_int_equal(tr.vocab_size, va.vocab_size);
     assert_int_equal(tr.vocab_size, 2 + tr.n);
@@ -460,7 +460,8 @@ static void test_valid_split(void **state) {
     load(&va2, "out2/valid.h5");
     assert_int_equal(va2.n, va.n);
     assert_memory_equal(va2.source_line, va.source_line, va.n * sizeof *va.source_line);
-    assert_memory_equal(va2.tokens, va.tokens, va.n * (size_t)va.max_len * sizeof *va.tokens);
+    assert_int_equal(va2.token_bytes, va.token_bytes);
+    assert_memory_equal(va2.tokens, va.tokens, va.n * (size_t)va.max_len * (size_t)va.token_bytes);
     bf_dataset_free(&tr);
     bf_dataset_free(&va);
     bf_dataset_free(&va2);

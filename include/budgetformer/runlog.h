@@ -40,6 +40,12 @@ typedef struct {
     int64_t *h_logit_hist;      /* [R, L, BF_LOGIT_BINS] counts */
     int64_t *h_khat_hist;       /* [R, L, khat_bins] counts */
     int64_t *h_mass_hist;       /* [R, L, BF_MASS_BINS] counts */
+    /* /memory: every rank's memory when the run's last update was done (the trainer sets it then, with
+     * bf_runlog_set_memory; none before, none in a run stopped early) */
+    int mem_ranks;              /* 0: no /memory */
+    int64_t *mem;               /* [mem_ranks, 4]: peak RSS, RSS, PSS, private memory in KiB (memusage.h) */
+    int64_t mem_rows_bytes;     /* bytes of the datasets' row arrays (tokens, lengths, labels) */
+    int mem_shared;             /* 1: those rows held once per node (dist.shared_dataset) */
 } bf_runlog;
 
 void bf_runlog_init(bf_runlog *lg, const char *path, int n_classes, int n_layers, int n_heads);
@@ -51,6 +57,8 @@ void bf_runlog_reserve(bf_runlog *lg, size_t rows, size_t head_rows);
 /* Appends a /heads record covering the interval that ended at `step` (counts summed over all ranks). */
 void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s);
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
+/* The /memory record of the next flush: `ranks` rows of 4 values (copied). */
+void bf_runlog_set_memory(bf_runlog *lg, int ranks, const int64_t *kb, int64_t rows_bytes, int shared);
 /* Resume: reads back the records of the existing file at lg->path whose step is <= max_step (records after
  * it belong to updates that the resumed run makes again), so the next flush writes them once followed by the
  * new ones. Datasets added later are optional: a log without them reads back with lambda NaN and all-zero

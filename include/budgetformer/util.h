@@ -69,6 +69,9 @@ int bf_mkdir_p_ex(const char *path, char *made, size_t made_len, bf_err *err);
 
 /* 1 if path exists. */
 int bf_path_exists(const char *path);
+/* Which file path names, as the system knows it (device, inode, size, modification time in ns): equal
+ * identities on one machine are the same file. All zero when it cannot be stat'ed. */
+void bf_file_identity(const char *path, int64_t id[4]);
 
 /* 0 when path can be opened as an input file; else -1 with err saying why in the user's words: no such file,
  * a dangling symbolic link (naming its target), a symbolic link loop, a directory, permission denied. */

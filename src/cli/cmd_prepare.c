@@ -298,14 +298,17 @@ static void encode(bf_dataset *d, const split *s, const bf_vocab *v, const bf_la
     d->n = s->n;
     d->max_len = T;
     d->n_classes = (int)m->n_classes;
-    d->tokens = bf_xcalloc(s->n * (size_t)T + 1, sizeof *d->tokens);
+    /* Encoded as int32 (the file's type; bf_dataset_write writes it as is). */
+    int32_t *tokens = bf_xcalloc(s->n * (size_t)T + 1, sizeof *tokens);
+    d->token_bytes = 4;
+    d->tokens = tokens;
     d->lengths = bf_xmalloc((s->n + 1) * sizeof *d->lengths);
     d->labels = bf_xmalloc((s->n + 1) * sizeof *d->labels);
     d->source_line = bf_xmalloc((s->n + 1) * sizeof *d->source_line);
     for (size_t i = 0; i < s->n; i++) {
         const bf_text_row *r = &s->src->rows[s->rows[i]];
         bf_encode_info ei;
-        d->lengths[i] = bf_encode_text(d->tokens + i * (size_t)T, (size_t)T, r->text, r->text_len, v, tl, &ei);
+        d->lengths[i] = bf_encode_text(tokens + i * (size_t)T, (size_t)T, r->text, r->text_len, v, tl, &ei);
         st->empty += (size_t)ei.empty;
         st->truncated += (size_t)ei.truncated;
         st->unk += ei.unk;

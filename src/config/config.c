@@ -201,6 +201,10 @@ static const key_spec kKeys[] = {
         "the P ranks keeps the AdamW moments of and updates a contiguous 1/P of the parameters, and the "
         "updated parameters are allgathered; optimiser memory per rank falls to 1/P. Checkpoints are the same "
         "files either way (docs/SCALING.md); 0 = every rank keeps the whole state."),
+    KEY("dist", "shared_dataset", KT_BOOL, FIELD(shared_dataset, int), 0, 1, R_CLOSED, "1",
+        "1 = the ranks of a node share one copy of the datasets' token, length and label arrays (an MPI-3 "
+        "shared-memory window that the node's first rank fills); 0 = every rank holds its own copy. The "
+        "results are the same bit for bit (docs/SCALING.md)."),
 };
 #define N_KEYS (sizeof kKeys / sizeof kKeys[0])
 

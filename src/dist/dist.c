@@ -22,7 +22,7 @@ static int launched_in_parallel(void) {
     return getenv("OMPI_COMM_WORLD_RANK") != NULL;
 }
 
-static void check_mpi(const bf_dist *d, int rc, const char *call) {
+void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) {
     if (rc == MPI_SUCCESS) return;
     char msg[MPI_MAX_ERROR_STRING];
     int len = 0;
@@ -32,7 +32,6 @@ static void check_mpi(const bf_dist *d, int rc, const char *call) {
     exit(1);
 }
 
-#define MPI_CHECK(d, call) check_mpi((d), (call), #call)
 
 /* ---- the watchdog (docs/FAILURES.md, "A rank that stops") --------------------------------------------
  *
@@ -125,7 +124,7 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
     double t0 = bf_wall_seconds(), deadline = t0 + d->timeout;
     for (long spins = 0;; spins++) {
         int flag = 0;
-        check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
+        bf_dist_check_mpi(d, MPI_Test(req, &flag, MPI_STATUS_IGNORE), call);
         if (flag) return;
         double now = bf_wall_seconds();
         /* Spin first (a collective of a healthy step completes in microseconds); then yield the core. */
@@ -145,8 +144,7 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
     }
 }
 
-/* The same checks and waits for the other sources of src/dist (dist_internal.h). */
-void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call) { check_mpi(d, rc, call); }
+/* The same waits for the other sources of src/dist (dist_internal.h). */
 void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call) { wait_req(d, req, call); }
 
 void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void)) {

@@ -1,4 +1,4 @@
-/* dist_internal: what dist.c shares with the other sources of src/dist (shard.c): the checked MPI call and
+/* dist_internal: what dist.c shares with the other sources of src/dist (shard.c, node_shared.c): the checked MPI call and
  * the watchdog's wait, so that every collective of the folder fails and times out the same way. */
 #ifndef BUDGETFORMER_DIST_INTERNAL_H
 #define BUDGETFORMER_DIST_INTERNAL_H
@@ -10,6 +10,7 @@
 /* Reports a failed MPI call (the call, the rank, MPI's message) and ends the job; returns on MPI_SUCCESS. */
 void bf_dist_check_mpi(const bf_dist *d, int rc, const char *call);
 #define BF_MPI_CHECK(d, call) bf_dist_check_mpi((d), (call), #call)
+#define MPI_CHECK(d, call) bf_dist_check_mpi((d), (call), #call)
 /* Waits for one request of a collective within d->timeout (the watchdog, dist.c). */
 void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call);
 

@@ -206,16 +206,14 @@ static size_t g_trust_bytes = (size_t)1 << 32; /* sizes above this must be backe
 
 void bf_h5_set_trust_limit(size_t bytes) { g_trust_bytes = bytes; }
 
-int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsigned long long *dims,
-                     void **out, bf_err *err) {
-    hsize_t hd[8] = {0};
-    hid_t ds = open_checked(loc, path, memtype, rank, hd, err);
-    if (ds < 0) return -1;
-    /* The shape comes from the file: check the size before trusting it with an allocation. */
+/* The element count of an open dataset of shape hd, checked before anything is allocated for it: no size
+ * overflow, and a shape far larger than the bytes the file stores for it is a damaged header, not data
+ * (compressed chunks stay well within the factor). Closes ds on failure. */
+static int checked_count(hid_t loc, hid_t ds, const char *path, hid_t memtype, int rank, const hsize_t *hd,
+                         size_t *count, bf_err *err) {
     size_t n = 1, esz = H5Tget_size(memtype);
     char fname[512];
     for (int i = 0; i < rank; i++) {
-        dims[i] = hd[i];
         if (hd[i] != 0 && n > SIZE_MAX / esz / (size_t)hd[i]) {
             H5Dclose(ds);
             return bf_fail(err, "%s: dataset %s claims an impossible size (dimension %d is %llu): a damaged file?",
@@ -223,14 +221,26 @@ int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsig
         }
         n *= (size_t)hd[i];
     }
-    /* A shape far larger than the bytes the file stores for the dataset is a damaged header, not data:
-     * refuse it before asking for the memory (compressed chunks stay well within the factor). */
     hsize_t stored = H5Dget_storage_size(ds);
     if (n * esz > g_trust_bytes && (double)(n * esz) > 1024.0 * ((double)stored + 1.0)) {
         H5Dclose(ds);
         return bf_fail(err, "%s: dataset %s claims %zu bytes but the file stores %llu for it: a damaged file?",
                        bf_h5_filename(loc, fname, sizeof fname), path, n * esz, (unsigned long long)stored);
     }
+    *count = n;
+    return 0;
+}
+
+int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsigned long long *dims,
+                     void **out, bf_err *err) {
+    hsize_t hd[8] = {0};
+    hid_t ds = open_checked(loc, path, memtype, rank, hd, err);
+    if (ds < 0) return -1;
+    /* The shape comes from the file: check the size before trusting it with an allocation. */
+    size_t n = 0, esz = H5Tget_size(memtype);
+    if (checked_count(loc, ds, path, memtype, rank, hd, &n, err)) return -1;
+    for (int i = 0; i < rank; i++) dims[i] = hd[i];
+    char fname[512];
     void *buf = n ? malloc(n * esz) : bf_xmalloc(1);
     if (!buf) {
         H5Dclose(ds);
@@ -245,6 +255,43 @@ int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsig
     H5Dclose(ds);
     *out = buf;
     return 0;
+}
+
+int bf_h5_shape(hid_t loc, const char *path, hid_t memtype, int rank, unsigned long long *dims, bf_err *err) {
+    hsize_t hd[8] = {0};
+    hid_t ds = open_checked(loc, path, memtype, rank, hd, err);
+    if (ds < 0) return -1;
+    size_t n = 0;
+    if (checked_count(loc, ds, path, memtype, rank, hd, &n, err)) return -1;
+    for (int i = 0; i < rank; i++) dims[i] = hd[i];
+    H5Dclose(ds);
+    return 0;
+}
+
+int bf_h5_read_blocks(hid_t loc, const char *path, hid_t memtype, size_t block_rows, void *block,
+                      int (*take)(void *ctx, const void *block, size_t row0, size_t rows, bf_err *err), void *ctx,
+                      bf_err *err) {
+    hsize_t hd[2] = {0, 0};
+    hid_t ds = open_checked(loc, path, memtype, 2, hd, err);
+    if (ds < 0) return -1;
+    size_t n = 0;
+    if (checked_count(loc, ds, path, memtype, 2, hd, &n, err)) return -1;
+    hid_t fspace = H5Dget_space(ds);
+    char fname[512];
+    int rc = 0;
+    for (hsize_t row0 = 0; row0 < hd[0] && rc == 0; row0 += block_rows) {
+        hsize_t start[2] = {row0, 0}, count[2] = {hd[0] - row0 < block_rows ? hd[0] - row0 : block_rows, hd[1]};
+        hid_t mspace = H5Screate_simple(2, count, NULL);
+        if (H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
+            H5Dread(ds, memtype, mspace, fspace, H5P_DEFAULT, block) < 0)
+            rc = bf_fail(err, "%s: cannot read dataset %s (corrupted file?)", bf_h5_filename(loc, fname, sizeof fname),
+                         path);
+        H5Sclose(mspace);
+        if (rc == 0) rc = take(ctx, block, (size_t)row0, (size_t)count[0], err);
+    }
+    H5Sclose(fspace);
+    H5Dclose(ds);
+    return rc;
 }
 
 int bf_h5_read_into(hid_t loc, const char *path, hid_t memtype, int rank, const unsigned long long *dims,

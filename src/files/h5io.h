@@ -39,6 +39,15 @@ int bf_h5_write(hid_t loc, const char *path, hid_t memtype, int rank, const unsi
  * (free with free()) and fills dims. */
 int bf_h5_read_alloc(hid_t loc, const char *path, hid_t memtype, int rank, unsigned long long *dims,
                      void **out, bf_err *err);
+/* The shape (dims) of a dataset whose type matches memtype, without reading it; refused as bf_h5_read_alloc
+ * would refuse it (a size the file cannot back). */
+int bf_h5_shape(hid_t loc, const char *path, hid_t memtype, int rank, unsigned long long *dims, bf_err *err);
+/* Reads a 2-D dataset block_rows rows at a time into `block` (room for block_rows rows of memtype) and hands
+ * each block to take (rows row0 .. row0+rows-1); stops at the first non-zero return of take. Lets a loader
+ * convert a large dataset into its own memory without a second whole-size buffer. */
+int bf_h5_read_blocks(hid_t loc, const char *path, hid_t memtype, size_t block_rows, void *block,
+                      int (*take)(void *ctx, const void *block, size_t row0, size_t rows, bf_err *err), void *ctx,
+                      bf_err *err);
 /* Reads into buf, requiring exactly the given shape. */
 int bf_h5_read_into(hid_t loc, const char *path, hid_t memtype, int rank, const unsigned long long *dims,
                     void *buf, bf_err *err);

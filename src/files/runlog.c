@@ -103,6 +103,34 @@ void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float e
     lg->lambda[i] = lg->lambda_now;
 }
 
+void bf_runlog_set_memory(bf_runlog *lg, int ranks, const int64_t *kb, int64_t rows_bytes, int shared) {
+    lg->mem = bf_xrealloc(lg->mem, (size_t)ranks * 4 * sizeof(int64_t));
+    memcpy(lg->mem, kb, (size_t)ranks * 4 * sizeof(int64_t));
+    lg->mem_ranks = ranks;
+    lg->mem_rows_bytes = rows_bytes;
+    lg->mem_shared = shared;
+}
+
+/* /memory/peak_rss_kb, rss_kb, pss_kb, private_kb [W] (one column of lg->mem each) and its attributes. */
+static int write_memory(hid_t f, const bf_runlog *lg, bf_err *err) {
+    static const char *const names[4] = {"/memory/peak_rss_kb", "/memory/rss_kb", "/memory/pss_kb",
+                                         "/memory/private_kb"};
+    unsigned long long W = (unsigned long long)lg->mem_ranks;
+    int64_t *col = bf_xmalloc((size_t)W * sizeof *col);
+    int rc = 0;
+    for (int k = 0; k < 4 && rc == 0; k++) {
+        for (size_t r = 0; r < W; r++) col[r] = lg->mem[r * 4 + (size_t)k];
+        rc = bf_h5_write(f, names[k], H5T_NATIVE_INT64, 1, &W, col, err);
+    }
+    free(col);
+    if (rc == 0)
+        rc = bf_h5_write_attr_int(f, "/memory", "dataset_rows_bytes", lg->mem_rows_bytes, err) ||
+                     bf_h5_write_attr_int(f, "/memory", "shared_dataset", lg->mem_shared, err)
+                 ? -1
+                 : 0;
+    return rc;
+}
+
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
     char tmp[BF_ERR_LEN + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", lg->path);
@@ -120,6 +148,7 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
              bf_h5_write(f, "/metrics/budget_lambda", H5T_NATIVE_FLOAT, 1, &s, lg->lambda, err)
                  ? -1
                  : 0;
+    if (rc == 0 && lg->mem_ranks > 0 && write_memory(f, lg, err)) rc = -1;
     /* The skip counter is cumulative: written once the run has skipped an update, so the log of a healthy
      * run keeps exactly the FILES.md layout. */
     if (rc == 0 && lg->n && lg->skipped[lg->n - 1] > 0 &&
@@ -284,6 +313,7 @@ void bf_runlog_free(bf_runlog *lg) {
     free(lg->grad_norm);
     free(lg->comm_fraction);
     free(lg->skipped);
+    free(lg->mem);
     free(lg->h_step);
     free(lg->h_count);
     free(lg->h_class_count);

@@ -50,14 +50,18 @@ static int evaluate_core(bf_model *m, const bf_dataset *d, size_t lo, size_t hi,
     size_t T = (size_t)d->max_len, C = (size_t)c->n_classes, L = (size_t)c->n_layers, H = (size_t)c->n_heads;
     BF_CHECK(d->max_len == c->max_len, "dataset max_len %d differs from the model's %d", d->max_len, c->max_len);
     double t0 = bf_wall_seconds();
+    /* The batch's token ids widened to the model's int32 (the dataset may hold them as uint16). */
+    int32_t *tokens = bf_xmalloc((size_t)m->max_batch * T * sizeof(int32_t));
     for (size_t start = lo; start < hi; start += (size_t)m->max_batch) {
         if (stop && stop(stop_ctx)) { /* a batch boundary: the counts so far are whole batches */
             e->n += (int64_t)(start - lo);
             e->seconds += bf_wall_seconds() - t0;
+            free(tokens);
             return 1;
         }
         size_t n = hi - start < (size_t)m->max_batch ? hi - start : (size_t)m->max_batch;
-        bf_batch b = {.n = (int)n, .tokens = d->tokens + start * T, .lengths = d->lengths + start,
+        bf_dataset_rows(d, start, n, tokens);
+        bf_batch b = {.n = (int)n, .tokens = tokens, .lengths = d->lengths + start,
                       .labels = d->labels + start, .k_override = k_override ? k_override + start * L : NULL};
         bf_infer_stats st;
         e->ce_sum += bf_model_infer(m, &b, &st);
@@ -98,6 +102,7 @@ static int evaluate_core(bf_model *m, const bf_dataset *d, size_t lo, size_t hi,
             }
         }
     }
+    free(tokens);
     e->n += (int64_t)(hi - lo);
     e->seconds += bf_wall_seconds() - t0;
     return 0;

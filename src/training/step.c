@@ -19,19 +19,18 @@ static void on_grad_ready(void *ctx, int tensor) {
  * t->row_seen until bf_trainer_zero_grad: outside them the token-embedding gradient is zero on every rank,
  * which the allreduce below, the gradient norm and the zeroing use. */
 static void list_touched_rows(trainer *t, long step_no) {
-    bf_model *m = &t->model;
-    size_t T = (size_t)m->cfg.max_len;
     if (t->rows_listed) return;
     int n = bf_sampler_shard(&t->sampler, step_no, t->cfg->batch_size, 0, 1, t->all_index, t->all_epoch);
     size_t nrows = 0;
     for (int i = 0; i < n; i++) {
         size_t src = (size_t)t->all_index[i];
-        const int32_t *tok = t->train.tokens + src * T;
-        for (int k = 0; k < t->train.lengths[src]; k++)
-            if (!t->row_seen[tok[k]]) {
-                t->row_seen[tok[k]] = 1;
-                t->rows[nrows++] = tok[k];
+        for (int k = 0; k < t->train.lengths[src]; k++) {
+            int32_t id = bf_dataset_token(&t->train, src, (size_t)k);
+            if (!t->row_seen[id]) {
+                t->row_seen[id] = 1;
+                t->rows[nrows++] = id;
             }
+        }
     }
     t->n_rows = nrows;
     t->rows_listed = 1;
@@ -255,7 +254,7 @@ void bf_trainer_forward_backward(trainer *t, long step_no, float eps, float lamb
         int lo = t->micro_starts[mi], n = t->micro_starts[mi + 1] - lo;
         for (int i = 0; i < n; i++) {
             size_t src = (size_t)t->index[lo + i];
-            memcpy(t->tokens + (size_t)i * T, t->train.tokens + src * T, T * sizeof(int32_t));
+            bf_dataset_rows(&t->train, src, 1, t->tokens + (size_t)i * T); /* widened to the model's int32 */
             t->lengths[i] = t->train.lengths[src];
             t->labels[i] = t->train.labels[src];
         }

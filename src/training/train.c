@@ -13,6 +13,7 @@
 
 #include "budgetformer/eval_dist.h"
 #include "budgetformer/evaluate.h"
+#include "budgetformer/memusage.h"
 #include "budgetformer/optim.h"
 #include "signals.h"
 #include "trainer.h"
@@ -34,45 +35,6 @@ static void open_trace(trainer *t) {
     snprintf(path, sizeof path, "%s.rank%d", prefix, t->rank);
     t->trace = fopen(path, "w");
     if (!t->trace) bf_warn("BF_TRACE: cannot write %s", path);
-}
-
-/* Valid and test files must come from the same prepare run as the training file. */
-static int check_compatible(const bf_dataset *tr, const bf_dataset *d, const char *key, const char *path,
-                            bf_err *err) {
-    if (d->max_len != tr->max_len || !bf_same_strings(d->vocab, d->vocab_size, tr->vocab, tr->vocab_size) ||
-        !bf_same_strings(d->label_names, (size_t)d->n_classes, tr->label_names, (size_t)tr->n_classes))
-        return bf_fail(err, "%s = %s: prepared with another vocabulary, max_len or label set than data.train; "
-                            "prepare train, valid and test files together", key, path);
-    return 0;
-}
-
-/* Loads one set; the message starts with the key that named the file (data.train: ...). */
-static int load_set(bf_dataset *d, const char *key, const char *path, bf_err *err) {
-    static char what[BF_PATH_LEN + 64];
-    snprintf(what, sizeof what, "%s = %s", key, path);
-    bf_alloc_context(what); /* an allocation that fails names the file */
-    int rc = bf_dataset_load(d, path, err);
-    bf_alloc_context(NULL);
-    if (rc == 0) return 0;
-    char msg[BF_ERR_LEN];
-    snprintf(msg, sizeof msg, "%s", err->msg);
-    return bf_fail(err, "%s: %s", key, msg);
-}
-
-static int load_data(trainer *t, bf_err *err) {
-    const bf_config *c = t->cfg;
-    if (load_set(&t->train, "data.train", c->data_train, err)) return -1;
-    if (c->data_valid[0]) {
-        if (load_set(&t->valid, "data.valid", c->data_valid, err)) return -1;
-        t->have_valid = 1;
-        if (check_compatible(&t->train, &t->valid, "data.valid", c->data_valid, err)) return -1;
-    }
-    if (c->data_test[0]) {
-        if (load_set(&t->test, "data.test", c->data_test, err)) return -1;
-        t->have_test = 1;
-        if (check_compatible(&t->train, &t->test, "data.test", c->data_test, err)) return -1;
-    }
-    return 0;
 }
 
 /* Every rank must train on the same bytes: a file that differs between nodes (a stale copy, another
@@ -463,6 +425,38 @@ static int report_progress(trainer *t, long step, long last, const update_result
     return 0;
 }
 
+static double mib(int64_t kb) { return kb < 0 ? -1.0 : (double)kb / 1024.0; }
+
+/* The memory of every rank (memusage.h), gathered and printed by rank 0 after the summary line, and written
+ * into log.h5 (/memory, a rewrite of the same records plus it: failing is only a warning, the run's results
+ * are complete). Peak RSS counts the shared dataset pages in every rank that read them; PSS and private
+ * memory show whether the datasets' rows are held once per node or once per rank. */
+static void report_memory(trainer *t) {
+    bf_memusage mine;
+    bf_memusage_read(&mine);
+    int64_t v[4] = {mine.peak_rss_kb, mine.rss_kb, mine.pss_kb, mine.private_kb};
+    int64_t *all = t->rank == 0 ? bf_xcalloc((size_t)t->world * 4, sizeof *all) : NULL;
+    bf_dist_gather_bytes(t->dist, v, 4, sizeof *v, all);
+    if (t->rank == 0) {
+        int64_t pss = 0, priv = 0;
+        for (int r = 0; r < t->world; r++) {
+            const int64_t *a = all + 4 * r;
+            bf_info("memory of rank %d: peak RSS %.1f MiB; now RSS %.1f MiB, PSS %.1f MiB, private %.1f MiB", r,
+                    mib(a[0]), mib(a[1]), mib(a[2]), mib(a[3]));
+            pss = pss < 0 || a[2] < 0 ? -1 : pss + a[2]; /* -1: not known on some rank */
+            priv = priv < 0 || a[3] < 0 ? -1 : priv + a[3];
+        }
+        bf_info("memory of the %d rank%s: PSS %.1f MiB, private %.1f MiB in all; the datasets' rows are %.2f MiB, "
+                "held %s", t->world, t->world > 1 ? "s" : "", mib(pss), mib(priv),
+                (double)bf_trainer_data_bytes(t) / (1024.0 * 1024.0),
+                t->shared[0] ? "once per node (dist.shared_dataset = 1)" : "by every rank");
+        bf_runlog_set_memory(&t->log, t->world, all, (int64_t)bf_trainer_data_bytes(t), t->shared[0] != NULL);
+        bf_err e;
+        if (bf_runlog_flush(&t->log, &e)) bf_warn("the memory report was not written into log.h5: %s", e.msg);
+    }
+    free(all);
+}
+
 /* After the last update of this run: log, final checkpoint, the summary line; then, unless stopped
  * (train.stop_at or a request), the final evaluation. */
 static int finish_run(trainer *t, long first, long last, double t_start, bf_err *err) {
@@ -486,6 +480,7 @@ static int finish_run(trainer *t, long first, long last, double t_start, bf_err 
         if (root)
             bf_info("trained %ld steps in %.1f s wall, %.1f s CPU over %d rank%s (%.2f ms CPU per input)", done, wall,
                     cpu[0], t->world, t->world > 1 ? "s" : "", 1e3 * cpu[0] / ((double)done * c->batch_size));
+        report_memory(t);
     }
     if (last < c->steps) {
         if (root) bf_info("stopped after step %ld as train.stop_at asks (train.steps = %ld)", last, c->steps);
@@ -576,9 +571,7 @@ static int run_loop(trainer *t, bf_err *err) {
 }
 
 static void trainer_free(trainer *t) {
-    bf_dataset_free(&t->train);
-    if (t->have_valid) bf_dataset_free(&t->valid);
-    if (t->have_test) bf_dataset_free(&t->test);
+    bf_trainer_free_data(t);
     bf_model_free(&t->model);
     bf_sampler_free(&t->sampler);
     free(t->adam_m);
@@ -633,7 +626,7 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
         return bf_trainer_agree(&t, -1, err);
     }
     t.lock.fd = -1;
-    int rc = bf_trainer_agree(&t, load_data(&t, err), err);
+    int rc = bf_trainer_load_data(&t, err);
     if (rc == 0) rc = bf_trainer_agree(&t, check_same_data(&t, err), err);
     if (rc == 0) rc = bf_trainer_agree(&t, bf_trainer_build_model(&t, err), err);
     /* The lock before the first read of run.dir: a second run is refused before it reads or writes anything. */

@@ -10,6 +10,7 @@
 #include "budgetformer/dist.h"
 #include "budgetformer/headstats.h"
 #include "budgetformer/model.h"
+#include "budgetformer/node_shared.h"
 #include "budgetformer/rundir.h"
 #include "budgetformer/runlog.h"
 #include "budgetformer/sampler.h"
@@ -22,6 +23,7 @@ typedef struct {
     const bf_config *cfg;
     bf_dataset train, valid, test;
     int have_valid, have_test;
+    bf_node_shared *shared[3];       /* the node's windows holding train, valid, test rows (NULL: own copy) */
     bf_model model;
     float *adam_m, *adam_v;     /* [n_params], or sharded [shard.hi - shard.lo]: element i is parameter shard.lo + i */
     int sharded;                /* dist.shard_optimizer on more than one rank (shard.c) */
@@ -86,6 +88,13 @@ typedef struct {
 int bf_trainer_agree(trainer *t, int rc, bf_err *err);
 /* The first of run.dir's config.ini, log.h5, checkpoints/ that exists (written to p), or 0. */
 int bf_trainer_run_dir_marker(const char *dir, char *p, size_t len);
+
+/* data.c: data.train, data.valid, data.test loaded (their rows once per node with dist.shared_dataset),
+ * validated and checked to come from one prepare run; collective, every rank returns the same status. The
+ * bytes of their row arrays; freeing them (collective: the shared windows). */
+int bf_trainer_load_data(trainer *t, bf_err *err);
+size_t bf_trainer_data_bytes(const trainer *t);
+void bf_trainer_free_data(trainer *t);
 
 /* save.c: the checkpoint after update `step`, collective (rank 0 writes); the newest checkpoint for messages;
  * checkpoint.on_error after a failed periodic write (0: go on, -1: stop with err). */

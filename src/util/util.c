@@ -118,6 +118,16 @@ double bf_cpu_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+void bf_file_identity(const char *path, int64_t id[4]) {
+    struct stat st;
+    memset(id, 0, 4 * sizeof *id);
+    if (stat(path, &st) != 0) return;
+    id[0] = (int64_t)st.st_dev;
+    id[1] = (int64_t)st.st_ino;
+    id[2] = (int64_t)st.st_size;
+    id[3] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
 int bf_path_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;

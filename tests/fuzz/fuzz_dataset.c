@@ -41,7 +41,7 @@ static void check_dataset(const bf_dataset *d) {
         BF_FUZZ_REQUIRE(len >= 1 && (size_t)len <= T, "row %zu length %d", i, len);
         BF_FUZZ_REQUIRE(d->labels[i] >= 0 && d->labels[i] < d->n_classes, "row %zu label %d", i, d->labels[i]);
         for (size_t t = 0; t < T; t++) {
-            int32_t id = d->tokens[i * T + t];
+            int32_t id = bf_dataset_token(d, i, t);
             BF_FUZZ_REQUIRE(id >= 0 && (size_t)id < d->vocab_size, "token [%zu,%zu] = %d", i, t, id);
             BF_FUZZ_REQUIRE((t < (size_t)len) == (id != 0), "PAD placement at [%zu,%zu]", i, t);
         }
