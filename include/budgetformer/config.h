@@ -79,6 +79,7 @@ typedef struct {
     /* [dist] */
     int bucket_kb;         /* gradient allreduce bucket size */
     int balance_shards;    /* deal each batch to the ranks by cost (sampler.h) */
+    int spin_us;           /* a waiting collective spins this long before sleeping between polls */
     float dist_timeout;    /* watchdog: seconds a collective may wait for the other ranks (0 = off) */
     int shard_optimizer;   /* 1: ZeRO stage 1, each rank keeps and updates 1/P of the AdamW state (shard.h) */
     int shared_dataset;    /* 1: one copy of the datasets' rows per node (shared memory), 0: one per rank */

@@ -24,6 +24,8 @@ typedef struct {
     double comm_seconds; /* wall time spent waiting in communication since the last reset */
     /* watchdog (bf_dist_set_watchdog): */
     float timeout;       /* seconds a collective may wait; 0 = for ever (the default) */
+    double spin_s;       /* a waiting collective polls without pause this long, then sleeps between polls
+                            (bf_dist_set_spin; default 0.01 s) */
     long step;           /* the update in progress, for the watchdog's message (set by the training loop) */
     int (*stop_requested)(void); /* non-zero once a stop signal arrived: noted while a collective waits */
     int stop_noted;
@@ -42,6 +44,11 @@ const char *bf_dist_library_version(void);
  * (a roll call among the waiting ranks; docs/FAILURES.md). stop_requested (may be NULL) is asked while a
  * collective waits, so a stop request there is reported. Collective: every rank calls it. */
 void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void));
+
+/* How long a collective that waits (under the watchdog) polls MPI without pause before it sleeps ~20 us
+ * between polls: spinning answers fastest on cores of its own; sleeping leaves the core to other processes
+ * (a shared node, more ranks than cores). Local: each rank its own. */
+void bf_dist_set_spin(bf_dist *d, double spin_s);
 
 void bf_dist_barrier(bf_dist *d);
 void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n);

@@ -190,6 +190,12 @@ static const key_spec kKeys[] = {
           "(by length, with attention's quadratic term), since the slowest rank sets the pace of every "
           "update; 0: contiguous parts of the batch. The same global batch either way: only the summation "
           "order of the gradients differs. No effect on 1 rank (docs/SCALING.md)."),
+    K_INT("dist", "spin_us", spin_us, 0, 10000000, "10000",
+          "A collective that waits for the other ranks polls MPI without pause for this many microseconds, then "
+          "sleeps about 20 us between polls: spinning answers fastest when every rank has a core of its own; "
+          "a small value leaves the core to other processes while waiting (a shared node, more ranks than "
+          "cores) and costs at most a poll interval of latency. Results are the same either way "
+          "(docs/SCALING.md). Used with the watchdog (dist.timeout > 0); with dist.timeout = 0 MPI_Wait waits."),
     K_FLOAT("dist", "timeout", dist_timeout, 0, 1e6, R_CLOSED, "600",
             "Watchdog: a collective (gradient allreduce, loss reduction, broadcast, the wait while rank 0 writes "
             "a checkpoint) that waits longer than this many seconds for the other ranks ends the job, naming the "

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#ifdef __linux__
+#include <sys/prctl.h>
+#endif
 
 #include "budgetformer/shard.h"
 #include "budgetformer/util.h"
@@ -128,7 +131,7 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
         if (flag) return;
         double now = bf_wall_seconds();
         /* Spin first (a collective of a healthy step completes in microseconds); then yield the core. */
-        if (now - t0 > 0.01) pause_us(now - t0 > 1.0 ? 2000 : 100);
+        if (now - t0 > d->spin_s) pause_us(now - t0 > 1.0 ? 2000 : now - t0 > 0.01 ? 100 : 20);
         if ((spins & 63) == 0 || now - t0 > 0.01) {
             if (take_here(NULL)) roll_call(d, call, now - t0); /* another rank timed out: answer */
             if (d->stop_requested && d->stop_requested() && !d->stop_noted &&
@@ -147,6 +150,14 @@ static void wait_req(bf_dist *d, MPI_Request *req, const char *call) {
 /* The same waits for the other sources of src/dist (dist_internal.h). */
 void bf_dist_wait_request(bf_dist *d, MPI_Request *req, const char *call) { wait_req(d, req, call); }
 
+void bf_dist_set_spin(bf_dist *d, double spin_s) {
+    d->spin_s = spin_s;
+#ifdef __linux__
+    /* The sleeps between polls are ~20 us: without this a sleep may last the default 50 us timer slack. */
+    if (spin_s < 0.01) prctl(PR_SET_TIMERSLACK, 1000UL, 0UL, 0UL, 0UL);
+#endif
+}
+
 void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(void)) {
     d->timeout = (float)timeout_s;
     d->stop_requested = stop_requested;
@@ -156,6 +167,7 @@ void bf_dist_set_watchdog(bf_dist *d, double timeout_s, int (*stop_requested)(vo
 int bf_dist_init(bf_dist *d, int *argc, char ***argv) {
     memset(d, 0, sizeof *d);
     d->world = 1;
+    d->spin_s = 0.01;
     if (!launched_in_parallel()) return 0;
     int provided = 0;
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {

@@ -16,7 +16,8 @@
 static const char *const kFreeOnResume[] = {
     "train.steps", "train.stop_at", "train.log_every", "train.eval_every", "train.micro_batch", "data.train",
     "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb",
-    "dist.timeout", "dist.shard_optimizer", "dist.shared_dataset", "train.max_nonfinite", "checkpoint.on_error"};
+    "dist.timeout", "dist.shard_optimizer", "dist.shared_dataset", "dist.spin_us",
+    "train.max_nonfinite", "checkpoint.on_error"};
 
 /* Compares this run's configuration with the one stored in the checkpoint. Returns 0 (changes reported),
  * or -1 for a change that alters the model. */

@@ -617,6 +617,7 @@ int bf_train_run_opts(const bf_config *cfg, bf_dist *dist, const bf_train_option
     t.check_alloc = check && *check && strcmp(check, "0") != 0;
     /* Before the first collective of the run: none waits for ever on a rank that stopped. */
     bf_dist_set_watchdog(dist, cfg->dist_timeout, bf_train_stop_signal);
+    bf_dist_set_spin(dist, cfg->spin_us * 1e-6);
     if (bf_train_parse_faults(getenv("BF_FAULT"), &t.fault, err)) return bf_trainer_agree(&t, -1, err);
     if (t.rank == 0 && getenv("BF_FAULT") && *getenv("BF_FAULT"))
         bf_warn("BF_FAULT=%s: fault injection for tests is on", getenv("BF_FAULT"));
