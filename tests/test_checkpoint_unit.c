@@ -76,9 +76,9 @@ typedef struct {
     bf_ckpt_meta meta;
 } fixture;
 
-static void fixture_init(fixture *f, long step) {
+static void fixture_init_cfg(fixture *f, long step, const bf_model_config *cfg) {
     memset(f, 0, sizeof *f);
-    bf_model_init(&f->m, &kCfg, 1);
+    bf_model_init(&f->m, cfg, 1);
     bf_model_init_weights(&f->m, 7);
     size_t n = f->m.n_params;
     f->adam_m = calloc(n, sizeof(float));
@@ -109,6 +109,8 @@ static void fixture_init(fixture *f, long step) {
                              .vocab = (const char *const *)f->vocab, .vocab_size = 11,
                              .label_names = (const char *const *)f->labels, .n_classes = 3};
 }
+
+static void fixture_init(fixture *f, long step) { fixture_init_cfg(f, step, &kCfg); }
 
 static void fixture_free(fixture *f) {
     bf_model_free(&f->m);
@@ -212,6 +214,55 @@ static void test_round_trip(void **state) {
     free(am);
     free(av);
     bf_model_free(&m2);
+    fixture_free(&f);
+}
+
+/* The added budget hidden layer (docs/MODEL.md): /model attribute budget_hidden and the tensors
+ * router/w_bud_h, b_bud_h, w_bud_o of each layer come back as saved; a value above the largest the option
+ * takes (a newer budgetformer's) is refused by name. */
+static void test_budget_hidden_round_trip(void **state) {
+    (void)state;
+    make_sub("bh");
+    bf_model_config cfg = kCfg;
+    cfg.gate_norm = 1;
+    cfg.budget_hidden = 5;
+    fixture f;
+    fixture_init_cfg(&f, 3, &cfg);
+    save_step(&f, "bh", 3);
+    char p[2300];
+    path_in(p, sizeof p, "bh", "step-00000003.h5");
+    bf_ckpt_file cf;
+    bf_err err = {{0}};
+    if (bf_checkpoint_open(p, BF_DIGEST_REQUIRED, &cf, &err)) fail_msg("%s", err.msg);
+    bf_model_config mc;
+    assert_int_equal(bf_checkpoint_file_model_config(&cf, &mc, &err), 0);
+    bf_checkpoint_close(&cf);
+    assert_memory_equal(&mc, &cfg, sizeof mc);
+    bf_model m2;
+    bf_model_init(&m2, &mc, 1);
+    const bf_tensor_info *t = bf_model_tensor(&m2, "layers/1/router/w_bud_h");
+    assert_non_null(t);
+    assert_int_equal(t->shape[0], 8);
+    assert_int_equal(t->shape[1], 5);
+    assert_non_null(bf_model_tensor(&m2, "layers/0/router/b_bud_h"));
+    assert_non_null(bf_model_tensor(&m2, "layers/0/router/w_bud_o"));
+    char **vocab = NULL, **labels = NULL;
+    size_t nv = 0, nl = 0;
+    if (bf_checkpoint_load_model(p, &m2, &vocab, &nv, &labels, &nl, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(m2.n_params, f.m.n_params);
+    assert_memory_equal(m2.params, f.m.params, f.m.n_params * sizeof(float));
+    bf_h5_free_strings(vocab, nv);
+    bf_h5_free_strings(labels, nl);
+    bf_model_free(&m2);
+    /* budget_hidden = 5000 (above BF_MAX_BUDGET_HIDDEN): refused, naming the attribute */
+    hid_t h = bf_h5_open_rw(p, &err);
+    assert_true(h >= 0);
+    assert_int_equal(bf_h5_write_attr_int(h, "/model", "budget_hidden", 5000, &err), 0);
+    assert_int_equal(bf_h5_close(h, p, &err), 0);
+    if (bf_checkpoint_open(p, BF_DIGEST_REPORT, &cf, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(bf_checkpoint_file_model_config(&cf, &mc, &err), -1);
+    bf_checkpoint_close(&cf);
+    assert_contains(err.msg, "budget_hidden = 5000");
     fixture_free(&f);
 }
 
@@ -502,6 +553,7 @@ static void test_runlog_load(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_budget_hidden_round_trip),
         cmocka_unit_test(test_damaged),
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_large_step_names),

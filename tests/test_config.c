@@ -229,7 +229,9 @@ static void test_load_string(void **state) {
 static void test_unknown_keys(void **state) {
     (void)state;
     expect_file_error("unknown_key", "[model]\nd_model = 64\n\nd_modl = 64\n", 4, "unknown key 'model.d_modl'",
-                      "known keys in [model]: d_model, n_heads, n_layers, d_ff, full_heads, fixed_budget, gate_norm)", NULL);
+                      "known keys in [model]: d_model, n_heads, n_layers, d_ff, full_heads, fixed_budget, gate_norm, "
+                      "budget_hidden)",
+                      NULL);
     expect_file_error("unknown_section", "[train]\nsteps = 5\n[modle]\nd_model = 64\n", 4,
                       "unknown key 'modle.d_model'", "unknown section [modle]", "model", "explore", NULL);
     expect_file_error("no_section", "steps = 5\n", 1, "unknown key 'steps'", "train", NULL);

@@ -578,10 +578,12 @@ typedef struct {
     int flipped; /* set by model_loss when a discrete choice differs from budget0/mask0 */
 } model_ctx;
 
-static void model_setup_opts(model_ctx *c, int full_heads, int fixed_budget, int gate_norm, uint64_t seed) {
+/* budget_hidden: the added hidden layer of the budget predictor (0: none). */
+static void model_setup_bh(model_ctx *c, int full_heads, int fixed_budget, int gate_norm, int budget_hidden,
+                           uint64_t seed) {
     bf_model_config cfg = {.vocab_size = 20, .max_len = MT, .d_model = 8, .n_heads = 4, .n_layers = 2,
                            .d_ff = 12, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget,
-                           .gate_norm = gate_norm};
+                           .gate_norm = gate_norm, .budget_hidden = budget_hidden};
     memset(c, 0, sizeof *c);
     bf_model_init(&c->m, &cfg, MB);
     test_rng r = {seed};
@@ -598,6 +600,10 @@ static void model_setup_opts(model_ctx *c, int full_heads, int fixed_budget, int
     c->ex = (bf_explore){.eps = 0.0f, .tau = 1.0f, .gumbel = NULL, .k_random = NULL};
     c->ce_scale = 1.0f / MB;
     c->cost_scale = 0.0f;
+}
+
+static void model_setup_opts(model_ctx *c, int full_heads, int fixed_budget, int gate_norm, uint64_t seed) {
+    model_setup_bh(c, full_heads, fixed_budget, gate_norm, 0, seed);
 }
 
 static void model_setup(model_ctx *c, int full_heads, int fixed_budget, uint64_t seed) {
@@ -751,9 +757,10 @@ static double khat_margin(const bf_model *m, int n) {
 /* A learned-budget model (spread budgets) from the first seed >= `seed` whose k^ stay at least 0.1 from every
  * rounding boundary x.5, with and without exploration, so finite differences cannot flip a budget. Returns
  * the seed; fails the test past `last`. */
-static uint64_t setup_learned_away_from_rounding(model_ctx *c, int gate_norm, uint64_t seed, uint64_t last) {
+static uint64_t setup_learned_away_bh(model_ctx *c, int gate_norm, int budget_hidden, uint64_t seed,
+                                      uint64_t last) {
     for (;; seed++) {
-        model_setup_opts(c, 0, 0, gate_norm, seed);
+        model_setup_bh(c, 0, 0, gate_norm, budget_hidden, seed);
         spread_budgets(&c->m);
         model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
         bf_model_forward(&c->m, &c->batch, &c->ex);
@@ -764,6 +771,10 @@ static uint64_t setup_learned_away_from_rounding(model_ctx *c, int gate_norm, ui
         bf_model_free(&c->m);
         assert_true(seed < last);
     }
+}
+
+static uint64_t setup_learned_away_from_rounding(model_ctx *c, int gate_norm, uint64_t seed, uint64_t last) {
+    return setup_learned_away_bh(c, gate_norm, 0, seed, last);
 }
 
 /* Learned budget. With a tiny temperature the surrogate slope sigma'((k^ - rank - 0.5)/tau)/tau vanishes
@@ -812,6 +823,33 @@ static void test_model_gate_norm_and_training_losses(void **state) {
     c->cost_scale = 0.0f;
     bad += model_fd(c, "gate_norm learned, forced k = 3, distillation targets");
     bf_model_free(&c->m);
+    free(c);
+    assert_int_equal(bad, 0);
+}
+
+/* Added option (docs/MODEL.md): the budget predictor's hidden layer (budget_hidden = 6), with and without
+ * renormalised gates. At tiny tau the budget weights get their gradient through the budget cost and, in the
+ * last check, through budget supervision (k^ - k*)^2, which reaches W_bud_h, b_bud_h and w_bud_o through the
+ * GELU; the choices are held fixed as above. */
+static void test_model_budget_hidden(void **state) {
+    (void)state;
+    model_ctx *c = bf_xmalloc(sizeof *c);
+    int bad = 0;
+    for (int gn = 0; gn <= 1; gn++) {
+        uint64_t seed = setup_learned_away_bh(c, gn, 6, 107 + 100 * (uint64_t)gn, 200 + 100 * (uint64_t)gn);
+        printf("budget_hidden = 6, gate_norm = %d: seed %llu\n", gn, (unsigned long long)seed);
+        assert_non_null(bf_model_tensor(&c->m, "layers/1/router/w_bud_o"));
+        c->cost_scale = 0.05f;
+        model_set_explore(c, 0.0f, 2e-3f, 0, seed + 1000);
+        bad += model_fd(c, gn ? "budget_hidden gate_norm eps=0 (tau 2e-3)" : "budget_hidden eps=0 (tau 2e-3)");
+        model_set_explore(c, 0.6f, 2e-3f, 1, seed + 1000);
+        float k_target[MB] = {1.0f, 4.0f, 2.0f, 3.0f};
+        c->ex.k_target = k_target;
+        c->ex.sup_scale = 0.3f;
+        bad += model_fd(c, gn ? "budget_hidden gate_norm eps=0.6, budget supervision"
+                              : "budget_hidden eps=0.6, budget supervision");
+        bf_model_free(&c->m);
+    }
     free(c);
     assert_int_equal(bad, 0);
 }
@@ -894,6 +932,7 @@ int main(void) {
         cmocka_unit_test(test_model_learned),
         cmocka_unit_test(test_model_straight_through),
         cmocka_unit_test(test_model_gate_norm_and_training_losses),
+        cmocka_unit_test(test_model_budget_hidden),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -32,13 +32,13 @@ static void make_batch(int32_t *tok, int32_t *len, int32_t *lab, int V) {
     }
 }
 
-/* gate_norm: the added renormalised gates; k_override (NULL or [B, 3]): budgets set from outside (eval's
- * budget controls), in both paths alike. */
-static void check_model_opts(int d_model, int full_heads, int fixed_budget, float w_scale, int gate_norm,
-                             const int32_t *k_override) {
+/* gate_norm: the added renormalised gates; budget_hidden: the added hidden layer of the budget predictor;
+ * k_override (NULL or [B, 3]): budgets set from outside (eval's budget controls), in both paths alike. */
+static void check_model_bh(int d_model, int full_heads, int fixed_budget, float w_scale, int gate_norm,
+                           int budget_hidden, const int32_t *k_override) {
     bf_model_config c = {.vocab_size = 40, .max_len = T, .d_model = d_model, .n_heads = 4, .n_layers = 3,
                          .d_ff = 24, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget,
-                         .gate_norm = gate_norm};
+                         .gate_norm = gate_norm, .budget_hidden = budget_hidden};
     bf_model m;
     bf_model_init(&m, &c, B);
     random_weights(&m, 11, w_scale);
@@ -88,6 +88,11 @@ static void check_model_opts(int d_model, int full_heads, int fixed_budget, floa
     bf_model_free(&m);
 }
 
+static void check_model_opts(int d_model, int full_heads, int fixed_budget, float w_scale, int gate_norm,
+                             const int32_t *k_override) {
+    check_model_bh(d_model, full_heads, fixed_budget, w_scale, gate_norm, 0, k_override);
+}
+
 static void check_model(int d_model, int full_heads, int fixed_budget, float w_scale) {
     check_model_opts(d_model, full_heads, fixed_budget, w_scale, 0, NULL);
 }
@@ -101,6 +106,17 @@ static void test_gate_norm_and_overrides(void **state) {
     for (int i = 0; i < B * 3; i++) ko[i] = i % 5; /* 0 = the router's own k, else 1..4 */
     check_model_opts(16, 0, 0, 0.3f, 0, ko);
     check_model_opts(64, 0, 0, 0.3f, 1, ko);
+}
+
+/* The budget predictor's hidden layer: the inference path computes the same budgets and logits (both call
+ * the same router), with plain and renormalised gates, both attention kernels and a budget control. */
+static void test_budget_hidden(void **state) {
+    (void)state;
+    check_model_bh(16, 0, 0, 0.3f, 0, 8, NULL);
+    check_model_bh(64, 0, 0, 0.3f, 1, 32, NULL);
+    int32_t ko[B * 3];
+    for (int i = 0; i < B * 3; i++) ko[i] = i % 5;
+    check_model_bh(16, 0, 0, 0.3f, 1, 8, ko);
 }
 
 static void test_learned_budget(void **state) {
@@ -153,6 +169,7 @@ int main(void) {
         cmocka_unit_test(test_learned_budget_fused_attention),
         cmocka_unit_test(test_fixed_budget),
         cmocka_unit_test(test_gate_norm_and_overrides),
+        cmocka_unit_test(test_budget_hidden),
         cmocka_unit_test(test_full_heads),
         cmocka_unit_test(test_head_sets_vary),
     };

@@ -13,7 +13,9 @@ loaded with budgetformer.load and must give, on every test input:
 and save() must write checkpoints that budgetformer accepts: eval gives the same accuracy, predict the same
 answers, `train --resume` continues from it; a model made in Python evaluates too. Options: gate_norm = 1
 is the renormalised gate formula (checked against a hand computation, and against the C program when its
---help-config lists gate_norm); a nonzero unknown /model attribute is refused, a zero one accepted.
+--help-config lists gate_norm); budget_hidden = 6 (random hidden-layer tensors added to the checkpoint) gives
+eval --records' budgets and logits and survives save; a nonzero unknown /model attribute is refused, a zero
+one accepted.
 read_log and read_records give the layouts of docs/LOGS.md.
 """
 import csv
@@ -205,6 +207,45 @@ def check_options(work, ckpt, data, tokens, lengths):
             compare("gate_norm = 1", model, tokens, lengths, records(rec))
     else:
         print("note: budgetformer's --help-config has no gate_norm: gate_norm checked against the formula only")
+    check_budget_hidden(work, ckpt, data, tokens, lengths, help_cfg)
+
+
+def check_budget_hidden(work, ckpt, data, tokens, lengths, help_cfg):
+    """budget_hidden = N (project-added): the checkpoint gains /model attribute budget_hidden and the tensors
+    router/w_bud_h [D,N], b_bud_h [N], w_bud_o [N] of each layer; load computes the budget logit
+    s w_bud + b_bud + w_bud_o . gelu_tanh(s W_bud_h + b_bud_h), as budgetformer eval does."""
+    N, bh = 6, os.path.join(work, "budget-hidden.h5")
+    with_attr(ckpt, bh, "budget_hidden", N)
+    rs = np.random.RandomState(5)
+    with h5py.File(bh, "r+") as f:
+        g = f["model"]
+        D = int(g.attrs["d_model"])
+        for l in range(int(g.attrs["n_layers"])):
+            p = "layers/%d/router/" % l
+            g.create_dataset(p + "w_bud_h", data=rs.normal(0, 1.0, (D, N)).astype(np.float32))
+            g.create_dataset(p + "b_bud_h", data=rs.normal(0, 0.5, (N,)).astype(np.float32))
+            g.create_dataset(p + "w_bud_o", data=rs.normal(0, 1.0, (N,)).astype(np.float32))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = budgetformer.load(bh)
+        base = budgetformer.load(ckpt)
+    check("budget_hidden = 6 is read from /model", model.config["budget_hidden"] == N)
+    t, n = torch.from_numpy(tokens[:64]).long(), torch.from_numpy(lengths[:64]).long()
+    check("budget_hidden = 6 changes the continuous budgets",
+          (model(t, n)["khat"] - base(t, n)["khat"]).abs().max().item() > 1e-3)
+    saved = os.path.join(work, "budget-hidden-saved.h5")
+    model.save(saved)
+    with h5py.File(saved, "r") as f:
+        check("save keeps budget_hidden and its tensors", int(f["model"].attrs["budget_hidden"]) == N
+              and f["model/layers/1/router/w_bud_h"].shape == (D, N))
+    if "budget_hidden" not in help_cfg:
+        print("note: budgetformer's --help-config has no budget_hidden: checked in Python only")
+        return
+    rec = os.path.join(work, "budget-hidden-records.h5")
+    p = subprocess.run([EXE, "eval", "--checkpoint", bh, "--data", data, "--records", rec],
+                       capture_output=True, text=True)
+    if check("budgetformer eval accepts a budget_hidden = 6 checkpoint", p.returncode == 0, p.stderr.strip()):
+        compare("budget_hidden = 6", model, tokens, lengths, records(rec))
 
 
 def main():

@@ -110,6 +110,9 @@ static int check_fixture(const char *name) {
         /* an added option (docs/MODEL.md): absent = 0 */
         .gate_norm = H5Aexists_by_name(f, "/model", "gate_norm", H5P_DEFAULT) > 0 ? read_attr_int(f, "/model", "gate_norm")
                                                                                  : 0,
+        .budget_hidden = H5Aexists_by_name(f, "/model", "budget_hidden", H5P_DEFAULT) > 0
+                             ? read_attr_int(f, "/model", "budget_hidden")
+                             : 0,
     };
     char msg[256];
     if (bf_model_config_check(&cfg, msg, sizeof msg) != 0) fail_msg("fixture config rejected: %s", msg);
@@ -123,8 +126,9 @@ static int check_fixture(const char *name) {
 
     bf_model m;
     bf_model_init(&m, &cfg, B);
-    /* Every tensor of docs/MODEL.md is in the table (6 global + 16 per layer) and is read by its stored name. */
-    assert_int_equal(m.n_tensors, 6 + 16 * cfg.n_layers);
+    /* Every tensor of docs/MODEL.md is in the table (6 global + 16 per layer, 3 more per layer with the added
+     * budget hidden layer) and is read by its stored name. */
+    assert_int_equal(m.n_tensors, 6 + (16 + (cfg.budget_hidden ? 3 : 0)) * cfg.n_layers);
     for (int i = 0; i < m.n_tensors; i++) {
         const bf_tensor_info *t = &m.tensors[i];
         char ds[128];
@@ -312,6 +316,17 @@ static void test_supervised_distill(void **state) {
     assert_true(check_fixture("supervised_distill"));
 }
 
+/* The added budget predictor's hidden layer (budget_hidden = 5), with and without exploration. */
+static void test_budget_hidden_explore(void **state) {
+    (void)state;
+    assert_true(check_fixture("budget_hidden_explore"));
+}
+
+static void test_budget_hidden_exploit(void **state) {
+    (void)state;
+    assert_true(check_fixture("budget_hidden_exploit"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learned_explore),
@@ -322,6 +337,8 @@ int main(void) {
         cmocka_unit_test(test_gate_norm_fixed),
         cmocka_unit_test(test_forced_k_distill),
         cmocka_unit_test(test_supervised_distill),
+        cmocka_unit_test(test_budget_hidden_explore),
+        cmocka_unit_test(test_budget_hidden_exploit),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

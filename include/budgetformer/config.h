@@ -35,6 +35,7 @@ typedef struct {
     int full_heads;   /* 0/1 */
     int fixed_budget; /* 0 = learned budget, else 1..n_heads */
     int gate_norm;    /* added option: 1 = gates renormalised over the selected heads */
+    int budget_hidden;/* added option: N > 0 = a GELU hidden layer of width N in the budget predictor */
     /* [train] */
     int batch_size;   /* global batch */
     int micro_batch;  /* per-rank inputs per forward pass; 0 = all of the rank's part at once */

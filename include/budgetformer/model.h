@@ -27,20 +27,25 @@ typedef struct {
     int full_heads;   /* 1: every head, gate 1 (the baseline) */
     int fixed_budget; /* k > 0: k heads by relevance for every input, no learned budget */
     int gate_norm;    /* added option (docs/MODEL.md): 1 = gates H p_h / sum over S of p_j; 0 = MODEL.md's H p_h */
+    int budget_hidden;/* added option (docs/MODEL.md): N > 0 adds a GELU hidden layer of width N to the budget
+                       * logit, a = s w_bud + b_bud + w_bud_o . gelu(s W_bud_h + b_bud_h); 0 = MODEL.md's linear */
 } bf_model_config;
 
 #define BF_MAX_HEADS 32
+#define BF_MAX_BUDGET_HIDDEN 4096
 
 /* The fields of bf_model_config, in one table for every list of them: the checkpoint's /model attributes
  * (checkpoint.c), inspect's output (cmd_inspect.c) and resume's comparison (resume.c). `name`: the attribute
  * and output key; `key`: the configuration key that sets it ("data.train" for what prepare decides);
- * `added`: an added option (docs/MODEL.md) that older checkpoints lack (read as 0). */
+ * `added`: an added option (docs/MODEL.md) that older checkpoints lack (read as 0); `max`: the largest value an
+ * added option takes (a larger one comes from a newer budgetformer). */
 typedef struct {
     const char *name;
     const char *key;
     int added;
+    int max;
 } bf_model_field;
-#define BF_MODEL_N_FIELDS 10
+#define BF_MODEL_N_FIELDS 11
 extern const bf_model_field bf_model_fields[BF_MODEL_N_FIELDS];
 /* Field i of c (table order). */
 int bf_model_field_get(const bf_model_config *c, int i);
@@ -62,6 +67,7 @@ typedef struct {
     float *w_out, *b_out;   /* [D,D], [D] */
     float *w_rel, *b_rel;   /* [D,H], [H] */
     float *w_bud, *b_bud;   /* [D], [1] */
+    float *w_bud_h, *b_bud_h, *w_bud_o; /* [D,N], [N], [N] with budget_hidden = N > 0; NULL otherwise */
     float *ln2_g, *ln2_b;   /* [D] */
     float *w1, *b1;         /* [D,F], [F] */
     float *w2, *b2;         /* [F,D], [D] */

@@ -36,6 +36,8 @@ OPTIONS = {
     "full_heads": lambda v, c: v in (0, 1),
     "fixed_budget": lambda v, c: 0 <= v <= c["n_heads"],
     "gate_norm": lambda v, c: v in (0, 1),  # project-added: 1 = renormalised gates
+    # project-added: N > 0 = a GELU hidden layer of width N in the budget logit (a learned budget only)
+    "budget_hidden": lambda v, c: v == 0 or (1 <= v <= 4096 and not c.get("full_heads") and not c.get("fixed_budget")),
 }
 ALWAYS_WRITTEN = ("full_heads", "fixed_budget")
 LN_EPS = 1e-5
@@ -52,8 +54,11 @@ def param_shapes(cfg):
                 (p + "attn/w_qkv", (D, 3 * D)), (p + "attn/b_qkv", (3 * D,)),
                 (p + "attn/w_out", (D, D)), (p + "attn/b_out", (D,)),
                 (p + "router/w_rel", (D, H)), (p + "router/b_rel", (H,)),
-                (p + "router/w_bud", (D,)), (p + "router/b_bud", (1,)),
-                (p + "ln2/gamma", (D,)), (p + "ln2/beta", (D,)),
+                (p + "router/w_bud", (D,)), (p + "router/b_bud", (1,))]
+        N = int(cfg.get("budget_hidden", 0))
+        if N:  # project-added: the budget predictor's hidden layer (docs/MODEL.md)
+            out += [(p + "router/w_bud_h", (D, N)), (p + "router/b_bud_h", (N,)), (p + "router/w_bud_o", (N,))]
+        out += [(p + "ln2/gamma", (D,)), (p + "ln2/beta", (D,)),
                 (p + "ffn/w1", (D, Fd)), (p + "ffn/b1", (Fd,)),
                 (p + "ffn/w2", (Fd, D)), (p + "ffn/b2", (D,))]
     out += [("ln_f/gamma", (D,)), ("ln_f/beta", (D,)), ("classifier/w", (D, C)), ("classifier/b", (C,))]
@@ -184,7 +189,11 @@ class BudgetFormer(torch.nn.Module):
                 s = _masked_mean(u, valid)
                 r = s @ P[pre + "router/w_rel"] + P[pre + "router/b_rel"]
                 if mode == "learned":
-                    kh = 1.0 + (H - 1) * torch.sigmoid(s @ P[pre + "router/w_bud"] + P[pre + "router/b_bud"])
+                    a = s @ P[pre + "router/w_bud"] + P[pre + "router/b_bud"]
+                    if c["budget_hidden"]:  # project-added: a += w_bud_o . gelu_tanh(s W_bud_h + b_bud_h)
+                        hb = s @ P[pre + "router/w_bud_h"] + P[pre + "router/b_bud_h"]
+                        a = a + F.gelu(hb, approximate="tanh") @ P[pre + "router/w_bud_o"]
+                    kh = 1.0 + (H - 1) * torch.sigmoid(a)
                     k = torch.clamp(torch.floor(kh.detach() + 0.5), 1, H).to(torch.long)
                     g, m_hard = self.gates(r, kh, k)
                     khats.append(kh)

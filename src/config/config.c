@@ -77,6 +77,10 @@ static const key_spec kKeys[] = {
     KEY("model", "gate_norm", KT_BOOL, FIELD(gate_norm, int), 0, 1, R_CLOSED, "0",
         "Added option (docs/MODEL.md): 1 = the gates of the selected heads are H p_h / (sum over S of p_j), "
         "so they sum to H whatever k is; 0 = MODEL.md's gates H p_h. Stored in the checkpoint."),
+    K_INT("model", "budget_hidden", budget_hidden, 0, 4096, "0",
+          "Added option (docs/MODEL.md): N > 0 = the budget logit gets a GELU hidden layer of width N on the "
+          "summary, a = s w_bud + b_bud + w_bud_o . gelu(s W_bud_h + b_bud_h); 0 = MODEL.md's linear budget "
+          "logit. Needs a learned budget. Stored in the checkpoint."),
 
     K_INT("train", "batch_size", batch_size, 1, 1e6, "32",
           "Global batch: inputs per optimiser update, split across the MPI ranks. Need not divide the "
@@ -630,6 +634,9 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (c->sandwich && c->full_heads)
         return bf_fail(err, "train.sandwich = 1 needs a router: the full-heads baseline (model.full_heads = 1) always "
                        "uses every head");
+    if (c->budget_hidden && !learned)
+        return bf_fail(err, "model.budget_hidden = %d has no effect with model.full_heads or model.fixed_budget (no "
+                       "learned budget): set one", c->budget_hidden);
     if (c->gate_norm && c->full_heads)
         return bf_fail(err, "model.gate_norm = 1 has no effect with model.full_heads = 1 (gates are 1): set one");
     if (c->stop_at > c->steps)

@@ -349,9 +349,10 @@ int bf_checkpoint_file_model_config(const bf_ckpt_file *cf, bf_model_config *cfg
             continue;
         }
         if (bf_h5_read_attr_int(cf->file, "/model", name, &v, err)) return -1;
-        if (bf_model_fields[i].added && v != 0 && v != 1) /* the added options are all booleans */
-            return bf_fail(err, "%s: /model attribute %s = %lld: expected 0 (MODEL.md's gates) or 1 "
-                                "(renormalised gates); this file may come from a newer budgetformer", cf->path, name, v);
+        if (bf_model_fields[i].added && (v < 0 || v > bf_model_fields[i].max)) /* 0 = MODEL.md's model */
+            return bf_fail(err, "%s: /model attribute %s = %lld: expected 0 (MODEL.md's model) to %d (the added "
+                                "option, docs/MODEL.md); this file may come from a newer budgetformer",
+                           cf->path, name, v, bf_model_fields[i].max);
         if (v < 0 || v > 1000000000LL)
             return bf_fail(err, "%s: /model attribute %s = %lld is out of range", cf->path, name, v);
         bf_model_field_set(cfg, i, (int)v);

@@ -64,6 +64,9 @@ int bf_model_config_check(const bf_model_config *c, char *msg, size_t len) {
     else if (c->fixed_budget < 0 || c->fixed_budget > c->n_heads) why = "fixed_budget must be in 0..n_heads";
     else if (c->full_heads && c->fixed_budget) why = "full_heads and fixed_budget exclude each other";
     else if (c->gate_norm != 0 && c->gate_norm != 1) why = "gate_norm must be 0 or 1";
+    else if (c->budget_hidden < 0 || c->budget_hidden > BF_MAX_BUDGET_HIDDEN) why = "budget_hidden must be in 0..4096";
+    else if (c->budget_hidden && (c->full_heads || c->fixed_budget))
+        why = "budget_hidden needs a learned budget (full_heads = 0 and fixed_budget = 0)";
     if (why) {
         snprintf(msg, len, "%s", why);
         return -1;
@@ -99,8 +102,12 @@ static void table_add(table_builder *tb, const char *name, int d0, int d1, int d
 /* Builds the table in block order: embeddings, layers 0..L-1, final LayerNorm, classifier. Within a layer
  * the order is that of the forward pass (LN1, router, attention, LN2, FFN), so backward finishes the
  * gradients in exactly descending block order: a gradient allreduce can then send contiguous buckets as
- * soon as backward completes them (see notify_range). */
-enum { LAYER_TENSORS = 16 };
+ * soon as backward completes them (see notify_range). budget_hidden > 0 adds the budget predictor's hidden
+ * layer (3 tensors) after router/b_bud, inside the router's group; without it the table is unchanged. */
+enum { LAYER_TENSORS = 16, BUDGET_HIDDEN_TENSORS = 3 };
+static int layer_tensors(const bf_model_config *c) {
+    return LAYER_TENSORS + (c->budget_hidden ? BUDGET_HIDDEN_TENSORS : 0);
+}
 static void build_table(bf_model *m) {
     const bf_model_config *c = &m->cfg;
     int V = c->vocab_size, T = c->max_len, D = c->d_model, H = c->n_heads, F = c->d_ff, C = c->n_classes;
@@ -120,6 +127,12 @@ static void build_table(bf_model *m) {
         ADD("router/b_rel", H, 0, 0);
         ADD("router/w_bud", D, 0, 0);
         ADD("router/b_bud", 1, 0, 0);
+        if (c->budget_hidden) {
+            /* W_bud_h is a matmul's matrix (decayed, as w_rel); w_bud_o is the output vector (not, as w_bud). */
+            ADD("router/w_bud_h", D, c->budget_hidden, 1);
+            ADD("router/b_bud_h", c->budget_hidden, 0, 0);
+            ADD("router/w_bud_o", c->budget_hidden, 0, 0);
+        }
         ADD("attn/w_qkv", D, 3 * D, 1);
         ADD("attn/b_qkv", 3 * D, 0, 0);
         ADD("attn/w_out", D, D, 1);
@@ -131,7 +144,7 @@ static void build_table(bf_model *m) {
         ADD("ffn/w2", F, D, 1);
         ADD("ffn/b2", D, 0, 0);
 #undef ADD
-        BF_CHECK(tb.n == 2 + (l + 1) * LAYER_TENSORS, "layer tensor count changed: update LAYER_TENSORS");
+        BF_CHECK(tb.n == 2 + (l + 1) * layer_tensors(c), "layer tensor count changed: update LAYER_TENSORS");
     }
     table_add(&tb, "ln_f/gamma", D, 0, 0);
     table_add(&tb, "ln_f/beta", D, 0, 0);
@@ -156,6 +169,12 @@ static void bind_view(bf_param_view *v, float *base, const bf_model *m) {
         p->b_rel = base + t[i++].offset;
         p->w_bud = base + t[i++].offset;
         p->b_bud = base + t[i++].offset;
+        p->w_bud_h = p->b_bud_h = p->w_bud_o = NULL;
+        if (m->cfg.budget_hidden) {
+            p->w_bud_h = base + t[i++].offset;
+            p->b_bud_h = base + t[i++].offset;
+            p->w_bud_o = base + t[i++].offset;
+        }
         p->w_qkv = base + t[i++].offset;
         p->b_qkv = base + t[i++].offset;
         p->w_out = base + t[i++].offset;
@@ -188,7 +207,7 @@ static size_t acts_floats(const bf_model *m) {
     size_t B = (size_t)m->max_batch, T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads;
     size_t F = (size_t)c->d_ff, C = (size_t)c->n_classes, L = (size_t)c->n_layers;
     size_t R = B * T;
-    size_t per_layer = R * D * 6 + R * 3 * D + B * H * T * T + R * 4 + R * F * 2 + bf_router_state_floats(B, D, H);
+    size_t per_layer = R * D * 6 + R * 3 * D + B * H * T * T + R * 4 + R * F * 2 + bf_router_state_floats(B, D, H, (size_t)c->budget_hidden);
     return L * per_layer + R * D * 2 + R * 2 + B * D + B * C /* forward */
            + R * D * 4 + R * 3 * D + 2 * R * F + B * D + B * C + T * T; /* backward */
 }
@@ -227,7 +246,7 @@ static void bind_acts(bf_model *m, float *block) {
         TAKE(la->rstd2, R);
         TAKE(la->h1, R * F);
         TAKE(la->a1, R * F);
-        p = bf_router_state_bind(&la->rt, p, B, D, H);
+        p = bf_router_state_bind(&la->rt, p, B, D, H, (size_t)c->budget_hidden);
     }
     TAKE(a->xf, R * D);
     TAKE(a->zf, R * D);
@@ -313,7 +332,7 @@ void bf_model_init_weights(bf_model *m, uint64_t seed) {
         leaf = leaf ? leaf + 1 : t->name;
         if (!strcmp(leaf, "gamma")) {
             for (size_t j = 0; j < t->numel; j++) w[j] = 1.0f;
-        } else if (t->ndim == 2 || !strcmp(leaf, "w_bud")) {
+        } else if (t->ndim == 2 || !strcmp(leaf, "w_bud") || !strcmp(leaf, "w_bud_o")) {
             /* N(0, 0.02): each element is keyed by (tensor number, element), so the values do not depend
              * on allocation order or on the number of ranks. */
             for (size_t j = 0; j < t->numel; j++)
@@ -369,7 +388,12 @@ static void gate_heads(float *restrict og, const float *restrict o, const float 
 bf_router_params_mode bf_model_router_mode(const bf_model_config *c) {
     bf_router_mode mode = c->full_heads ? BF_ROUTER_FULL : c->fixed_budget ? BF_ROUTER_FIXED : BF_ROUTER_LEARNED;
     return (bf_router_params_mode){
-        .mode = mode, .fixed_budget = c->fixed_budget, .n_heads = c->n_heads, .gate_norm = c->gate_norm};
+        .mode = mode, .fixed_budget = c->fixed_budget, .n_heads = c->n_heads, .gate_norm = c->gate_norm,
+        .budget_hidden = c->budget_hidden};
+}
+
+bf_budget_weights bf_model_budget_weights(const bf_layer_params *p) {
+    return (bf_budget_weights){.w = p->w_bud, .b = p->b_bud, .w_h = p->w_bud_h, .b_h = p->b_bud_h, .w_o = p->w_bud_o};
 }
 
 void bf_model_record_routes(bf_model *m, const bf_router_state *rt, size_t l, int n) {
@@ -424,8 +448,9 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
         float *xnext = l + 1 < L ? a->layers[l + 1].x : a->xf;
         bf_layernorm_forward(la->u, la->mean1, la->rstd1, la->x, p->ln1_g, p->ln1_b, rows, D);
         /* Router: head budget and relevance from the summary of the input. */
-        bf_router_forward(&la->rt, &mode, la->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, ex,
-                          batch->k_override, l, L, (size_t)n, D);
+        bf_budget_weights bud = bf_model_budget_weights(p);
+        bf_router_forward(&la->rt, &mode, la->u, batch->lengths, p->w_rel, p->b_rel, &bud, ex, batch->k_override, l,
+                          L, (size_t)n, D);
         bf_matmul_forward(la->qkv, la->u, p->w_qkv, p->b_qkv, rows, D, 3 * D);
         for (int b = 0; b < n; b++) {
             size_t len = (size_t)batch->lengths[b], r0 = a->row_off[b];
@@ -513,22 +538,23 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
         layer_acts *la = &a->layers[li];
         const bf_layer_params *p = &m->p.layers[li];
         bf_layer_params *g = &m->g.layers[li];
-        int base = 2 + (int)li * LAYER_TENSORS; /* table index of layers/<li>/ln1/gamma */
+        int base = 2 + (int)li * layer_tensors(c); /* table index of layers/<li>/ln1/gamma */
+        int x = layer_tensors(c) - LAYER_TENSORS;  /* the budget hidden layer's tensors, after router/b_bud */
         /* feed-forward: x_next = xm + W2 gelu(W1 LN2(xm)); a->dx holds d x_next and becomes d xm */
         memset(a->da1, 0, rows * F * sizeof(float));
         bf_matmul_backward(a->da1, g->w2, g->b2, a->dx, la->a1, p->w2, rows, F, D);
-        notify_range(m, base + 15, base + 14);
+        notify_range(m, base + 15 + x, base + 14 + x);
         memset(a->dh1, 0, rows * F * sizeof(float));
         bf_gelu_backward(a->dh1, la->h1, a->da1, rows * F);
         memset(a->du, 0, rows * D * sizeof(float));
         bf_matmul_backward(a->du, g->w1, g->b1, a->dh1, la->u2, p->w1, rows, D, F);
-        notify_range(m, base + 13, base + 12);
+        notify_range(m, base + 13 + x, base + 12 + x);
         bf_layernorm_backward(a->dx, g->ln2_g, g->ln2_b, a->du, la->xm, p->ln2_g, la->mean2, la->rstd2, rows, D);
-        notify_range(m, base + 11, base + 10);
+        notify_range(m, base + 11 + x, base + 10 + x);
         /* attention output projection: xm = x + og W_out + b_out */
         memset(a->dog, 0, rows * D * sizeof(float));
         bf_matmul_backward(a->dog, g->w_out, g->b_out, a->dx, la->og, p->w_out, rows, D, D);
-        notify_range(m, base + 9, base + 8);
+        notify_range(m, base + 9 + x, base + 8 + x);
         /* gates, then attention */
         memset(a->dqkv, 0, rows * 3 * D * sizeof(float));
         for (int b = 0; b < n; b++) {
@@ -540,11 +566,12 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
         }
         memset(a->du, 0, rows * D * sizeof(float));
         bf_matmul_backward(a->du, g->w_qkv, g->b_qkv, a->dqkv, la->u, p->w_qkv, rows, D, 3 * D);
-        notify_range(m, base + 7, base + 6);
+        notify_range(m, base + 7 + x, base + 6 + x);
         /* router: gates -> relevance and budget -> summary -> u */
-        bf_router_backward(&la->rt, &mode, a->du, batch->lengths, p->w_rel, p->w_bud, g->w_rel, g->b_rel, g->w_bud,
-                           g->b_bud, ex, cost_scale, (size_t)n, D);
-        notify_range(m, base + 5, base + 2);
+        bf_budget_weights bud = bf_model_budget_weights(p), dbud = bf_model_budget_weights(g);
+        bf_router_backward(&la->rt, &mode, a->du, batch->lengths, p->w_rel, &bud, g->w_rel, g->b_rel, &dbud, ex,
+                           cost_scale, (size_t)n, D);
+        notify_range(m, base + 5 + x, base + 2);
         bf_layernorm_backward(a->dx, g->ln1_g, g->ln1_b, a->du, la->x, p->ln1_g, la->mean1, la->rstd1, rows, D);
         notify_range(m, base + 1, base);
     }
@@ -564,20 +591,23 @@ double bf_model_forward_flops(const bf_model_config *c, int n, int heads) {
     double D = c->d_model, F = c->d_ff, N = n, H = c->n_heads;
     double per_layer = bf_model_attention_flops(c, n, heads) + 2.0 * 2.0 * N * D * F;
     if (!c->full_heads) per_layer += 2.0 * D * (H + 1.0); /* router on the summary */
+    if (c->budget_hidden) per_layer += 2.0 * c->budget_hidden * (D + 1.0); /* its budget hidden layer */
     return c->n_layers * per_layer + 2.0 * D * c->n_classes;
 }
 
 /* ---- the fields of bf_model_config (model.h) ---------------------------------------------------- */
 
 const bf_model_field bf_model_fields[BF_MODEL_N_FIELDS] = {
-    {"vocab_size", "data.train", 0},     {"max_len", "data.train", 0},        {"d_model", "model.d_model", 0},
-    {"n_heads", "model.n_heads", 0},     {"n_layers", "model.n_layers", 0},   {"d_ff", "model.d_ff", 0},
-    {"n_classes", "data.train", 0},      {"full_heads", "model.full_heads", 0},
-    {"fixed_budget", "model.fixed_budget", 0}, {"gate_norm", "model.gate_norm", 1}};
+    {"vocab_size", "data.train", 0, 0},     {"max_len", "data.train", 0, 0},      {"d_model", "model.d_model", 0, 0},
+    {"n_heads", "model.n_heads", 0, 0},     {"n_layers", "model.n_layers", 0, 0}, {"d_ff", "model.d_ff", 0, 0},
+    {"n_classes", "data.train", 0, 0},      {"full_heads", "model.full_heads", 0, 0},
+    {"fixed_budget", "model.fixed_budget", 0, 0}, {"gate_norm", "model.gate_norm", 1, 1},
+    {"budget_hidden", "model.budget_hidden", 1, BF_MAX_BUDGET_HIDDEN}};
 
 static int *field_ptr(bf_model_config *c, int i) {
     int *p[BF_MODEL_N_FIELDS] = {&c->vocab_size, &c->max_len, &c->d_model,    &c->n_heads,      &c->n_layers,
-                                 &c->d_ff,       &c->n_classes, &c->full_heads, &c->fixed_budget, &c->gate_norm};
+                                 &c->d_ff,       &c->n_classes, &c->full_heads, &c->fixed_budget, &c->gate_norm,
+                                 &c->budget_hidden};
     BF_CHECK(i >= 0 && i < BF_MODEL_N_FIELDS, "model field %d", i);
     return p[i];
 }

@@ -55,8 +55,9 @@ static bf_infer *infer_alloc(const bf_model *m) {
     s->rstd = bf_xcalloc(R, sizeof(float));
     s->pooled = bf_xcalloc(B * D, sizeof(float));
     s->probs = bf_xcalloc(B * C, sizeof(float));
-    s->router_block = bf_xcalloc(bf_router_state_floats(B, D, H), sizeof(float));
-    bf_router_state_bind(&s->rt, s->router_block, B, D, H);
+    size_t NB = (size_t)c->budget_hidden;
+    s->router_block = bf_xcalloc(bf_router_state_floats(B, D, H, NB), sizeof(float));
+    bf_router_state_bind(&s->rt, s->router_block, B, D, H, NB);
     s->row_off = bf_xcalloc(B + 1, sizeof(size_t));
     s->order = bf_xcalloc(B, sizeof(int));
     return s;
@@ -196,8 +197,9 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
     for (size_t l = 0; l < L; l++) {
         const bf_layer_params *p = &m->p.layers[l];
         bf_layernorm_forward(s->u, s->mean, s->rstd, s->x, p->ln1_g, p->ln1_b, rows, D);
-        bf_router_forward(&s->rt, &mode, s->u, batch->lengths, p->w_rel, p->b_rel, p->w_bud, p->b_bud, NULL,
-                          batch->k_override, l, L, (size_t)n, D);
+        bf_budget_weights bud = bf_model_budget_weights(p); /* the same router as training, hidden layer included */
+        bf_router_forward(&s->rt, &mode, s->u, batch->lengths, p->w_rel, p->b_rel, &bud, NULL, batch->k_override, l,
+                          L, (size_t)n, D);
         for (int b = 0; b < n; b++) s->order[b] = b;
         g_sort_masks = s->rt.mask_bits;
         qsort(s->order, (size_t)n, sizeof(int), by_mask);

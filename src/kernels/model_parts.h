@@ -7,6 +7,8 @@
 #include "budgetformer/router.h"
 
 bf_router_params_mode bf_model_router_mode(const bf_model_config *cfg);
+/* The budget predictor's pointers of one layer's parameters (or gradients) for the router. */
+bf_budget_weights bf_model_budget_weights(const bf_layer_params *p);
 /* Copies layer l's router decisions (k, head set, k^) of the n inputs into m->budget, head_mask, khat. */
 void bf_model_record_routes(bf_model *m, const bf_router_state *rt, size_t l, int n);
 /* The classifier on the last layer's output x [rows, D]: final LayerNorm into z (mean, rstd [rows]), masked

@@ -7,12 +7,13 @@
 #include "budgetformer/ops.h"
 #include "budgetformer/util.h"
 
-size_t bf_router_state_floats(size_t B, size_t D, size_t H) {
-    /* s, ds: B*D; r, p, gate, dgate, dr, rank: B*H; abud, khat, da, k, mask_bits, sel_mass: B */
-    return 2 * B * D + 6 * B * H + 6 * B;
+size_t bf_router_state_floats(size_t B, size_t D, size_t H, size_t N) {
+    /* s, ds: B*D; r, p, gate, dgate, dr, rank: B*H; abud, khat, da, k, mask_bits, sel_mass: B;
+     * hb, ab, dab, dhb: B*N (budget_hidden = N, nothing at N = 0, so the default arena is unchanged) */
+    return 2 * B * D + 6 * B * H + 6 * B + 4 * B * N;
 }
 
-float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t D, size_t H) {
+float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t D, size_t H, size_t N) {
     float *p = block;
     st->s = p, p += B * D;
     st->ds = p, p += B * D;
@@ -30,6 +31,10 @@ float *bf_router_state_bind(bf_router_state *st, float *block, size_t B, size_t 
     st->k = (int32_t *)(void *)p, p += B;
     st->mask_bits = (uint32_t *)(void *)p, p += B;
     st->sel_mass = p, p += B;
+    st->hb = p, p += B * N;
+    st->ab = p, p += B * N;
+    st->dab = p, p += B * N;
+    st->dhb = p, p += B * N;
     return p;
 }
 
@@ -45,9 +50,8 @@ void bf_rank_heads(int32_t *rank, const float *z, int H) {
 static float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, const float *u,
-                       const int32_t *lengths, const float *w_rel, const float *b_rel, const float *w_bud,
-                       const float *b_bud, const bf_explore *ex, const int32_t *k_override, size_t l, size_t L,
-                       size_t n, size_t D) {
+                       const int32_t *lengths, const float *w_rel, const float *b_rel, const bf_budget_weights *bud,
+                       const bf_explore *ex, const int32_t *k_override, size_t l, size_t L, size_t n, size_t D) {
     size_t H = (size_t)mode->n_heads;
     if (mode->mode == BF_ROUTER_FULL) {
         for (size_t b = 0; b < n; b++) {
@@ -66,7 +70,21 @@ void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, c
     bf_matmul_forward(st->r, st->s, w_rel, b_rel, n, D, H);
     for (size_t b = 0; b < n; b++) bf_softmax_forward(st->p + b * H, st->r + b * H, H);
     int learned = mode->mode == BF_ROUTER_LEARNED;
-    if (learned) bf_matmul_forward(st->abud, st->s, w_bud, b_bud, n, D, 1);
+    if (learned) {
+        bf_matmul_forward(st->abud, st->s, bud->w, bud->b, n, D, 1);
+        size_t N = (size_t)mode->budget_hidden;
+        if (N) {
+            /* budget_hidden: a += w_bud_o . gelu(s W_bud_h + b_bud_h), a residual hidden layer on the linear logit
+             * (docs/MODEL.md), so w_bud_o = 0 is exactly the linear predictor. */
+            bf_matmul_forward(st->hb, st->s, bud->w_h, bud->b_h, n, D, N);
+            bf_gelu_forward(st->ab, st->hb, n * N);
+            for (size_t b = 0; b < n; b++) {
+                float acc = 0.0f;
+                for (size_t j = 0; j < N; j++) acc += st->ab[b * N + j] * bud->w_o[j];
+                st->abud[b] += acc;
+            }
+        }
+    }
     float eps = ex ? ex->eps : 0.0f;
     for (size_t b = 0; b < n; b++) {
         float z[BF_MAX_HEADS];
@@ -119,8 +137,8 @@ void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, c
 }
 
 void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, float *du, const int32_t *lengths,
-                        const float *w_rel, const float *w_bud, float *dw_rel, float *db_rel, float *dw_bud,
-                        float *db_bud, const bf_explore *ex, float cost_scale, size_t n, size_t D) {
+                        const float *w_rel, const bf_budget_weights *bud, float *dw_rel, float *db_rel,
+                        const bf_budget_weights *dbud, const bf_explore *ex, float cost_scale, size_t n, size_t D) {
     if (mode->mode == BF_ROUTER_FULL) return;
     size_t H = (size_t)mode->n_heads;
     float tau = ex && ex->tau > 0.0f ? ex->tau : 1.0f;
@@ -160,6 +178,20 @@ void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, 
     }
     memset(st->ds, 0, n * D * sizeof(float));
     bf_matmul_backward(st->ds, dw_rel, db_rel, st->dr, st->s, w_rel, n, D, H);
-    if (mode->mode == BF_ROUTER_LEARNED) bf_matmul_backward(st->ds, dw_bud, db_bud, st->da, st->s, w_bud, n, D, 1);
+    if (mode->mode == BF_ROUTER_LEARNED) {
+        bf_matmul_backward(st->ds, dbud->w, dbud->b, st->da, st->s, bud->w, n, D, 1);
+        size_t N = (size_t)mode->budget_hidden;
+        if (N) {
+            /* a = ... + w_o . gelu(hb): d w_o += da ab, d ab = da w_o, d hb = gelu'(hb) d ab, then through W_h. */
+            for (size_t b = 0; b < n; b++)
+                for (size_t j = 0; j < N; j++) {
+                    dbud->w_o[j] += st->da[b] * st->ab[b * N + j];
+                    st->dab[b * N + j] = st->da[b] * bud->w_o[j];
+                }
+            memset(st->dhb, 0, n * N * sizeof(float));
+            bf_gelu_backward(st->dhb, st->hb, st->dab, n * N);
+            bf_matmul_backward(st->ds, dbud->w_h, dbud->b_h, st->dhb, st->s, bud->w_h, n, D, N);
+        }
+    }
     bf_masked_mean_backward(du, st->ds, lengths, n, D);
 }

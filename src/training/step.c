@@ -101,7 +101,8 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
     bf_model_config mc = {.vocab_size = (int)t->train.vocab_size, .max_len = t->train.max_len,
                           .d_model = c->d_model, .n_heads = c->n_heads, .n_layers = c->n_layers,
                           .d_ff = c->d_ff, .n_classes = t->train.n_classes, .full_heads = c->full_heads,
-                          .fixed_budget = c->fixed_budget, .gate_norm = c->gate_norm};
+                          .fixed_budget = c->fixed_budget, .gate_norm = c->gate_norm,
+                          .budget_hidden = c->budget_hidden};
     char msg[256];
     if (bf_model_config_check(&mc, msg, sizeof msg))
         return bf_fail(err, "model.* settings with data.train = %s give an invalid model: %s", c->data_train, msg);

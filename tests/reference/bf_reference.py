@@ -22,7 +22,7 @@ import torch
 CONFIG_KEYS = ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d_ff", "n_classes",
                "full_heads", "fixed_budget")
 # Options the project added beside MODEL.md (docs/MODEL.md); absent = 0 = MODEL.md's function.
-OPTION_KEYS = ("gate_norm",)
+OPTION_KEYS = ("gate_norm", "budget_hidden")
 LN_EPS = 1e-5
 
 
@@ -37,8 +37,11 @@ def param_shapes(cfg):
                 (p + "attn/w_qkv", (D, 3 * D)), (p + "attn/b_qkv", (3 * D,)),
                 (p + "attn/w_out", (D, D)), (p + "attn/b_out", (D,)),
                 (p + "router/w_rel", (D, H)), (p + "router/b_rel", (H,)),
-                (p + "router/w_bud", (D,)), (p + "router/b_bud", (1,)),
-                (p + "ln2/gamma", (D,)), (p + "ln2/beta", (D,)),
+                (p + "router/w_bud", (D,)), (p + "router/b_bud", (1,))]
+        N = int(cfg.get("budget_hidden", 0))
+        if N:  # added option: the budget predictor's hidden layer, a += w_bud_o . gelu(s W_bud_h + b_bud_h)
+            out += [(p + "router/w_bud_h", (D, N)), (p + "router/b_bud_h", (N,)), (p + "router/w_bud_o", (N,))]
+        out += [(p + "ln2/gamma", (D,)), (p + "ln2/beta", (D,)),
                 (p + "ffn/w1", (D, F)), (p + "ffn/b1", (F,)),
                 (p + "ffn/w2", (F, D)), (p + "ffn/b2", (D,))]
     out += [("ln_f/gamma", (D,)), ("ln_f/beta", (D,)), ("classifier/w", (D, C)), ("classifier/b", (C,))]
@@ -108,11 +111,13 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
     (perturbed) relevance logits the selection ranked, None for full heads.
     Added options (docs/MODEL.md): cfg["gate_norm"] = 1 divides the gates of the selected heads by their relevance
     mass, g_h = H p_h m_h / sum_j p_j m_j (the straight-through surrogate enters numerator and denominator alike);
+    cfg["budget_hidden"] = N > 0 adds w_bud_o . gelu_tanh(s W_bud_h + b_bud_h) to the budget logit;
     k_force > 0 (a training pass of the sandwich rule or of budget supervision) uses k = min(k_force, H) for every
     input and layer and passes no gradient to k^ (khat_t is then detached)."""
     c = cfg
     mode = "full" if c["full_heads"] else ("fixed" if c["fixed_budget"] > 0 else "learned")
     gate_norm = int(c.get("gate_norm", 0))
+    budget_hidden = int(c.get("budget_hidden", 0))
     H, D, L = c["n_heads"], c["d_model"], c["n_layers"]
     dh = D // H
     dtype = P["tok_emb"].dtype
@@ -146,7 +151,10 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
             rank = ranks_of(r_sel)  # [B,H] int
             ranked.append(r_sel.detach())
             if mode == "learned":
-                kh = 1.0 + (H - 1) * torch.sigmoid(s @ P[p_ + "router/w_bud"] + P[p_ + "router/b_bud"])
+                a = s @ P[p_ + "router/w_bud"] + P[p_ + "router/b_bud"]
+                if budget_hidden:  # added option: a residual GELU hidden layer on the linear budget logit
+                    a = a + gelu_tanh(s @ P[p_ + "router/w_bud_h"] + P[p_ + "router/b_bud_h"]) @ P[p_ + "router/w_bud_o"]
+                kh = 1.0 + (H - 1) * torch.sigmoid(a)
                 k = torch.clamp(torch.floor(kh.detach() + 0.5), 1, H).to(torch.long)
                 if k_force > 0:
                     k = torch.full((B,), min(k_force, H), dtype=torch.long)

@@ -46,6 +46,10 @@ CASES = [
     ("gate_norm_fixed", 0, 2, 0.5, 1.0, 0.1, False, dict(gate_norm=1)),
     ("forced_k_distill", 0, 0, 0.5, 1.0, 0.1, False, dict(gate_norm=1, k_force=3, soft=True)),
     ("supervised_distill", 0, 0, 0.0, 0.9, 0.1, False, dict(gate_norm=1, soft=True, sup_scale=0.2)),
+    # The budget predictor's hidden layer (budget_hidden = N), with exploration and without; appended last so
+    # the cases above keep their seeds.
+    ("budget_hidden_explore", 0, 0, 0.7, 0.8, 0.1, True, dict(gate_norm=1, budget_hidden=5)),
+    ("budget_hidden_exploit", 0, 0, 0.0, 1.0, 0.1, False, dict(budget_hidden=5)),
 ]
 
 
@@ -216,8 +220,9 @@ def main():
     for ci, (case, full, fixed, eps, tau, cost_scale, random_budgets, *more) in enumerate(CASES):
         opts = more[0] if more else {}
         cfg = dict(SIZES, full_heads=full, fixed_budget=fixed)
-        if "gate_norm" in opts:
-            cfg["gate_norm"] = opts["gate_norm"]
+        for k in ("gate_norm", "budget_hidden"):
+            if k in opts:
+                cfg[k] = opts[k]
         ce_scale = 1.0 / B
         for attempt in range(200):
             rs = np.random.RandomState(1000 * ci + attempt)
