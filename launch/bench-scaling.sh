@@ -14,12 +14,12 @@
 #                   wordnet-pos, wordnet-lex, spam (configs/<name>.ini, data/<name>/ prepared), scaling
 #                   (configs/scaling.ini: the shipped large-shape configuration), standard (the benchmark
 #                   shape of launch/bench-vs-pytorch.sh: d_model 256, 8 heads, 4 layers, d_ff 1024, 128
-#                   tokens per input, global batch 32, vocabulary 16384, on synthetic full-length inputs made
-#                   here) and tiny (configs/tiny.ini on the repository's tiny corpus). Default: "wordnet-pos
+#                   tokens per input, global batch 32, vocabulary 16384, a fixed budget of 4 of 8 heads (so
+#                   every update costs the same), on synthetic full-length inputs made here) and tiny (configs/tiny.ini on the repository's tiny corpus). Default: "wordnet-pos
 #                   standard" when data/wordnet-pos is prepared, else "tiny standard". --config FILE = one file.
 #   --ranks LIST    world sizes (default 1, 2, 4, ... up to this machine's cores, and the core count itself)
 #   --shard LIST    dist.shard_optimizer values (default "0 1"; "0" with a program that lacks the key)
-#   --steps N       updates per run (default 300; 20 for standard and scaling, whose updates take ~1 s)
+#   --steps N       updates per run (default 300; 30 for standard and 20 for scaling, whose updates take ~1 s)
 #   --markdown      also print the table as Markdown (for docs/SCALING.md)
 #   --exe PATH      the program (default build/budgetformer); given more than once, every program runs every
 #                   setting within each repeat (old and new builds measured alike), each with its own speed-up
@@ -111,10 +111,10 @@ setup_config() {
              --set train.batch_size=64 --set "train.steps=$((n + 30))" --set train.warmup=20 --set "train.stop_at=$n") ;;
     standard)
       make_standard_data
-      config_file=$root/configs/tiny.ini; n=${steps:-20}
+      config_file=$root/configs/tiny.ini; n=${steps:-30}
       sets+=(--set "data.train=$work/standard/train.h5" --set model.d_model=256 --set model.n_heads=8
              --set model.n_layers=4 --set model.d_ff=1024 --set train.batch_size=32 --set "train.steps=$((n + 10))"
-             --set train.warmup=2 --set train.budget_target=0.5 --set train.budget_ramp=1 --set train.budget_cost=0
+             --set train.warmup=2 --set model.fixed_budget=4 --set model.gate_norm=0 --set train.budget_cost=0
              --set explore.eps_start=0 --set explore.eps_end=0 --set explore.steps=1 --set "train.stop_at=$n") ;;
     wordnet-pos|wordnet-lex|spam|scaling)
       config_file=$root/configs/$name.ini; n=${steps:-300}
