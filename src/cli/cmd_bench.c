@@ -20,6 +20,7 @@
 typedef struct {
     int d_model, heads, layers, d_ff, max_len, batch, vocab, classes, repeats, warmup, budget;
     int only; /* 0 everything, 1 training only, 2 inference only */
+    bf_precision precision; /* of the matrix products (--precision) */
 } bench_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -121,6 +122,7 @@ static double time_train(bf_model *m, bf_dist *d, const bf_batch *b, const bench
         double norm = sqrt(bf_sum_squares(m->grads, m->n_params));
         bf_adamw_update(m->params, m->grads, am, av, m->n_params, r + o->warmup + 1, 1e-4f, 0.01f,
                         bf_clip_scale(norm, 1.0f), &hp);
+        bf_model_params_updated(m); /* bf16: new weight copies before the next forward */
         double dt = bf_wall_seconds() - t0;
         bf_dist_allreduce_max_f64(d, &dt, 1);
         if (r >= 0) t[r] = dt;
@@ -175,6 +177,14 @@ int bf_cmd_bench(int argc, char **argv) {
                 i++;
                 found = 1;
             }
+        if (!found && !strcmp(argv[i], "--precision") && i + 1 < argc) {
+            bf_err perr = {0};
+            if (bf_precision_parse(argv[++i], &o.precision, &perr)) {
+                fprintf(stderr, "budgetformer bench: error: --precision: %s\n", perr.msg);
+                return 2;
+            }
+            found = 1;
+        }
         if (!found && !strcmp(argv[i], "--only") && i + 1 < argc) {
             const char *v = argv[++i];
             if (!strcmp(v, "train")) o.only = 1;
@@ -202,7 +212,9 @@ int bf_cmd_bench(int argc, char **argv) {
                        "  --budget K      heads per input of the BudgetFormer model, 2..H-1 (default 4)\n"
                        "  --repeats N     timed repetitions; the median is reported (default 10)\n"
                        "  --warmup N      untimed repetitions first (default 2)\n"
-                       "  --only train|infer  time only training or only inference\n");
+                       "  --only train|infer  time only training or only inference\n"
+                       "  --precision fp32|bf16  of the matrix products (default fp32; bf16: oneDNN, threads\n"
+                       "                  from OMP_NUM_THREADS; docs/PERFORMANCE.md)\n");
                 return 0;
             }
             fprintf(stderr, "budgetformer bench: error: unknown option '%s'\n", argv[i]);
@@ -214,6 +226,9 @@ int bf_cmd_bench(int argc, char **argv) {
         return 2;
     }
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
+    if (o.precision == BF_PREC_BF16 && !getenv("OMP_NUM_THREADS"))
+        fprintf(stderr, "budgetformer bench: warning: OMP_NUM_THREADS is not set: oneDNN's bf16 products use every "
+                        "core (set OMP_NUM_THREADS=1 to time one thread)\n");
     bf_dist d;
     if (bf_dist_init(&d, NULL, NULL)) return 1;
     /* The synthetic batch: every input a full max_len tokens. Each rank takes its part of it. */
@@ -241,6 +256,13 @@ int bf_cmd_bench(int argc, char **argv) {
         bf_model m;
         bf_model_init(&m, &c, o.batch);
         random_init(&m, &o);
+        bf_err perr = {0};
+        if (bf_model_set_precision(&m, o.precision, &perr)) {
+            fprintf(stderr, "budgetformer bench: error: %s\n", perr.msg);
+            bf_model_free(&m);
+            bf_dist_finalize(&d);
+            return 1;
+        }
         float *am = bf_xcalloc(m.n_params, sizeof(float)), *av = bf_xcalloc(m.n_params, sizeof(float));
         /* parameters, gradients, two AdamW moments, and the activation arena */
         if (v == 1) {
@@ -271,8 +293,8 @@ int bf_cmd_bench(int argc, char **argv) {
         bf_model_free(&m);
     }
     if (d.rank == 0) {
-        printf("{\"impl\": \"budgetformer-c\", \"ranks\": %d, \"batch\": %d, \"sgemm_peak_gflops\": %.2f", d.world, o.batch,
-               peak / 1e9);
+        printf("{\"impl\": \"budgetformer-c\", \"precision\": \"%s\", \"ranks\": %d, \"batch\": %d, "
+               "\"sgemm_peak_gflops\": %.2f", bf_precision_name(o.precision), d.world, o.batch, peak / 1e9);
         for (int v = 0; v < 2; v++) {
             printf(", \"%s\": {\"model\": \"%s\"", names[v], names[v]);
             json_num("train_samples_per_s", o.batch / train_s[v]);

@@ -82,6 +82,10 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
     bf_alloc_context(what);
     bf_model_init(&t->model, &mc, t->micro);
     bf_model_init_weights(&t->model, c->seed);
+    if (bf_model_set_precision(&t->model, (bf_precision)c->precision, err)) {
+        bf_alloc_context(NULL);
+        return -1;
+    }
     t->adam_m = bf_xcalloc(t->model.n_params, sizeof(float));
     t->adam_v = bf_xcalloc(t->model.n_params, sizeof(float));
     size_t B = (size_t)c->batch_size, T = (size_t)mc.max_len, L = (size_t)mc.n_layers, H = (size_t)mc.n_heads;
@@ -245,4 +249,5 @@ void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale
         bf_adamw_update(m->params + o, m->grads + o, t->adam_m + o, t->adam_v + o, ti->numel, step, lr,
                         ti->decay ? c->weight_decay : 0.0f, grad_scale, &hp);
     }
+    bf_model_params_updated(m); /* bf16: the weight copies are made again, once, before the next forward */
 }
