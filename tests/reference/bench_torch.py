@@ -4,10 +4,16 @@ thread on the same shape and batch as `budgetformer bench`. Prints one JSON obje
 
     /usr/bin/python3 tests/reference/bench_torch.py [--d-model 256 --heads 8 --layers 4 --d-ff 1024
                                                      --max-len 128 --batch 32 --vocab 16384 --repeats 10]
+                                                    [--autocast]
+
+--autocast times PyTorch's mixed precision: forward (and so backward) under
+torch.autocast("cpu", dtype=torch.bfloat16), the way a PyTorch user asks for bf16 (linear layers and batched
+products in bf16, parameters and AdamW in fp32).
 
 Checked against tests/reference/bf_reference.py (the clear reference) on the same weights before timing.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -98,14 +104,18 @@ def main():
                           ("batch", 32), ("vocab", 16384), ("classes", 4), ("repeats", 10), ("warmup", 2),
                           ("budget", 4)):
         ap.add_argument("--" + flag, type=int, default=default)
+    ap.add_argument("--autocast", action="store_true", help="bf16 autocast (torch.autocast cpu, bfloat16)")
     a = ap.parse_args()
+    # bf16 autocast, or a context that does nothing
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.autocast else contextlib.nullcontext
     torch.set_num_threads(1)
     torch.manual_seed(0)
     B, T, H, L = a.batch, a.max_len, a.heads, a.layers
     tokens = torch.randint(2, a.vocab, (B, T))
     lengths = torch.full((B,), T, dtype=torch.long)
     labels = torch.arange(B) % a.classes
-    out = {"impl": "pytorch", "torch": torch.__version__, "batch": B}
+    out = {"impl": "pytorch", "torch": torch.__version__, "batch": B,
+           "precision": "bf16-autocast" if a.autocast else "fp32"}
     for mode in ("full", "learned"):
         cfg = dict(vocab_size=a.vocab, max_len=T, d_model=a.d_model, n_heads=H, n_layers=L, d_ff=a.d_ff,
                    n_classes=a.classes, full_heads=int(mode == "full"), fixed_budget=0)
@@ -134,16 +144,17 @@ def main():
 
         def train_step():
             opt.zero_grad(set_to_none=True)
-            logits, kh = forward(cfg, P, tokens, lengths, mode, eps, gumbel, k_random)
-            loss = F.cross_entropy(logits, labels)
+            with amp():
+                logits, kh = forward(cfg, P, tokens, lengths, mode, eps, gumbel, k_random)
+            loss = F.cross_entropy(logits.float(), labels)
             if kh is not None:
-                loss = loss + 0.01 * ((kh - 1) / (H - 1)).mean()
+                loss = loss + 0.01 * ((kh.float() - 1) / (H - 1)).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
             opt.step()
 
         def infer():
-            with torch.no_grad():
+            with torch.no_grad(), amp():
                 forward(cfg, P, tokens, lengths, mode)
 
         key = "full_heads" if mode == "full" else "budgetformer"
