@@ -4,16 +4,19 @@
 # torch.autocast("cpu", dtype=torch.bfloat16)); prints per-pair ratios with their spread, and the
 # memory and 2-rank lines.
 #   usage: launch/bench-vs-pytorch.sh [ROUNDS] [-- extra bench flags, e.g. --d-model 128]
+#   BF_BENCH_SECONDS (default 15): timed seconds per side and pair; BF_BENCH_LEAD (default 20): set-up time.
 # Standard shape: d_model 256, 8 heads, 4 layers, d_ff 1024, max_len 128, batch 32, vocabulary 16384,
 # every input a full 128 tokens; the BudgetFormer model's budget is set to 4 of 8 heads with spread
 # relevance, so inputs choose different head sets (the hard case for grouping).
 #
 # These machines' speed swings several times within minutes, so two sides timed one after the other are not
-# comparable. Each pair below runs its two sides at the same time, one per core (taskset), and the cores
-# are swapped from one round to the next; a ratio is taken within each pair and the summary gives the
-# median over rounds with the smallest and largest. The pairs: ours bf16 || PyTorch bf16 autocast, ours
-# fp32 || PyTorch fp32, ours bf16 || ours fp32 (training only). Needs 2 cores (falls back to alternating the
-# two sides in turn, with a warning, on one).
+# comparable. Each pair below runs its two sides at the same time, one per core (taskset), swapping the cores
+# from one round to the next; both start timing at the same wall-clock moment after their own set-up and
+# warm-up (--start-at) and time for the same number of seconds (--seconds), so a swing hits both alike. The
+# ratio is taken within each pair; the summary gives the median over rounds, the smallest and largest, and
+# every pair's. The five pairs of a round (BudgetFormer model, 4 of 8 heads): training ours bf16 || PyTorch
+# bf16 autocast, ours bf16 || ours fp32, ours fp32 || PyTorch fp32; inference ours bf16 skipping heads ||
+# PyTorch bf16 autocast full heads, the same in fp32. On one core the two sides alternate (with a warning).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-5}
@@ -23,8 +26,14 @@ exe=${BF_EXE:-./build/budgetformer}
 py=${BF_PYTHON:-/usr/bin/python3}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# BF_BENCH_OUT=DIR keeps every side's JSON there; by default they go to a temporary directory.
+if [ -n "${BF_BENCH_OUT:-}" ]; then
+  out=$BF_BENCH_OUT
+  mkdir -p "$out"
+else
+  out=$(mktemp -d)
+  trap 'rm -rf "$out"' EXIT
+fi
 cores=$(getconf _NPROCESSORS_ONLN)
 
 echo "machine: $cores cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')," \
