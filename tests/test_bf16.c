@@ -113,6 +113,41 @@ static void test_products(void **state) {
     check_product(1, 0, 1, 64, 48, 500);    /* a weight gradient */
 }
 
+/* The batched form (attention: one call for all heads) against one call per matrix: the same bf16 inputs
+ * accumulated in fp32, so they differ only in the order of the sums: within 2 K 2^-24 sum|a b|. Heads are
+ * laid out as in the model: column blocks of one row-major array (stride dh, leading dimension 3D). */
+static void test_batched(void **state) {
+    (void)state;
+    enum { NB = 4, N = 37, DH = 16, LD = 3 * NB * DH };
+    for (int idx = 0; idx < 8; idx++) {
+        int ta = idx & 1, tb = idx >> 1 & 1, acc = idx >> 2 & 1;
+        /* A: [N, DH] per head (or stored [DH, N] when ta: then M = DH, K = N); B: [N, N] per head */
+        size_t M = ta ? DH : N, K = ta ? N : DH, Nn = N;
+        size_t lda = LD, sa = DH, ldb = (tb ? K : Nn) + 1, sb = (size_t)ldb * (tb ? Nn : K), ldc = NB * Nn, sc = Nn;
+        size_t na = (ta ? K : M) * lda, nb = NB * sb, nc = M * ldc;
+        float *a = malloc(na * sizeof *a), *b = malloc(nb * sizeof *b), *c1 = malloc(nc * sizeof *c1);
+        float *c2 = malloc(nc * sizeof *c2);
+        bf_bf16 *ab = malloc(na * sizeof *ab), *bb = malloc(nb * sizeof *bb);
+        test_rng r = {99 + (uint64_t)idx};
+        for (size_t i = 0; i < na; i++) a[i] = (float)rng_normal(&r);
+        for (size_t i = 0; i < nb; i++) b[i] = (float)rng_normal(&r);
+        for (size_t i = 0; i < nc; i++) c1[i] = c2[i] = (float)rng_normal(&r);
+        bf_bf16_from_f32(ab, a, na, 1.0f);
+        bf_bf16_from_f32(bb, b, nb, 1.0f);
+        bf_bf16_matmul_batched(g_gemm, NB, c1, ldc, sc, ab, lda, sa, ta, bb, ldb, sb, tb, M, Nn, K, acc);
+        for (size_t h = 0; h < NB; h++)
+            bf_bf16_matmul(g_gemm, c2 + h * sc, ldc, ab + h * sa, lda, ta, bb + h * sb, ldb, tb, M, Nn, K, acc);
+        double worst = 0.0;
+        for (size_t i = 0; i < nc; i++) {
+            double d = fabs((double)c1[i] - c2[i]), scale = 2.0 * (double)K * 0x1p-24 * (fabs(c2[i]) + 4.0 * K);
+            worst = d / scale > worst ? d / scale : worst;
+        }
+        printf("  batched ta %d tb %d acc %d: largest difference %.3f of the bound\n", ta, tb, acc, worst);
+        assert_true(worst <= 1.0);
+        free(a), free(b), free(c1), free(c2), free(ab), free(bb);
+    }
+}
+
 /* The refusal when bf_bf16_check fails: it must name what is missing. Returns 1 if the message is right. */
 static int refusal_named(const bf_err *err) {
     return strstr(err->msg, "avx512_bf16") && strstr(err->msg, "amx_bf16");
@@ -153,6 +188,7 @@ int main(void) {
         cmocka_unit_test(test_round_cases),
         cmocka_unit_test(test_vector_matches_scalar),
         cmocka_unit_test(test_products),
+        cmocka_unit_test(test_batched),
         cmocka_unit_test(test_emulation_flag),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

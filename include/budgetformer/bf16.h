@@ -59,4 +59,10 @@ void bf_bf16_gemm_free(bf_bf16_gemm *g);
 void bf_bf16_matmul(bf_bf16_gemm *g, float *C, size_t ldc, const bf_bf16 *A, size_t lda, int trans_a,
                     const bf_bf16 *B, size_t ldb, int trans_b, size_t M, size_t N, size_t K, int accumulate);
 
+/* `batch` products at once: product i uses A + i stride_a, B + i stride_b, C + i stride_c (elements), each
+ * as in bf_bf16_matmul (K >= 1). One oneDNN call for the heads of an attention block instead of one per head. */
+void bf_bf16_matmul_batched(bf_bf16_gemm *g, size_t batch, float *C, size_t ldc, size_t stride_c, const bf_bf16 *A,
+                            size_t lda, size_t stride_a, int trans_a, const bf_bf16 *B, size_t ldb, size_t stride_b,
+                            int trans_b, size_t M, size_t N, size_t K, int accumulate);
+
 #endif

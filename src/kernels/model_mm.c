@@ -24,7 +24,8 @@ struct bf_mm {
     bf_bf16 *b;        /* [R * max(3D, F)] the gradient operand of a backward product */
     bf_bf16 *qkv;      /* [T, 3D] one input's q, k, v */
     bf_bf16 *dout;     /* [T, D] one input's head-output gradient */
-    bf_bf16 *att, *ds; /* [T, T] one head's probabilities and score gradient */
+    bf_bf16 *att, *ds; /* [H, T, T] one input's probabilities and score gradients */
+    float *dsf;        /* [H, T, T] one input's score gradients in fp32 */
 };
 
 /* The matrices that go through bf16: every weight matrix but the router's. */
@@ -56,8 +57,10 @@ int bf_model_set_precision(bf_model *m, bf_precision p, bf_err *err) {
     mm->b = bf_xcalloc(R * wide, sizeof(bf_bf16));
     mm->qkv = bf_xcalloc(T * 3 * D, sizeof(bf_bf16));
     mm->dout = bf_xcalloc(T * D, sizeof(bf_bf16));
-    mm->att = bf_xcalloc(2 * T * T, sizeof(bf_bf16));
-    mm->ds = mm->att + T * T;
+    size_t H = (size_t)c->n_heads;
+    mm->att = bf_xcalloc(2 * H * T * T, sizeof(bf_bf16));
+    mm->ds = mm->att + H * T * T;
+    mm->dsf = bf_xcalloc(H * T * T, sizeof(float));
     mm->stale = 1;
     bf_model_infer_free(m); /* the inference scratch is made again, with its bf16 buffers */
     m->mm = mm;
@@ -76,6 +79,7 @@ void bf_mm_free(bf_model *m) {
     free(mm->qkv);
     free(mm->dout);
     free(mm->att);
+    free(mm->dsf);
     free(mm);
     m->mm = NULL;
 }
@@ -153,28 +157,29 @@ void bf_mm_backward(bf_model *m, float *dinp, float *dw, float *db, const float 
 
 /* ---- attention of one input, every head ------------------------------------------------------------- */
 
+/* Both attention functions make one oneDNN call per product for all H heads of the input (the batched
+ * form: head h is column block h of q, k, v and of the output, and matrix h of the probabilities), since a
+ * call per head costs more than its n x dh x n product on small heads. */
 void bf_mm_attention_forward(bf_model *m, float *o, float *att, const float *qkv, size_t n, size_t D, size_t H) {
     if (m->precision == BF_PREC_FP32) {
         bf_attention_forward(o, att, qkv, n, D, H, H == 32 ? 0xFFFFFFFFu : ((1u << H) - 1u));
         return;
     }
     bf_mm *mm = m->mm;
-    size_t dh = D / H, ld = 3 * D;
+    size_t dh = D / H, ld = 3 * D, nn = n * n;
     float scale = 1.0f / sqrtf((float)dh);
     bf_bf16_from_f32(mm->qkv, qkv, n * ld, 1.0f);
-    for (size_t h = 0; h < H; h++) {
-        const bf_bf16 *q = mm->qkv + h * dh, *k = mm->qkv + D + h * dh, *v = mm->qkv + 2 * D + h * dh;
-        float *a = att + h * n * n;
-        /* scores = q k^T (k read transposed), scaled in fp32, softmax in fp32 */
-        bf_bf16_matmul(mm->g, a, n, q, ld, 0, k, ld, 1, n, n, dh, 0);
-        for (size_t t = 0; t < n; t++) {
-            float *row = a + t * n;
-            for (size_t j = 0; j < n; j++) row[j] *= scale;
-            bf_softmax_forward(row, row, n);
-        }
-        bf_bf16_from_f32(mm->att, a, n * n, 1.0f);
-        bf_bf16_matmul(mm->g, o + h * dh, D, mm->att, n, 0, v, ld, 0, n, dh, n, 0);
+    const bf_bf16 *q = mm->qkv, *k = mm->qkv + D, *v = mm->qkv + 2 * D;
+    /* scores[h] = q_h k_h^T (k read transposed), scaled in fp32, softmax in fp32 */
+    bf_bf16_matmul_batched(mm->g, H, att, n, nn, q, ld, dh, 0, k, ld, dh, 1, n, n, dh, 0);
+    for (size_t t = 0; t < H * n; t++) {
+        float *row = att + t * n;
+        for (size_t j = 0; j < n; j++) row[j] *= scale;
+        bf_softmax_forward(row, row, n);
     }
+    bf_bf16_from_f32(mm->att, att, H * nn, 1.0f);
+    /* o_h = att_h v_h, into column block h of o */
+    bf_bf16_matmul_batched(mm->g, H, o, D, dh, mm->att, n, nn, 0, v, ld, dh, 0, n, dh, n, 0);
 }
 
 void bf_mm_attention_backward(bf_model *m, float *dqkv, float *scratch, const float *dout, const float *qkv,
@@ -184,29 +189,27 @@ void bf_mm_attention_backward(bf_model *m, float *dqkv, float *scratch, const fl
         return;
     }
     bf_mm *mm = m->mm;
-    size_t dh = D / H, ld = 3 * D;
+    size_t dh = D / H, ld = 3 * D, nn = n * n;
     float scale = 1.0f / sqrtf((float)dh);
+    float *ds = mm->dsf; /* [H, n, n]: the model's scratch holds one head's n x n only */
     bf_bf16_from_f32(mm->qkv, qkv, n * ld, 1.0f);
     bf_bf16_from_f32(mm->dout, dout, n * D, 1.0f);
-    for (size_t h = 0; h < H; h++) {
-        const bf_bf16 *q = mm->qkv + h * dh, *k = mm->qkv + D + h * dh, *v = mm->qkv + 2 * D + h * dh;
-        const bf_bf16 *dO = mm->dout + h * dh;
-        float *dq = dqkv + h * dh, *dk = dqkv + D + h * dh, *dv = dqkv + 2 * D + h * dh;
-        const float *a = att + h * n * n;
-        /* datt = dO v^T; dv += att^T dO */
-        bf_bf16_matmul(mm->g, scratch, n, dO, D, 0, v, ld, 1, n, n, dh, 0);
-        bf_bf16_from_f32(mm->att, a, n * n, 1.0f);
-        bf_bf16_matmul(mm->g, dv, ld, mm->att, n, 1, dO, D, 0, n, dh, n, 1);
-        /* softmax backward in fp32, in place; the 1/sqrt(dh) of the scores goes into the rounding of dS */
-        for (size_t t = 0; t < n; t++) {
-            const float *p = a + t * n;
-            float *d = scratch + t * n, dot = 0.0f;
-            for (size_t j = 0; j < n; j++) dot += p[j] * d[j];
-            for (size_t j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
-        }
-        bf_bf16_from_f32(mm->ds, scratch, n * n, scale);
-        /* dq += dS k; dk += dS^T q */
-        bf_bf16_matmul(mm->g, dq, ld, mm->ds, n, 0, k, ld, 0, n, dh, n, 1);
-        bf_bf16_matmul(mm->g, dk, ld, mm->ds, n, 1, q, ld, 0, n, dh, n, 1);
+    bf_bf16_from_f32(mm->att, att, H * nn, 1.0f);
+    const bf_bf16 *q = mm->qkv, *k = mm->qkv + D, *v = mm->qkv + 2 * D;
+    float *dq = dqkv, *dk = dqkv + D, *dv = dqkv + 2 * D;
+    /* datt_h = dO_h v_h^T; dv_h += att_h^T dO_h */
+    bf_bf16_matmul_batched(mm->g, H, ds, n, nn, mm->dout, D, dh, 0, v, ld, dh, 1, n, n, dh, 0);
+    bf_bf16_matmul_batched(mm->g, H, dv, ld, dh, mm->att, n, nn, 1, mm->dout, D, dh, 0, n, dh, n, 1);
+    /* softmax backward in fp32, in place; the 1/sqrt(dh) of the scores goes into the rounding of dS */
+    for (size_t t = 0; t < H * n; t++) {
+        const float *p = att + t * n;
+        float *d = ds + t * n, dot = 0.0f;
+        for (size_t j = 0; j < n; j++) dot += p[j] * d[j];
+        for (size_t j = 0; j < n; j++) d[j] = p[j] * (d[j] - dot);
     }
+    bf_bf16_from_f32(mm->ds, ds, H * nn, scale);
+    /* dq_h += dS_h k_h; dk_h += dS_h^T q_h */
+    bf_bf16_matmul_batched(mm->g, H, dq, ld, dh, mm->ds, n, nn, 0, k, ld, dh, 0, n, dh, n, 1);
+    bf_bf16_matmul_batched(mm->g, H, dk, ld, dh, mm->ds, n, nn, 1, q, ld, dh, 0, n, dh, n, 1);
+    (void)scratch;
 }
