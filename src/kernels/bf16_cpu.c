@@ -12,6 +12,7 @@
 #include <cpuid.h>
 #endif
 
+#ifdef BF_HAVE_DNNL
 static int env_on(const char *name) {
     const char *v = getenv(name);
     return v && v[0] && strcmp(v, "0") != 0;
@@ -29,6 +30,8 @@ static void cpu_bf16_features(int *avx512_bf16, int *amx_bf16) {
     }
 #endif
 }
+
+#endif
 
 int bf_bf16_check(bf_err *err) {
 #ifndef BF_HAVE_DNNL
