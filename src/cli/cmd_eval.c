@@ -263,7 +263,7 @@ int bf_cmd_eval(int argc, char **argv) {
                         "classes)\n", data, d.n_classes, ckpt, nl);
         rc = 1;
     } else if (bf_model_set_precision(&m, precision, &err)) {
-        fprintf(stderr, "budgetformer eval: error: --precision bf16: %s\n", err.msg);
+        fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
         rc = 1;
     }
     bf_dist dist;

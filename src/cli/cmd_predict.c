@@ -239,7 +239,7 @@ int bf_cmd_predict(int argc, char **argv) {
         fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
         rc = 1;
     } else if (bf_model_set_precision(&m, precision, &err)) {
-        fprintf(stderr, "budgetformer predict: error: --precision bf16: %s\n", err.msg);
+        fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
         rc = 1;
     } else if (bf_vocab_from_words(&vocab, vocab_words, nv, &err)) {
         fprintf(stderr, "budgetformer predict: error: %s: /vocab: %s\n", ckpt, err.msg);
