@@ -284,8 +284,8 @@ int bf_cmd_bench(int argc, char **argv) {
                        "                  --repeats times; default 0: exactly --repeats)\n"
                        "  --start-at T    the first timed phase waits for wall-clock time T (seconds since the\n"
                        "                  epoch): two benchmarks started together time the same moments\n"
-                       "  --precision fp32|bf16  of the matrix products (default fp32; bf16: oneDNN, threads\n"
-                       "                  from OMP_NUM_THREADS; docs/PERFORMANCE.md)\n");
+                       "  --precision fp32|bf16  of the matrix products (default fp32; bf16: oneDNN, its threads\n"
+                       "                  OMP_NUM_THREADS or else OpenBLAS's count; docs/PERFORMANCE.md)\n");
                 return 0;
             }
             fprintf(stderr, "budgetformer bench: error: unknown option '%s'\n", argv[i]);
@@ -297,9 +297,6 @@ int bf_cmd_bench(int argc, char **argv) {
         return 2;
     }
     if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("OMP_NUM_THREADS")) openblas_set_num_threads(1);
-    if (o.precision == BF_PREC_BF16 && !getenv("OMP_NUM_THREADS"))
-        fprintf(stderr, "budgetformer bench: warning: OMP_NUM_THREADS is not set: oneDNN's bf16 products use every "
-                        "core (set OMP_NUM_THREADS=1 to time one thread)\n");
     bf_dist d;
     if (bf_dist_init(&d, NULL, NULL)) return 1;
     /* The synthetic batch: every input a full max_len tokens. Each rank takes its part of it. */

@@ -15,7 +15,14 @@
 #include "budgetformer/util.h"
 
 #ifdef BF_HAVE_DNNL
+#include <cblas.h>
 #include <dnnl.h>
+
+/* oneDNN (Debian's build) runs its threads through OpenMP, which takes every core unless OMP_NUM_THREADS
+ * says otherwise, while the program sets OpenBLAS to one thread when neither variable is set (ranks are
+ * the parallelism, docs/CLUSTER.md). libgomp comes with libdnnl; a weak reference finds its
+ * omp_set_num_threads without linking OpenMP into the project. */
+extern void omp_set_num_threads(int n) __attribute__((weak));
 
 struct bf_bf16_gemm {
     dnnl_engine_t engine;
@@ -80,6 +87,10 @@ static int make_primitive(bf_bf16_gemm *g, int idx, size_t *scratch_bytes, bf_er
 
 bf_bf16_gemm *bf_bf16_gemm_create(bf_err *err) {
     if (bf_bf16_check(err)) return NULL;
+    if (!getenv("OMP_NUM_THREADS") && omp_set_num_threads) { /* the same thread count as OpenBLAS */
+        int threads = openblas_get_num_threads();
+        omp_set_num_threads(threads > 0 ? threads : 1);
+    }
     bf_bf16_gemm *g = bf_xcalloc(1, sizeof *g);
     if (dnnl_engine_create(&g->engine, dnnl_cpu, 0) != dnnl_success ||
         dnnl_stream_create(&g->stream, g->engine, dnnl_stream_default_flags) != dnnl_success) {
