@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libopenblas-dev                # CBLAS sgemm
+  libdnnl-dev                    # oneDNN: bf16 matrix products (train.precision = bf16); optional at build
   libhdf5-dev hdf5-tools         # checkpoints, datasets, logs
   libopenmpi-dev openmpi-bin     # data-parallel training
   libcmocka-dev                  # unit tests

@@ -16,6 +16,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budgetformer/bf16.h"
+#include "budgetformer/util.h"
+
 typedef struct {
     int vocab_size;   /* V, PAD and UNK included */
     int max_len;      /* T */
@@ -113,6 +116,7 @@ typedef struct {
 
 typedef struct bf_acts bf_acts; /* activation arena, private to model.c */
 typedef struct bf_infer bf_infer; /* scratch of the head-skipping inference path, private to model_infer.c */
+typedef struct bf_mm bf_mm;       /* bf16 state: weight copies, scratch, oneDNN primitives; model_mm.c */
 
 /* Called by backward as each tensor's gradient becomes final, in descending table order (so in
  * descending memory order of the gradient block). */
@@ -137,6 +141,8 @@ typedef struct {
     float *sel_mass;         /* [max_batch, L] relevance mass of the selected heads (1 for full heads) */
     float *probs;            /* [max_batch, C] class probabilities of the last bf_model_forward call */
     bf_infer *infer;         /* allocated by the first bf_model_infer call */
+    bf_precision precision;  /* of the matrix products; set with bf_model_set_precision (default fp32) */
+    bf_mm *mm;               /* bf16 only */
     bf_grad_ready_fn grad_ready; /* optional; set it only for the last backward before the update */
     void *grad_ready_ctx;
 } bf_model;
@@ -174,6 +180,18 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
                        float cost_scale);
 
 void bf_model_zero_grad(bf_model *m);
+
+/* The precision of the matrix products (docs/PERFORMANCE.md "bf16"). fp32: OpenBLAS sgemm. bf16: the
+ * products of forward, backward and inference take bf16 inputs (activations rounded as they enter a
+ * product, weights from bf16 copies) and accumulate in fp32 through oneDNN; the parameters, gradients and
+ * everything between the products stay fp32. Returns 0, or -1 with err (bf_bf16_check's reasons) leaving
+ * the model in fp32. Allocates the bf16 copies and scratch (about half the weights' bytes plus 4 bytes per
+ * activation row and width). */
+int bf_model_set_precision(bf_model *m, bf_precision p, bf_err *err);
+/* Tells a bf16 model that m->params changed (after each optimiser update, after writing weights by hand):
+ * the next forward pass makes the bf16 weight copies again, once, not once per product. Free in fp32. A
+ * load before the first forward needs no call. */
+void bf_model_params_updated(bf_model *m);
 
 /* Bytes of the activation arena (forward activations and backward scratch for max_batch inputs). */
 size_t bf_model_activation_bytes(const bf_model *m);

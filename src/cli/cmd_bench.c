@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "budgetformer/cli.h"
 #include "budgetformer/dist.h"
@@ -19,7 +20,11 @@
 
 typedef struct {
     int d_model, heads, layers, d_ff, max_len, batch, vocab, classes, repeats, warmup, budget;
-    int only; /* 0 everything, 1 training only, 2 inference only */
+    int only; /* 0 everything, 1 training only, 2 inference only, 3 head-skipping inference only */
+    int model; /* 0 both models, 1 full heads only, 2 BudgetFormer only */
+    int seconds; /* > 0: each timed phase repeats until this many seconds have passed (at least `repeats`) */
+    double start_at; /* > 0: the first timed phase waits for this wall-clock time (seconds since the epoch) */
+    bf_precision precision; /* of the matrix products (--precision) */
 } bench_opts;
 
 static int parse_int(const char *flag, const char *v, int lo, int hi, int *out) {
@@ -86,9 +91,28 @@ static void random_init(bf_model *m, const bench_opts *o) {
     }
 }
 
-typedef struct {
-    double train_s, infer_s; /* median seconds per batch */
-} timing;
+/* Most timed repetitions a phase records (--seconds stops there too). */
+#define MAX_TIMED 4096
+
+/* Does timed repetition r (0-based) run? `repeats` of them, or with --seconds until that long has passed. */
+static int keep_timing(const bench_opts *o, int r, double phase_start) {
+    if (r < 0 || r < o->repeats) return 1;
+    return o->seconds > 0 && r < MAX_TIMED && bf_wall_seconds() - phase_start < o->seconds;
+}
+
+/* --start-at: two benchmarks started together (launch/bench-vs-pytorch.sh) begin timing at the same moment,
+ * whatever their start-up costs, so the machine's swings hit both alike. */
+static void wait_for_start(const bench_opts *o) {
+    if (o->start_at <= 0) return;
+    for (;;) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        double left = o->start_at - ((double)now.tv_sec + 1e-9 * (double)now.tv_nsec);
+        if (left <= 0) return;
+        struct timespec ts = {.tv_sec = (time_t)left, .tv_nsec = (long)((left - (double)(time_t)left) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+}
 
 /* Times one training step (forward, backward, gradient allreduce, AdamW) and returns the median. */
 static double time_train(bf_model *m, bf_dist *d, const bf_batch *b, const bench_opts *o, float *am, float *av) {
@@ -107,8 +131,14 @@ static double time_train(bf_model *m, bf_dist *d, const bf_batch *b, const bench
     }
     bf_grad_sync *gs = bf_grad_sync_create(d, m->grads, rg, m->n_tensors, 1024 * 1024);
     bf_adamw_hparams hp = {.beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f};
-    double *t = bf_xcalloc((size_t)o->repeats, sizeof(double));
-    for (int r = -o->warmup; r < o->repeats; r++) {
+    double *t = bf_xcalloc(MAX_TIMED > o->repeats ? MAX_TIMED : (size_t)o->repeats, sizeof(double));
+    double phase_start = 0.0;
+    int r = -o->warmup;
+    for (; keep_timing(o, r, phase_start); r++) {
+        if (r == 0) {
+            wait_for_start(o); /* after the warm-up: the timed repetitions of both sides start together */
+            phase_start = bf_wall_seconds();
+        }
         bf_dist_barrier(d);
         double t0 = bf_wall_seconds();
         bf_explore_draw(&m->cfg, 1, ep, idx, n, eps, gumbel, kr);
@@ -121,11 +151,21 @@ static double time_train(bf_model *m, bf_dist *d, const bf_batch *b, const bench
         double norm = sqrt(bf_sum_squares(m->grads, m->n_params));
         bf_adamw_update(m->params, m->grads, am, av, m->n_params, r + o->warmup + 1, 1e-4f, 0.01f,
                         bf_clip_scale(norm, 1.0f), &hp);
+        bf_model_params_updated(m); /* bf16: new weight copies before the next forward */
         double dt = bf_wall_seconds() - t0;
         bf_dist_allreduce_max_f64(d, &dt, 1);
         if (r >= 0) t[r] = dt;
+        /* every rank must agree to go on: rank 0's clock decides */
+        if (o->seconds > 0 && r >= 0) {
+            double go = keep_timing(o, r + 1, phase_start);
+            bf_dist_bcast_f64(d, &go, 1, 0);
+            if (go == 0.0) {
+                r++;
+                break;
+            }
+        }
     }
-    double med = median(t, o->repeats);
+    double med = median(t, r);
     free(t);
     free(gumbel);
     free(kr);
@@ -137,9 +177,15 @@ static double time_train(bf_model *m, bf_dist *d, const bf_batch *b, const bench
 }
 
 static double time_infer(bf_model *m, const bf_batch *b, const bench_opts *o, int skip, double *heads) {
-    double *t = bf_xcalloc((size_t)o->repeats, sizeof(double));
+    double *t = bf_xcalloc(MAX_TIMED > o->repeats ? MAX_TIMED : (size_t)o->repeats, sizeof(double));
     bf_explore ex = {.eps = 0.0f, .tau = 1.0f};
-    for (int r = -o->warmup; r < o->repeats; r++) {
+    double phase_start = 0.0;
+    int r = -o->warmup;
+    for (; keep_timing(o, r, phase_start); r++) {
+        if (r == 0) {
+            wait_for_start(o); /* after the warm-up: the timed repetitions of both sides start together */
+            phase_start = bf_wall_seconds();
+        }
         double t0 = bf_wall_seconds();
         if (skip) bf_model_infer(m, b, NULL);
         else bf_model_forward(m, b, &ex);
@@ -148,7 +194,7 @@ static double time_infer(bf_model *m, const bf_batch *b, const bench_opts *o, in
     double s = 0.0;
     for (int i = 0; i < b->n * m->cfg.n_layers; i++) s += m->budget[i];
     *heads = s / (b->n * m->cfg.n_layers);
-    double med = median(t, o->repeats);
+    double med = median(t, r);
     free(t);
     return med;
 }
@@ -162,7 +208,7 @@ int bf_cmd_bench(int argc, char **argv) {
         {"--d-model", &o.d_model, 8, 4096}, {"--heads", &o.heads, 2, 32}, {"--layers", &o.layers, 1, 64},
         {"--d-ff", &o.d_ff, 1, 65536}, {"--max-len", &o.max_len, 1, 4096}, {"--batch", &o.batch, 1, 65536},
         {"--vocab", &o.vocab, 2, 1 << 24}, {"--classes", &o.classes, 2, 100000}, {"--repeats", &o.repeats, 1, 10000},
-        {"--warmup", &o.warmup, 0, 1000}, {"--budget", &o.budget, 1, 32}};
+        {"--warmup", &o.warmup, 0, 1000}, {"--budget", &o.budget, 1, 32}, {"--seconds", &o.seconds, 0, 3600}};
     for (int i = 1; i < argc; i++) {
         int found = 0;
         for (size_t f = 0; f < sizeof flags / sizeof *flags; f++)
@@ -175,12 +221,41 @@ int bf_cmd_bench(int argc, char **argv) {
                 i++;
                 found = 1;
             }
+        if (!found && !strcmp(argv[i], "--model") && i + 1 < argc) {
+            const char *v = argv[++i];
+            if (!strcmp(v, "both")) o.model = 0;
+            else if (!strcmp(v, "full")) o.model = 1;
+            else if (!strcmp(v, "budgetformer")) o.model = 2;
+            else {
+                fprintf(stderr, "budgetformer bench: error: --model expects both, full or budgetformer, got '%s'\n", v);
+                return 2;
+            }
+            found = 1;
+        }
+        if (!found && !strcmp(argv[i], "--start-at") && i + 1 < argc) {
+            char *end;
+            o.start_at = strtod(argv[++i], &end);
+            if (*end || !(o.start_at > 0)) {
+                fprintf(stderr, "budgetformer bench: error: --start-at expects seconds since the epoch\n");
+                return 2;
+            }
+            found = 1;
+        }
+        if (!found && !strcmp(argv[i], "--precision") && i + 1 < argc) {
+            bf_err perr = {0};
+            if (bf_precision_parse(argv[++i], &o.precision, &perr)) {
+                fprintf(stderr, "budgetformer bench: error: --precision: %s\n", perr.msg);
+                return 2;
+            }
+            found = 1;
+        }
         if (!found && !strcmp(argv[i], "--only") && i + 1 < argc) {
             const char *v = argv[++i];
             if (!strcmp(v, "train")) o.only = 1;
             else if (!strcmp(v, "infer")) o.only = 2;
+            else if (!strcmp(v, "infer-skip")) o.only = 3;
             else {
-                fprintf(stderr, "budgetformer bench: error: --only expects train or infer, got '%s'\n", v);
+                fprintf(stderr, "budgetformer bench: error: --only expects train, infer or infer-skip, got '%s'\n", v);
                 return 2;
             }
             found = 1;
@@ -202,7 +277,15 @@ int bf_cmd_bench(int argc, char **argv) {
                        "  --budget K      heads per input of the BudgetFormer model, 2..H-1 (default 4)\n"
                        "  --repeats N     timed repetitions; the median is reported (default 10)\n"
                        "  --warmup N      untimed repetitions first (default 2)\n"
-                       "  --only train|infer  time only training or only inference\n");
+                       "  --only train|infer|infer-skip  time only training, only inference, or only the\n"
+                       "                  head-skipping inference\n"
+                       "  --model both|full|budgetformer  the models timed (default both)\n"
+                       "  --seconds S     each timed phase repeats until S seconds have passed (at least\n"
+                       "                  --repeats times; default 0: exactly --repeats)\n"
+                       "  --start-at T    the first timed phase waits for wall-clock time T (seconds since the\n"
+                       "                  epoch): two benchmarks started together time the same moments\n"
+                       "  --precision fp32|bf16  of the matrix products (default fp32; bf16: oneDNN, its threads\n"
+                       "                  OMP_NUM_THREADS or else OpenBLAS's count; docs/PERFORMANCE.md)\n");
                 return 0;
             }
             fprintf(stderr, "budgetformer bench: error: unknown option '%s'\n", argv[i]);
@@ -236,11 +319,20 @@ int bf_cmd_bench(int argc, char **argv) {
     double mem_expected = 0.0;
     double train_s[2], infer_all_s[2], infer_skip_s[2], heads[2], f_all = 0, f_skip = 0, f_train = 0;
     for (int v = 0; v < 2; v++) {
+        train_s[v] = infer_all_s[v] = infer_skip_s[v] = heads[v] = NAN;
+        if (o.model && o.model != v + 1) continue; /* --model: this one is not timed */
         bf_model_config c = {.vocab_size = o.vocab, .max_len = o.max_len, .d_model = o.d_model, .n_heads = o.heads,
                              .n_layers = o.layers, .d_ff = o.d_ff, .n_classes = o.classes, .full_heads = v == 0};
         bf_model m;
         bf_model_init(&m, &c, o.batch);
         random_init(&m, &o);
+        bf_err perr = {0};
+        if (bf_model_set_precision(&m, o.precision, &perr)) {
+            fprintf(stderr, "budgetformer bench: error: %s\n", perr.msg);
+            bf_model_free(&m);
+            bf_dist_finalize(&d);
+            return 1;
+        }
         float *am = bf_xcalloc(m.n_params, sizeof(float)), *av = bf_xcalloc(m.n_params, sizeof(float));
         /* parameters, gradients, two AdamW moments, and the activation arena */
         if (v == 1) {
@@ -248,15 +340,12 @@ int bf_cmd_bench(int argc, char **argv) {
             f_all = o.batch * bf_model_forward_flops(&c, o.max_len, o.heads);
             f_train = 3.0 * f_all; /* backward about twice the forward; training computes every head */
         }
-        train_s[v] = o.only == 2 ? NAN : time_train(&m, &d, &part, &o, am, av);
+        if (o.only == 0 || o.only == 1) train_s[v] = time_train(&m, &d, &part, &o, am, av);
         free(am);
         free(av);
-        if (d.rank == 0 && o.only == 1) {
-            infer_all_s[v] = infer_skip_s[v] = NAN;
-            heads[v] = NAN;
-        } else if (d.rank == 0) {
+        if (d.rank == 0 && o.only != 1) {
             double h = 0.0;
-            infer_all_s[v] = time_infer(&m, &whole, &o, 0, &h);
+            if (o.only != 3) infer_all_s[v] = time_infer(&m, &whole, &o, 0, &h);
             infer_skip_s[v] = time_infer(&m, &whole, &o, 1, &heads[v]);
             if (v == 1) {
                 double fs = 0.0;
@@ -271,8 +360,8 @@ int bf_cmd_bench(int argc, char **argv) {
         bf_model_free(&m);
     }
     if (d.rank == 0) {
-        printf("{\"impl\": \"budgetformer-c\", \"ranks\": %d, \"batch\": %d, \"sgemm_peak_gflops\": %.2f", d.world, o.batch,
-               peak / 1e9);
+        printf("{\"impl\": \"budgetformer-c\", \"precision\": \"%s\", \"ranks\": %d, \"batch\": %d, "
+               "\"sgemm_peak_gflops\": %.2f", bf_precision_name(o.precision), d.world, o.batch, peak / 1e9);
         for (int v = 0; v < 2; v++) {
             printf(", \"%s\": {\"model\": \"%s\"", names[v], names[v]);
             json_num("train_samples_per_s", o.batch / train_s[v]);

@@ -34,6 +34,8 @@ static void usage(FILE *f) {
                "                       control, of the control pass\n"
                "  --json               print one JSON object instead of tables\n"
                "  --batch N            inputs per forward pass (default 64)\n"
+               "  --precision P        fp32 (default) or bf16: the matrix products in bf16 with fp32 accumulation\n"
+               "                       (any checkpoint; needs a CPU with avx512_bf16 or amx_bf16)\n"
                "  --budget-control C   also evaluate the same weights with the model's own budgets moved between\n"
                "                       inputs: shuffle = each input gets the budgets (all layers) of another input\n"
                "                       by a fixed permutation (the histogram of k per layer is kept); constant =\n"
@@ -152,11 +154,12 @@ int bf_cmd_eval(int argc, char **argv) {
     bf_budget_control control = BF_CONTROL_NONE;
     unsigned long long control_seed = 1;
     int seed_given = 0;
+    bf_precision precision = BF_PREC_FP32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
         if (!strcmp(a, "--checkpoint") || !strcmp(a, "--data") || !strcmp(a, "--records") || !strcmp(a, "--batch") ||
-            !strcmp(a, "--budget-control") || !strcmp(a, "--control-seed")) {
+            !strcmp(a, "--budget-control") || !strcmp(a, "--control-seed") || !strcmp(a, "--precision")) {
             if (!has_value) {
                 fprintf(stderr, "budgetformer eval: error: %s needs a value\n", a);
                 return 2;
@@ -165,6 +168,13 @@ int bf_cmd_eval(int argc, char **argv) {
             if (!strcmp(a, "--checkpoint")) ckpt = v;
             else if (!strcmp(a, "--data")) data = v;
             else if (!strcmp(a, "--records")) records = v;
+            else if (!strcmp(a, "--precision")) {
+                bf_err perr = {{0}};
+                if (bf_precision_parse(v, &precision, &perr)) {
+                    fprintf(stderr, "budgetformer eval: error: --precision: %s\n", perr.msg);
+                    return 2;
+                }
+            }
             else if (!strcmp(a, "--budget-control")) {
                 if (bf_budget_control_parse(v, &control)) {
                     fprintf(stderr, "budgetformer eval: error: --budget-control expects shuffle or constant, got '%s'\n",
@@ -251,6 +261,9 @@ int bf_cmd_eval(int argc, char **argv) {
     } else if (!bf_same_strings(labels, nl, d.label_names, (size_t)d.n_classes)) {
         fprintf(stderr, "budgetformer eval: error: %s has %d classes with other names than the checkpoint %s (%zu "
                         "classes)\n", data, d.n_classes, ckpt, nl);
+        rc = 1;
+    } else if (bf_model_set_precision(&m, precision, &err)) {
+        fprintf(stderr, "budgetformer eval: error: %s\n", err.msg);
         rc = 1;
     }
     bf_dist dist;

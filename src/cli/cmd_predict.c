@@ -31,7 +31,9 @@ static void usage(FILE *f) {
                "  --json             one JSON object per line instead of text\n"
                "  --top-k N          the N most probable labels (default 1): text LABEL<TAB>PROB for each, then\n"
                "                     the heads; JSON adds \"top\": [{\"label\", \"class\", \"probability\"}, ...]\n"
-               "  --batch N          lines per forward pass (default 64)\n");
+               "  --batch N          lines per forward pass (default 64)\n"
+               "  --precision P      fp32 (default) or bf16: the matrix products in bf16 with fp32 accumulation\n"
+               "                     (any checkpoint; needs a CPU with avx512_bf16 or amx_bf16)\n");
 }
 
 typedef struct {
@@ -157,10 +159,11 @@ static void flush_block(printer *p, bf_model *m, const line_info *info, int n_li
 }
 
 static int parse_args(int argc, char **argv, const char **ckpt, const char **input, int *json, int *batch,
-                      int *top_k) {
+                      int *top_k, bf_precision *precision) {
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--input") || !strcmp(a, "--batch") || !strcmp(a, "--top-k")) {
+        if (!strcmp(a, "--checkpoint") || !strcmp(a, "--input") || !strcmp(a, "--batch") || !strcmp(a, "--top-k") ||
+            !strcmp(a, "--precision")) {
             if (i + 1 >= argc) {
                 fprintf(stderr, "budgetformer predict: error: %s needs a value\n", a);
                 return 2;
@@ -168,6 +171,13 @@ static int parse_args(int argc, char **argv, const char **ckpt, const char **inp
             const char *v = argv[++i];
             if (!strcmp(a, "--checkpoint")) *ckpt = v;
             else if (!strcmp(a, "--input")) *input = v;
+            else if (!strcmp(a, "--precision")) {
+                bf_err perr = {{0}};
+                if (bf_precision_parse(v, precision, &perr)) {
+                    fprintf(stderr, "budgetformer predict: error: --precision: %s\n", perr.msg);
+                    return 2;
+                }
+            }
             else if (!strcmp(a, "--top-k")) {
                 char *end;
                 long k = strtol(v, &end, 10);
@@ -208,7 +218,8 @@ static int parse_args(int argc, char **argv, const char **ckpt, const char **inp
 int bf_cmd_predict(int argc, char **argv) {
     const char *ckpt = NULL, *input = "-";
     int json = 0, batch = 64, top_k = 1;
-    int prc = parse_args(argc, argv, &ckpt, &input, &json, &batch, &top_k);
+    bf_precision precision = BF_PREC_FP32;
+    int prc = parse_args(argc, argv, &ckpt, &input, &json, &batch, &top_k, &precision);
     if (prc) return prc < 0 ? 0 : prc;
     int from_stdin = !strcmp(input, "-");
     const char *input_name = from_stdin ? "<stdin>" : input;
@@ -225,6 +236,9 @@ int bf_cmd_predict(int argc, char **argv) {
     int rc = 0;
     const bf_model_config *mc = &m.cfg;
     if (bf_checkpoint_open_model(ckpt, batch, &m, &vocab_words, &nv, &labels, &nl, &err)) {
+        fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
+        rc = 1;
+    } else if (bf_model_set_precision(&m, precision, &err)) {
         fprintf(stderr, "budgetformer predict: error: %s\n", err.msg);
         rc = 1;
     } else if (bf_vocab_from_words(&vocab, vocab_words, nv, &err)) {

@@ -55,6 +55,7 @@ static const char *const kShapeNames[] = {"linear", "cosine", "exponential", "ad
       .help = hp, .names = words, .n_names = (int)(sizeof words / sizeof words[0]) }
 
 static const char *const kOnErrorNames[] = {"stop", "continue"}; /* BF_ON_ERROR_STOP, BF_ON_ERROR_CONTINUE */
+static const char *const kPrecisionNames[] = {"fp32", "bf16"};   /* BF_PREC_FP32, BF_PREC_BF16 (bf16.h) */
 
 static const key_spec kKeys[] = {
     K_STR("data", "train", data_train, "",
@@ -145,6 +146,11 @@ static const key_spec kKeys[] = {
     K_LONG("train", "full_warmup", full_warmup, 0, 1e9, R_CLOSED, "0",
            "The first this many updates use every head (k = H, gates of the router) before the learned "
            "budget takes over; 0 = none."),
+    K_CHOICE("train", "precision", precision, kPrecisionNames, "fp32",
+             "Precision of the matrix products: fp32 (OpenBLAS), or bf16: the products of forward and backward "
+             "take bf16 inputs and accumulate in fp32 (oneDNN; needs a CPU with avx512_bf16 or amx_bf16, refused "
+             "otherwise); weights, AdamW, the allreduce, LayerNorm, softmax, GELU, loss and router stay fp32. "
+             "A checkpoint holds fp32 weights either way (docs/PERFORMANCE.md, docs/CHECKPOINTS.md)."),
     KEY("train", "seed", KT_U64, FIELD(seed, uint64_t), 0, 0, R_ANY, "1",
         "Seed of every random draw: initialisation, data order and exploration."),
     K_LONG("train", "log_every", log_every, 1, 0, R_NO_MAX, "10",

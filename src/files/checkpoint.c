@@ -167,7 +167,14 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
             bf_h5_write_attr_int(f, "/headstats", "n_heads", c.n_heads, err))
             return -1;
     }
-    return write_provenance(f, meta, err);
+    if (write_provenance(f, meta, err)) return -1;
+    /* The precision the run trained in: provenance only, the weights above are fp32 either way, and a run
+     * may resume or evaluate in the other precision (docs/CHECKPOINTS.md). */
+    return bf_h5_write_attr_str(f, "/provenance", "precision", bf_precision_name(m->precision), err) ||
+                   bf_h5_write_attr_str(f, "/provenance", "bf16_backend",
+                                        m->precision == BF_PREC_BF16 ? bf_bf16_backend() : "", err)
+               ? -1
+               : 0;
 }
 
 /* Builds the whole HDF5 file in memory (core driver, no backing store) and returns its bytes. */

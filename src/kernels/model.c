@@ -301,6 +301,7 @@ void bf_model_init(bf_model *m, const bf_model_config *cfg, int max_batch) {
 void bf_model_free(bf_model *m) {
     if (!m) return;
     bf_model_infer_free(m);
+    bf_mm_free(m);
     free(m->params); /* the arena: gradients and activations too */
     free(m->tensors);
     free(m->p.layers);
@@ -411,7 +412,7 @@ double bf_model_head_forward(bf_model *m, const bf_batch *batch, const float *x,
     size_t n = (size_t)batch->n, D = (size_t)m->cfg.d_model, C = (size_t)m->cfg.n_classes;
     bf_layernorm_forward(z, mean, rstd, x, m->p.lnf_g, m->p.lnf_b, rows, D);
     bf_masked_mean_forward(pooled, z, batch->lengths, n, D);
-    bf_matmul_forward(m->logits, pooled, m->p.cls_w, m->p.cls_b, n, D, C);
+    bf_mm_forward(m, m->logits, pooled, m->p.cls_w, m->p.cls_b, n, D, C);
     bf_cross_entropy_forward(batch->labels ? m->ce : NULL, probs, m->logits, batch->labels, n, C);
     double ce_sum = 0.0;
     if (batch->labels)
@@ -440,6 +441,7 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
     a->n = n;
     a->rows = rows;
     bf_router_params_mode mode = bf_model_router_mode(c);
+    bf_mm_sync_weights(m); /* bf16: the weight copies, once after each update */
 
     bf_embedding_forward(a->layers[0].x, batch->tokens, batch->lengths, m->p.tok_emb, m->p.pos_emb, (size_t)n, T, D);
     for (size_t l = 0; l < L; l++) {
@@ -451,22 +453,21 @@ double bf_model_forward(bf_model *m, const bf_batch *batch, const bf_explore *ex
         bf_budget_weights bud = bf_model_budget_weights(p);
         bf_router_forward(&la->rt, &mode, la->u, batch->lengths, p->w_rel, p->b_rel, &bud, ex, batch->k_override, l,
                           L, (size_t)n, D);
-        bf_matmul_forward(la->qkv, la->u, p->w_qkv, p->b_qkv, rows, D, 3 * D);
+        bf_mm_forward(m, la->qkv, la->u, p->w_qkv, p->b_qkv, rows, D, 3 * D);
         for (int b = 0; b < n; b++) {
             size_t len = (size_t)batch->lengths[b], r0 = a->row_off[b];
             /* Training computes every head: the straight-through gradient needs unselected heads too. */
-            bf_attention_forward(la->o + r0 * D, la->att + a->att_off[b], la->qkv + r0 * 3 * D, len, D, H,
-                                 H == 32 ? 0xFFFFFFFFu : ((1u << H) - 1u));
+            bf_mm_attention_forward(m, la->o + r0 * D, la->att + a->att_off[b], la->qkv + r0 * 3 * D, len, D, H);
             gate_heads(la->og + r0 * D, la->o + r0 * D, la->rt.gate + (size_t)b * H, len, D, H);
         }
         /* xm = x + b_out + og · W_out (the sgemm accumulates onto the residual) */
         bf_add_rows_bias(la->xm, la->x, p->b_out, rows, D);
-        bf_matmul_accumulate(la->xm, la->og, p->w_out, rows, D, D);
+        bf_mm_accumulate(m, la->xm, la->og, p->w_out, rows, D, D);
         bf_layernorm_forward(la->u2, la->mean2, la->rstd2, la->xm, p->ln2_g, p->ln2_b, rows, D);
-        bf_matmul_forward(la->h1, la->u2, p->w1, p->b1, rows, D, F);
+        bf_mm_forward(m, la->h1, la->u2, p->w1, p->b1, rows, D, F);
         bf_gelu_forward(la->a1, la->h1, rows * F);
         bf_add_rows_bias(xnext, la->xm, p->b2, rows, D); /* x_next = xm + b2 + a1 W2 */
-        bf_matmul_accumulate(xnext, la->a1, p->w2, rows, F, D);
+        bf_mm_accumulate(m, xnext, la->a1, p->w2, rows, F, D);
         bf_model_record_routes(m, &la->rt, l, n);
     }
     return bf_model_head_forward(m, batch, a->xf, a->zf, a->meanf, a->rstdf, a->pooled, a->probs, rows);
@@ -525,7 +526,7 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
         bf_cross_entropy_backward(a->dlogits, a->probs, batch->labels, ce_scale, (size_t)n, C);
     }
     memset(a->dpooled, 0, (size_t)n * D * sizeof(float));
-    bf_matmul_backward(a->dpooled, m->g.cls_w, m->g.cls_b, a->dlogits, a->pooled, m->p.cls_w, (size_t)n, D, C);
+    bf_mm_backward(m, a->dpooled, m->g.cls_w, m->g.cls_b, a->dlogits, a->pooled, m->p.cls_w, (size_t)n, D, C);
     int top = m->n_tensors - 1; /* classifier/b; then classifier/w, ln_f/beta, ln_f/gamma */
     notify_range(m, top, top - 1);
     memset(a->du, 0, rows * D * sizeof(float));
@@ -542,18 +543,18 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
         int x = layer_tensors(c) - LAYER_TENSORS;  /* the budget hidden layer's tensors, after router/b_bud */
         /* feed-forward: x_next = xm + W2 gelu(W1 LN2(xm)); a->dx holds d x_next and becomes d xm */
         memset(a->da1, 0, rows * F * sizeof(float));
-        bf_matmul_backward(a->da1, g->w2, g->b2, a->dx, la->a1, p->w2, rows, F, D);
+        bf_mm_backward(m, a->da1, g->w2, g->b2, a->dx, la->a1, p->w2, rows, F, D);
         notify_range(m, base + 15 + x, base + 14 + x);
         memset(a->dh1, 0, rows * F * sizeof(float));
         bf_gelu_backward(a->dh1, la->h1, a->da1, rows * F);
         memset(a->du, 0, rows * D * sizeof(float));
-        bf_matmul_backward(a->du, g->w1, g->b1, a->dh1, la->u2, p->w1, rows, D, F);
+        bf_mm_backward(m, a->du, g->w1, g->b1, a->dh1, la->u2, p->w1, rows, D, F);
         notify_range(m, base + 13 + x, base + 12 + x);
         bf_layernorm_backward(a->dx, g->ln2_g, g->ln2_b, a->du, la->xm, p->ln2_g, la->mean2, la->rstd2, rows, D);
         notify_range(m, base + 11 + x, base + 10 + x);
         /* attention output projection: xm = x + og W_out + b_out */
         memset(a->dog, 0, rows * D * sizeof(float));
-        bf_matmul_backward(a->dog, g->w_out, g->b_out, a->dx, la->og, p->w_out, rows, D, D);
+        bf_mm_backward(m, a->dog, g->w_out, g->b_out, a->dx, la->og, p->w_out, rows, D, D);
         notify_range(m, base + 9 + x, base + 8 + x);
         /* gates, then attention */
         memset(a->dqkv, 0, rows * 3 * D * sizeof(float));
@@ -561,11 +562,11 @@ void bf_model_backward(bf_model *m, const bf_batch *batch, const bf_explore *ex,
             size_t len = (size_t)batch->lengths[b], r0 = a->row_off[b];
             gate_heads_backward(la->rt.dgate + (size_t)b * H, a->dob + r0 * D, a->dog + r0 * D, la->o + r0 * D,
                                 la->rt.gate + (size_t)b * H, len, D, H);
-            bf_attention_backward(a->dqkv + r0 * 3 * D, a->scratch, a->dob + r0 * D, la->qkv + r0 * 3 * D,
-                                  la->att + a->att_off[b], len, D, H, H == 32 ? 0xFFFFFFFFu : ((1u << H) - 1u));
+            bf_mm_attention_backward(m, a->dqkv + r0 * 3 * D, a->scratch, a->dob + r0 * D, la->qkv + r0 * 3 * D,
+                                     la->att + a->att_off[b], len, D, H);
         }
         memset(a->du, 0, rows * D * sizeof(float));
-        bf_matmul_backward(a->du, g->w_qkv, g->b_qkv, a->dqkv, la->u, p->w_qkv, rows, D, 3 * D);
+        bf_mm_backward(m, a->du, g->w_qkv, g->b_qkv, a->dqkv, la->u, p->w_qkv, rows, D, 3 * D);
         notify_range(m, base + 7 + x, base + 6 + x);
         /* router: gates -> relevance and budget -> summary -> u */
         bf_budget_weights bud = bf_model_budget_weights(p), dbud = bf_model_budget_weights(g);

@@ -4,7 +4,12 @@
  * each group the q, k, v columns of the heads in S are gathered from W_qkv into one [D, 3 k dh] matrix and
  * the group's rows into one block, so the projection is a single sgemm of the width the group needs;
  * attention runs on k heads only; the gated head outputs meet only the k dh rows of W_out that belong to S.
- * Unselected heads cost nothing: no columns, no scores, no output rows. */
+ * Unselected heads cost nothing: no columns, no scores, no output rows.
+ *
+ * In bf16 (bf_model_set_precision) the projections and the FFN take bf16 inputs from the weights' bf16
+ * copies (gathered the same way) and accumulate in fp32; the attention itself stays the fused fp32 kernel
+ * of attention_infer.c, whose score rows never leave L1: per-head oneDNN calls would add more call overhead
+ * than the bf16 arithmetic saves on products of n x dh x n. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +30,7 @@ struct bf_infer {
     float *x, *u, *h1;            /* [R,D] x2, [FFN_ROWS,F] */
     float *ug, *qkv, *o, *y;      /* group blocks: [R,D], [R,3D], [R,D], [R,D] */
     float *wg, *bg, *wog;         /* gathered weights: [D,3D], [3D], [D,D] */
+    bf_bf16 *wgb, *wogb;          /* bf16: the same gathered from the weights' bf16 copies */
     float *att;                   /* attention scratch for one input (bf_attention_infer_scratch_floats) */
     float *mean, *rstd;           /* [R] */
     float *pooled, *probs;        /* [B,D], [B,C] */
@@ -50,6 +56,10 @@ static bf_infer *infer_alloc(const bf_model *m) {
     s->wg = bf_xcalloc(D * 3 * D, sizeof(float));
     s->bg = bf_xcalloc(3 * D, sizeof(float));
     s->wog = bf_xcalloc(D * D, sizeof(float));
+    if (m->precision == BF_PREC_BF16) {
+        s->wgb = bf_xcalloc(D * 3 * D, sizeof(bf_bf16));
+        s->wogb = bf_xcalloc(D * D, sizeof(bf_bf16));
+    }
     s->att = bf_xcalloc(bf_attention_infer_scratch_floats(T, D, H), sizeof(float));
     s->mean = bf_xcalloc(R, sizeof(float));
     s->rstd = bf_xcalloc(R, sizeof(float));
@@ -69,6 +79,8 @@ void bf_model_infer_free(bf_model *m) {
     float *bufs[] = {s->x, s->u, s->h1, s->ug, s->qkv, s->o, s->y, s->wg, s->bg, s->wog,
                      s->att, s->mean, s->rstd, s->pooled, s->probs, s->router_block};
     for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+    free(s->wgb);
+    free(s->wogb);
     free(s->row_off);
     free(s->order);
     free(s);
@@ -82,6 +94,15 @@ static int by_mask(const void *a, const void *b) {
     uint32_t mi = g_sort_masks[i], mj = g_sort_masks[j];
     if (mi != mj) return mi < mj ? -1 : 1;
     return i - j;
+}
+
+/* The q, k, v biases of the k heads in hs, from b_qkv [3D] into bg [3 k dh]. */
+static void gather_head_biases(float *restrict bg, const bf_layer_params *p, const int *hs, int k, size_t D,
+                               size_t dh) {
+    size_t kw = (size_t)k * dh;
+    for (size_t part = 0; part < 3; part++)
+        for (int j = 0; j < k; j++)
+            memcpy(bg + part * kw + (size_t)j * dh, p->b_qkv + part * D + (size_t)hs[j] * dh, dh * sizeof(float));
 }
 
 /* Gathers the q, k, v columns (and biases) of the k heads in hs from W_qkv [D, 3D] into wg [D, 3 k dh], and
@@ -98,15 +119,27 @@ static void gather_head_weights(float *restrict wg, float *restrict bg, float *r
                 const float *restrict src = p->w_qkv + r * 3 * D + part * D + (size_t)hs[j] * dh;
                 for (size_t i = 0; i < dh; i++) dst[i] = src[i];
             }
-    for (size_t part = 0; part < 3; part++)
-        for (int j = 0; j < k; j++)
-            memcpy(bg + part * kw + (size_t)j * dh, p->b_qkv + part * D + (size_t)hs[j] * dh, dh * sizeof(float));
     for (int j = 0; j < k; j++)
         memcpy(wog + (size_t)j * dh * D, p->w_out + (size_t)hs[j] * dh * D, dh * D * sizeof(float));
+    gather_head_biases(bg, p, hs, k, D, dh);
+}
+
+/* gather_head_weights from the bf16 weight copies (the biases stay fp32, gathered by the fp32 form). */
+static void gather_head_weights_bf16(bf_bf16 *restrict wg, bf_bf16 *restrict wog, const bf_bf16 *restrict w_qkv,
+                                     const bf_bf16 *restrict w_out, const int *hs, int k, size_t D, size_t dh) {
+    size_t kw = (size_t)k * dh, w3 = 3 * kw;
+    for (size_t r = 0; r < D; r++)
+        for (size_t part = 0; part < 3; part++)
+            for (int j = 0; j < k; j++) {
+                bf_bf16 *restrict dst = wg + r * w3 + part * kw + (size_t)j * dh;
+                const bf_bf16 *restrict src = w_qkv + r * 3 * D + part * D + (size_t)hs[j] * dh;
+                for (size_t i = 0; i < dh; i++) dst[i] = src[i];
+            }
+    for (int j = 0; j < k; j++) memcpy(wog + (size_t)j * dh * D, w_out + (size_t)hs[j] * dh * D, dh * D * sizeof *wog);
 }
 
 /* The attention block of one layer for the inputs order[g0..g1) which share the head set `mask`. */
-static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *p, const int32_t *lengths,
+static void attend_group(bf_infer *s, bf_model *m, const bf_layer_params *p, const int32_t *lengths,
                          int g0, int g1, uint32_t mask, bf_infer_stats *st) {
     const bf_model_config *c = &m->cfg;
     size_t D = (size_t)c->d_model, H = (size_t)c->n_heads, dh = D / H;
@@ -116,8 +149,17 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
     size_t kw = (size_t)k * dh;
     int all = (size_t)k == H; /* every head: use the weights as stored, nothing to gather */
     const float *wq = p->w_qkv, *bq = p->b_qkv, *wo = p->w_out;
+    int bf16 = m->precision == BF_PREC_BF16;
+    const bf_bf16 *wqb = bf16 ? bf_mm_weight(m, p->w_qkv) : NULL, *wob = bf16 ? bf_mm_weight(m, p->w_out) : NULL;
     if (!all) {
-        gather_head_weights(s->wg, s->bg, s->wog, p, hs, k, D, dh);
+        if (bf16) {
+            gather_head_weights_bf16(s->wgb, s->wogb, wqb, wob, hs, k, D, dh);
+            gather_head_biases(s->bg, p, hs, k, D, dh);
+            wqb = s->wgb;
+            wob = s->wogb;
+        } else {
+            gather_head_weights(s->wg, s->bg, s->wog, p, hs, k, D, dh);
+        }
         wq = s->wg;
         bq = s->bg;
         wo = s->wog;
@@ -137,7 +179,8 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
             rows += n;
         }
     }
-    bf_matmul_forward(s->qkv, ug, wq, bq, rows, D, 3 * kw);
+    if (bf16) bf_mm_forward_bf16(m, s->qkv, ug, wqb, bq, rows, D, 3 * kw, 0);
+    else bf_matmul_forward(s->qkv, ug, wq, bq, rows, D, 3 * kw);
     size_t r0 = 0;
     double att_peak = 0.0;
     for (int gi = g0; gi < g1; gi++) {
@@ -154,9 +197,12 @@ static void attend_group(bf_infer *s, const bf_model *m, const bf_layer_params *
     if (g1 - g0 == 1) {
         /* One input: its rows are contiguous, so the sgemm adds o W_out to them in place (b_out is added with
          * LN2, see bf_model_infer). */
-        bf_matmul_accumulate(s->x + s->row_off[s->order[g0]] * D, s->o, wo, rows, kw, D);
+        float *x = s->x + s->row_off[s->order[g0]] * D;
+        if (bf16) bf_mm_forward_bf16(m, x, s->o, wob, NULL, rows, kw, D, 1);
+        else bf_matmul_accumulate(x, s->o, wo, rows, kw, D);
     } else {
-        bf_matmul_forward(s->y, s->o, wo, NULL, rows, kw, D);
+        if (bf16) bf_mm_forward_bf16(m, s->y, s->o, wob, NULL, rows, kw, D, 0);
+        else bf_matmul_forward(s->y, s->o, wo, NULL, rows, kw, D);
         /* x += y, scattered back to the inputs' rows */
         r0 = 0;
         for (int gi = g0; gi < g1; gi++) {
@@ -178,6 +224,7 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
     int n = batch->n;
     BF_CHECK(n >= 1 && n <= m->max_batch, "batch of %d inputs, model sized for 1..%d", n, m->max_batch);
     if (!m->infer) m->infer = infer_alloc(m);
+    bf_mm_sync_weights(m);
     bf_infer *s = m->infer;
     size_t T = (size_t)c->max_len, D = (size_t)c->d_model, H = (size_t)c->n_heads, F = (size_t)c->d_ff;
     size_t L = (size_t)c->n_layers;
@@ -222,9 +269,9 @@ double bf_model_infer(bf_model *m, const bf_batch *batch, bf_infer_stats *stats)
         for (size_t r0 = 0; r0 < rows; r0 += FFN_ROWS) {
             size_t nr = rows - r0 < FFN_ROWS ? rows - r0 : FFN_ROWS;
             bf_bias_layernorm_bias(s->x + r0 * D, s->u, p->b_out, p->ln2_g, p->ln2_b, p->b2, nr, D);
-            bf_matmul_forward(s->h1, s->u, p->w1, NULL, nr, D, F);
+            bf_mm_forward(m, s->h1, s->u, p->w1, NULL, nr, D, F);
             bf_bias_gelu_inplace(s->h1, p->b1, nr, F);
-            bf_matmul_accumulate(s->x + r0 * D, s->h1, p->w2, nr, F, D);
+            bf_mm_accumulate(m, s->x + r0 * D, s->h1, p->w2, nr, F, D);
         }
         bf_model_record_routes(m, &s->rt, l, n);
     }

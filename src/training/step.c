@@ -115,6 +115,10 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
     bf_alloc_context(what);
     bf_model_init(&t->model, &mc, t->micro);
     bf_model_init_weights(&t->model, c->seed);
+    if (bf_model_set_precision(&t->model, (bf_precision)c->precision, err)) {
+        bf_alloc_context(NULL);
+        return -1;
+    }
     size_t B = (size_t)c->batch_size, T = (size_t)mc.max_len, L = (size_t)mc.n_layers, H = (size_t)mc.n_heads;
     size_t mb = (size_t)t->micro;
     t->index = bf_xcalloc(B, sizeof(int64_t));
@@ -288,7 +292,8 @@ double bf_trainer_grad_norm(const trainer *t) {
 
 void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale) {
     if (t->sharded) {
-        bf_trainer_shard_optimizer_step(t, step, lr, grad_scale);
+        bf_trainer_shard_optimizer_step(t, step, lr, grad_scale); /* every rank's weights whole again */
+        bf_model_params_updated(&t->model);
         return;
     }
     const bf_config *c = t->cfg;
@@ -300,4 +305,5 @@ void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale
         bf_adamw_update(m->params + o, m->grads + o, t->adam_m + o, t->adam_v + o, ti->numel, step, lr,
                         ti->decay ? c->weight_decay : 0.0f, grad_scale, &hp);
     }
+    bf_model_params_updated(m); /* bf16: the weight copies are made again, once, before the next forward */
 }

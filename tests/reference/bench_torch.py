@@ -4,10 +4,16 @@ thread on the same shape and batch as `budgetformer bench`. Prints one JSON obje
 
     /usr/bin/python3 tests/reference/bench_torch.py [--d-model 256 --heads 8 --layers 4 --d-ff 1024
                                                      --max-len 128 --batch 32 --vocab 16384 --repeats 10]
+                                                    [--autocast]
+
+--autocast times PyTorch's mixed precision: forward (and so backward) under
+torch.autocast("cpu", dtype=torch.bfloat16), the way a PyTorch user asks for bf16 (linear layers and batched
+products in bf16, parameters and AdamW in fp32).
 
 Checked against tests/reference/bf_reference.py (the clear reference) on the same weights before timing.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -81,11 +87,21 @@ def params_from(model):
     return P
 
 
-def timed(fn, warmup, repeats):
+def wait_for_start(start_at):
+    """--start-at: begin timing at this wall-clock time, as the C benchmark started with it does."""
+    while start_at and time.time() < start_at:
+        time.sleep(min(0.05, start_at - time.time()) if start_at > time.time() else 0)
+
+
+def timed(fn, warmup, repeats, seconds=0, start_at=0):
+    """Median seconds of fn over `repeats` runs, or with seconds > 0 over as many as fit in that time (at least
+    `repeats`), after `warmup` untimed ones; the first phase waits for start_at."""
     for _ in range(warmup):
         fn()
+    wait_for_start(start_at)  # after the warm-up: the timed runs of both sides start together
     t = []
-    for _ in range(repeats):
+    t_start = time.perf_counter()
+    while len(t) < repeats or (seconds > 0 and time.perf_counter() - t_start < seconds and len(t) < 4096):
         t0 = time.perf_counter()
         fn()
         t.append(time.perf_counter() - t0)
@@ -98,15 +114,25 @@ def main():
                           ("batch", 32), ("vocab", 16384), ("classes", 4), ("repeats", 10), ("warmup", 2),
                           ("budget", 4)):
         ap.add_argument("--" + flag, type=int, default=default)
+    ap.add_argument("--autocast", action="store_true", help="bf16 autocast (torch.autocast cpu, bfloat16)")
+    ap.add_argument("--only", choices=("train", "infer"), help="time only training or only inference")
+    ap.add_argument("--model", choices=("both", "full", "budgetformer"), default="both")
+    ap.add_argument("--seconds", type=float, default=0, help="each timed phase runs this long (at least --repeats)")
+    ap.add_argument("--start-at", type=float, default=0, help="wall-clock time (epoch seconds) to start timing")
     a = ap.parse_args()
+    # bf16 autocast, or a context that does nothing
+    amp = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.autocast else contextlib.nullcontext
     torch.set_num_threads(1)
     torch.manual_seed(0)
     B, T, H, L = a.batch, a.max_len, a.heads, a.layers
     tokens = torch.randint(2, a.vocab, (B, T))
     lengths = torch.full((B,), T, dtype=torch.long)
     labels = torch.arange(B) % a.classes
-    out = {"impl": "pytorch", "torch": torch.__version__, "batch": B}
+    out = {"impl": "pytorch", "torch": torch.__version__, "batch": B,
+           "precision": "bf16-autocast" if a.autocast else "fp32"}
     for mode in ("full", "learned"):
+        if a.model != "both" and (mode == "full") != (a.model == "full"):
+            continue
         cfg = dict(vocab_size=a.vocab, max_len=T, d_model=a.d_model, n_heads=H, n_layers=L, d_ff=a.d_ff,
                    n_classes=a.classes, full_heads=int(mode == "full"), fixed_budget=0)
         ref = bf_reference.BudgetFormerRef(cfg)
@@ -134,22 +160,23 @@ def main():
 
         def train_step():
             opt.zero_grad(set_to_none=True)
-            logits, kh = forward(cfg, P, tokens, lengths, mode, eps, gumbel, k_random)
-            loss = F.cross_entropy(logits, labels)
+            with amp():
+                logits, kh = forward(cfg, P, tokens, lengths, mode, eps, gumbel, k_random)
+            loss = F.cross_entropy(logits.float(), labels)
             if kh is not None:
-                loss = loss + 0.01 * ((kh - 1) / (H - 1)).mean()
+                loss = loss + 0.01 * ((kh.float() - 1) / (H - 1)).mean()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(P.values()), 1.0)
             opt.step()
 
         def infer():
-            with torch.no_grad():
+            with torch.no_grad(), amp():
                 forward(cfg, P, tokens, lengths, mode)
 
         key = "full_heads" if mode == "full" else "budgetformer"
-        ts = timed(train_step, a.warmup, a.repeats)
-        ti = timed(infer, a.warmup, a.repeats)
-        out[key] = {"train_samples_per_s": B / ts, "infer_all_samples_per_s": B / ti}
+        ts = timed(train_step, a.warmup, a.repeats, a.seconds, a.start_at) if a.only != "infer" else None
+        ti = timed(infer, a.warmup, a.repeats, a.seconds, a.start_at) if a.only != "train" else None
+        out[key] = {"train_samples_per_s": B / ts if ts else None, "infer_all_samples_per_s": B / ti if ti else None}
     print(json.dumps(out))
 
 
