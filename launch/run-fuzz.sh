@@ -77,7 +77,7 @@ echo "run-fuzz: building into $out"
 objs=()
 for src in src/*/*.c tests/fuzz/fuzz_common.c tests/fuzz/fuzz_h5edit.c; do
   [ "$src" = src/cli/main.c ] && continue
-  o="$out/obj/$(basename "${src%.c}").o"
+  o="$out/obj/$(printf %s "${src%.c}" | tr / _).o"   # src/dist/shard.c and src/training/shard.c both exist
   if [ ! -e "$o" ] || [ "$src" -nt "$o" ] || [ -n "$(find include tests/fuzz -name '*.h' -newer "$o" -print -quit)" ]; then
     "$CC" "${cflags[@]}" "${san[@]}" -fsanitize=fuzzer-no-link -c "$src" -o "$o"
   fi

@@ -15,6 +15,7 @@
 #define BUDGETFORMER_SHARD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "budgetformer/dist.h"
 
@@ -58,5 +59,21 @@ void bf_param_gather_free(bf_param_gather *g);
 void bf_param_gather_start(bf_param_gather *g, int k);
 /* Starts any segment not started yet and waits for all: every rank then holds the whole block. */
 void bf_param_gather_wait(bf_param_gather *g);
+
+/* Skips segment k in this round: bf_param_gather_wait does not send it (the caller moves it otherwise, e.g.
+ * by bf_row_gather). Not collective, but every rank must skip the same segments. */
+void bf_param_gather_skip(bf_param_gather *g, int k);
+
+/* The rows of a [n_rows, width] table inside the block (at table_lo) that the next update reads, gathered
+ * from their owners instead of the whole table: every rank sends the elements of the listed rows inside its
+ * own part, in list order, and writes the other ranks' elements into its block. All ranks pass the same
+ * list. The table's other rows are then stale outside each rank's part until the segment is gathered whole
+ * (bf_param_gather_start + wait). Allocates only in create (lists of at most max_rows rows). */
+typedef struct bf_row_gather bf_row_gather;
+bf_row_gather *bf_row_gather_create(bf_dist *d, const bf_shard *s, float *block, size_t table_lo, size_t width,
+                                    size_t max_rows);
+void bf_row_gather_free(bf_row_gather *g);
+void bf_row_gather_start(bf_row_gather *g, const int32_t *rows, size_t n);
+void bf_row_gather_wait(bf_row_gather *g);
 
 #endif

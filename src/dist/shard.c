@@ -156,3 +156,100 @@ void bf_param_gather_wait(bf_param_gather *g) {
     }
     g->d->comm_seconds += bf_wall_seconds() - t;
 }
+
+void bf_param_gather_skip(bf_param_gather *g, int k) {
+    BF_CHECK(k >= 0 && k < g->n_segs, "weight segment %d out of 0..%d", k, g->n_segs - 1);
+    g->segs[k].started = 1;
+    g->segs[k].req = MPI_REQUEST_NULL;
+}
+
+/* ---- the gather of a table's listed rows ---- */
+
+struct bf_row_gather {
+    bf_dist *d;
+    const bf_shard *s;
+    float *block;
+    size_t table_lo, width, max_rows;
+    float *send, *recv;   /* [max_rows * width] */
+    int *counts, *displs; /* [world] */
+    const int32_t *rows;
+    size_t n;
+    MPI_Request req;
+};
+
+bf_row_gather *bf_row_gather_create(bf_dist *d, const bf_shard *s, float *block, size_t table_lo, size_t width,
+                                    size_t max_rows) {
+    bf_row_gather *g = bf_xcalloc(1, sizeof *g);
+    g->d = d;
+    g->s = s;
+    g->block = block;
+    g->table_lo = table_lo;
+    g->width = width;
+    g->max_rows = max_rows;
+    size_t cap = (max_rows ? max_rows : 1) * width;
+    BF_CHECK(cap < (size_t)INT_MAX, "row gather of %zu floats exceeds MPI's int counts", cap);
+    g->send = bf_xcalloc(cap, sizeof(float));
+    g->recv = bf_xcalloc(cap, sizeof(float));
+    g->counts = bf_xcalloc((size_t)s->world, sizeof(int));
+    g->displs = bf_xcalloc((size_t)s->world, sizeof(int));
+    g->req = MPI_REQUEST_NULL;
+    return g;
+}
+
+void bf_row_gather_free(bf_row_gather *g) {
+    if (!g) return;
+    free(g->send);
+    free(g->recv);
+    free(g->counts);
+    free(g->displs);
+    free(g);
+}
+
+/* The elements [*lo, *hi) of row `row` that rank r owns (empty: *lo == *hi). */
+static void row_part(const bf_row_gather *g, int32_t row, int r, size_t *lo, size_t *hi) {
+    size_t a = g->table_lo + (size_t)row * g->width, b = a + g->width;
+    size_t pa = (size_t)g->s->displs[r], pb = pa + (size_t)g->s->counts[r];
+    *lo = a > pa ? a : pa;
+    *hi = b < pb ? b : pb;
+    if (*hi < *lo) *hi = *lo;
+}
+
+void bf_row_gather_start(bf_row_gather *g, const int32_t *rows, size_t n) {
+    BF_CHECK(n <= g->max_rows, "row gather of %zu rows, room for %zu", n, g->max_rows);
+    g->rows = rows;
+    g->n = n;
+    int W = g->s->world, me = g->d->rank;
+    size_t off = 0;
+    for (int r = 0; r < W; r++) {
+        size_t cnt = 0, lo, hi;
+        for (size_t i = 0; i < n; i++) {
+            row_part(g, rows[i], r, &lo, &hi);
+            if (r == me && hi > lo) memcpy(g->send + cnt, g->block + lo, (hi - lo) * sizeof(float));
+            cnt += hi - lo;
+        }
+        g->counts[r] = (int)cnt;
+        g->displs[r] = (int)off;
+        off += cnt;
+    }
+    if (W == 1) return;
+    BF_MPI_CHECK(g->d, MPI_Iallgatherv(g->send, g->counts[me], MPI_FLOAT, g->recv, g->counts, g->displs, MPI_FLOAT,
+                                       MPI_COMM_WORLD, &g->req));
+}
+
+void bf_row_gather_wait(bf_row_gather *g) {
+    if (g->s->world == 1) return;
+    double t = bf_wall_seconds();
+    bf_dist_wait_request(g->d, &g->req, "the allgather of the embedding rows of the next update");
+    g->req = MPI_REQUEST_NULL;
+    g->d->comm_seconds += bf_wall_seconds() - t;
+    for (int r = 0; r < g->s->world; r++) {
+        if (r == g->d->rank) continue;
+        const float *src = g->recv + g->displs[r];
+        size_t lo, hi;
+        for (size_t i = 0; i < g->n; i++) {
+            row_part(g, g->rows[i], r, &lo, &hi);
+            if (hi > lo) memcpy(g->block + lo, src, (hi - lo) * sizeof(float));
+            src += hi - lo;
+        }
+    }
+}

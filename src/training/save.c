@@ -59,6 +59,7 @@ static int write_checkpoint(trainer *t, long step, const int64_t *headstats, con
  * a second call for the same step does nothing. Returns the status agreed by all ranks. */
 int bf_trainer_save_checkpoint(trainer *t, long step, bf_err *err) {
     if (step == t->last_saved) return 0;
+    bf_trainer_shard_sync_weights(t); /* sharded: the whole token embedding, not only the next update's rows */
     t->saves++;
     int64_t *hs = bf_xmalloc(t->heads.block_len * sizeof(int64_t));
     memcpy(hs, t->heads.block, t->heads.block_len * sizeof(int64_t));

@@ -27,12 +27,24 @@ size_t bf_trainer_shard_setup(trainer *t) {
     t->seg_hi[0] = tok->offset + tok->numel;
     for (int k = 0; k < nb; k++) bf_grad_sync_bucket_range(t->sync, k, &t->seg_lo[k + 1], &t->seg_hi[k + 1]);
     t->pgather = bf_param_gather_create(t->dist, &t->shard, m->params, t->seg_lo, t->seg_hi, t->n_segs);
+    /* The token embedding's rows change every update (AdamW's moments decay without a gradient), but the next
+     * update reads only the rows of its own inputs: those are gathered, the rest stays with its owner until
+     * something reads the whole table (bf_trainer_shard_sync_weights). Every rank lists the same rows from
+     * the sampler. */
+    size_t V = (size_t)m->cfg.vocab_size, D = (size_t)m->cfg.d_model;
+    size_t BT = (size_t)t->cfg->batch_size * (size_t)m->cfg.max_len, max_rows = V < BT ? V : BT;
+    t->rgather = bf_row_gather_create(t->dist, &t->shard, m->params, tok->offset, D, max_rows);
+    t->next_rows = bf_xcalloc(max_rows ? max_rows : 1, sizeof(int32_t));
+    t->next_seen = bf_xcalloc(V, 1);
     return t->shard.hi - t->shard.lo;
 }
 
 void bf_trainer_shard_free(trainer *t) {
     if (!t->sharded) return;
     bf_param_gather_free(t->pgather);
+    bf_row_gather_free(t->rgather);
+    free(t->next_rows);
+    free(t->next_seen);
     free(t->seg_lo);
     free(t->seg_hi);
     bf_shard_free(&t->shard);
@@ -47,6 +59,31 @@ double bf_trainer_shard_sum_squares(const trainer *t) {
 /* AdamW on the rank's part of each segment, tensor by tensor (weight decay is per tensor): the same
  * element-wise update the unsharded step makes, so the owner computes exactly the weights every rank would
  * have. Each segment's allgather starts as soon as its part is updated and runs during the next one's. */
+/* The rows of tok_emb that global batch `batch_no` (0-based) reads, in first-seen order, into t->next_rows. */
+static size_t list_rows(trainer *t, long batch_no) {
+    int n = bf_sampler_shard(&t->sampler, batch_no, t->cfg->batch_size, 0, 1, t->all_index, t->all_epoch);
+    size_t nrows = 0;
+    for (int i = 0; i < n; i++) {
+        size_t src = (size_t)t->all_index[i];
+        for (int k = 0; k < t->train.lengths[src]; k++) {
+            int32_t id = bf_dataset_token(&t->train, src, (size_t)k);
+            if (!t->next_seen[id]) {
+                t->next_seen[id] = 1;
+                t->next_rows[nrows++] = id;
+            }
+        }
+    }
+    for (size_t r = 0; r < nrows; r++) t->next_seen[t->next_rows[r]] = 0;
+    return nrows;
+}
+
+void bf_trainer_shard_sync_weights(trainer *t) {
+    if (!t->sharded || !t->table_stale) return;
+    bf_param_gather_start(t->pgather, 0);
+    bf_param_gather_wait(t->pgather);
+    t->table_stale = 0;
+}
+
 void bf_trainer_shard_optimizer_step(trainer *t, long step, float lr, float grad_scale) {
     const bf_config *c = t->cfg;
     bf_model *m = &t->model;
@@ -61,9 +98,18 @@ void bf_trainer_shard_optimizer_step(trainer *t, long step, float lr, float grad
             bf_adamw_update(m->params + ta, m->grads + ta, t->adam_m + (ta - lo), t->adam_v + (ta - lo), tb - ta,
                             step, lr, ti->decay ? c->weight_decay : 0.0f, grad_scale, &hp);
         }
-        bf_param_gather_start(t->pgather, k);
+        if (k == 0) {
+            /* Update `step` read batch step - 1; the next reads batch `step`. */
+            bf_row_gather_start(t->rgather, t->next_rows, list_rows(t, step));
+            t->gathered_batch = step;
+            bf_param_gather_skip(t->pgather, 0);
+        } else {
+            bf_param_gather_start(t->pgather, k);
+        }
     }
     bf_param_gather_wait(t->pgather);
+    bf_row_gather_wait(t->rgather);
+    t->table_stale = 1;
 }
 
 /* The full moments for a checkpoint: rank 0 gets [n_params] of each (allocated here, the caller frees; NULL

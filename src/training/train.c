@@ -138,6 +138,7 @@ static int eval_should_stop(void *ctx) {
 /* Evaluates a set over the ranks and reports it. Returns 1 when a stop request (on any rank) interrupted it:
  * nothing is reported then, and the caller stops as on a request after an update. */
 static int evaluate_set(trainer *t, const bf_dataset *d, const char *what, double *acc) {
+    bf_trainer_shard_sync_weights(t); /* every row of the token embedding is read */
     bf_eval_counts e;
     bf_eval_counts_init(&e, &t->model.cfg);
     /* Each rank evaluates a contiguous shard; the counts add up. */
@@ -292,6 +293,9 @@ static void compute_update(trainer *t, long step, step_stats *st, update_sums *r
     int poison = t->fault.nan_step && step >= t->fault.nan_step &&
                  step < t->fault.nan_step + t->fault.nan_count && t->rank == t->world - 1;
     if (poison) m->grads[m->tensors[m->n_tensors - 1].offset] = NAN;
+    /* Sharded: the last update gathered the token-embedding rows of this batch; after a skipped update (or
+     * anything else) it gathered another's: then the whole table. The same decision on every rank. */
+    if (t->sharded && t->table_stale && t->gathered_batch != step - 1) bf_trainer_shard_sync_weights(t);
     bf_trainer_forward_backward(t, step - 1, u->eps, u->lambda, st);
     if (poison) st->ce_sum = NAN;
     if (t->fault.alloc_step == step) free(bf_xmalloc(16)); /* BF_FAULT=alloc_in_step: BF_CHECK_ALLOC must see it */
@@ -357,6 +361,7 @@ static void apply_update(trainer *t, long step, const update_result *u, progress
         bf_coordinator_observe_budget(&t->coord, step, u->exploit_frac);
     }
     bf_trainer_optimizer_step(t, step, u->lr, bf_clip_scale(u->norm, c->grad_clip));
+    if (t->trace) bf_trainer_shard_sync_weights(t); /* the checksum reads every weight (BF_TRACE: every rank) */
     if (t->trace)
         fprintf(t->trace, "%ld %.9g %.9g %016llx\n", step, (double)u->eps, u->loss,
                 (unsigned long long)weights_checksum(m));

@@ -31,6 +31,11 @@ typedef struct {
     bf_param_gather *pgather;   /* sharded: the allgather of the updated weights, by segment */
     size_t *seg_lo, *seg_hi;    /* sharded: [n_segs] the segments: the gradient buckets, then tok_emb */
     int n_segs;
+    bf_row_gather *rgather;     /* sharded: the next update's token-embedding rows, gathered from their owners */
+    int32_t *next_rows;         /* sharded: [min(V, B T)] those rows */
+    uint8_t *next_seen;         /* sharded: [V] */
+    int table_stale;            /* sharded: rows outside the last gather may be old outside this rank's part */
+    long gathered_batch;        /* sharded: the 0-based batch whose rows the last update gathered */
     bf_sampler sampler;
     bf_dist *dist;
     int rank, world;      /* data-parallel position */
@@ -114,6 +119,9 @@ void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale
  * floats of each AdamW moment array to allocate (n_params when not sharded). */
 size_t bf_trainer_shard_setup(trainer *t);
 void bf_trainer_shard_free(trainer *t);
+/* Sharded: gathers the whole token embedding if rows of it are stale here (after an update); collective.
+ * Before anything reads the whole table: a checkpoint, an evaluation, the BF_TRACE checksum. */
+void bf_trainer_shard_sync_weights(trainer *t);
 double bf_trainer_shard_sum_squares(const trainer *t);
 void bf_trainer_shard_optimizer_step(trainer *t, long step, float lr, float grad_scale);
 void bf_trainer_shard_gather_moments(trainer *t, float **m_full, float **v_full);
