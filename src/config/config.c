@@ -215,8 +215,9 @@ static const key_spec kKeys[] = {
     KEY("dist", "shard_optimizer", KT_BOOL, FIELD(shard_optimizer, int), 0, 1, R_CLOSED, "0",
         "1 = the sharded optimiser (ZeRO stage 1): gradients are reduce-scattered instead of allreduced, each of "
         "the P ranks keeps the AdamW moments of and updates a contiguous 1/P of the parameters, and the "
-        "updated parameters are allgathered; optimiser memory per rank falls to 1/P. Checkpoints are the same "
-        "files either way (docs/SCALING.md); 0 = every rank keeps the whole state."),
+        "updated parameters are allgathered (of the token embedding only the rows the next update reads); "
+        "optimiser memory and AdamW work per rank fall to 1/P. Checkpoints are the same files either way "
+        "(docs/SCALING.md); 0 = every rank keeps the whole state."),
     KEY("dist", "shared_dataset", KT_BOOL, FIELD(shared_dataset, int), 0, 1, R_CLOSED, "1",
         "1 = the ranks of a node share one copy of the datasets' token, length and label arrays (an MPI-3 "
         "shared-memory window that the node's first rank fills); 0 = every rank holds its own copy. The "
