@@ -20,14 +20,21 @@ void bf_sampler_init(bf_sampler *s, size_t n, uint64_t seed) {
     }
 }
 
-void bf_sampler_balance(bf_sampler *s, const double *cost, int max_batch) {
-    BF_CHECK(max_batch >= 1, "balanced sampler for batches of %d", max_batch);
+/* Frees the balanced deal's arrays (bf_sampler_balance); the sampler deals contiguous parts again. */
+static void free_deal(bf_sampler *s) {
     free(s->cost);
     free(s->order);
     free(s->owner);
     free(s->load);
     free(s->room);
     free(s->pcost);
+    s->cost = s->load = s->pcost = NULL;
+    s->order = s->owner = s->room = NULL;
+}
+
+void bf_sampler_balance(bf_sampler *s, const double *cost, int max_batch) {
+    BF_CHECK(max_batch >= 1, "balanced sampler for batches of %d", max_batch);
+    free_deal(s);
     size_t n = s->n ? s->n : 1, B = (size_t)max_batch;
     s->cost = bf_xmalloc(n * sizeof *s->cost);
     for (size_t i = 0; i < s->n; i++) s->cost[i] = cost[i];
@@ -40,14 +47,7 @@ void bf_sampler_balance(bf_sampler *s, const double *cost, int max_batch) {
 }
 
 void bf_sampler_free(bf_sampler *s) {
-    free(s->cost);
-    free(s->order);
-    free(s->owner);
-    free(s->load);
-    free(s->room);
-    free(s->pcost);
-    s->cost = s->load = s->pcost = NULL;
-    s->order = s->owner = s->room = NULL;
+    free_deal(s);
     for (int i = 0; i < 2; i++) {
         free(s->perm[i]);
         s->perm[i] = NULL;

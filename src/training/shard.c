@@ -59,20 +59,9 @@ double bf_trainer_shard_sum_squares(const trainer *t) {
 /* AdamW on the rank's part of each segment, tensor by tensor (weight decay is per tensor): the same
  * element-wise update the unsharded step makes, so the owner computes exactly the weights every rank would
  * have. Each segment's allgather starts as soon as its part is updated and runs during the next one's. */
-/* The rows of tok_emb that global batch `batch_no` (0-based) reads, in first-seen order, into t->next_rows. */
+/* The rows of tok_emb that global batch `batch_no` (0-based) reads, into t->next_rows (next_seen cleared). */
 static size_t list_rows(trainer *t, long batch_no) {
-    int n = bf_sampler_shard(&t->sampler, batch_no, t->cfg->batch_size, 0, 1, t->all_index, t->all_epoch);
-    size_t nrows = 0;
-    for (int i = 0; i < n; i++) {
-        size_t src = (size_t)t->all_index[i];
-        for (int k = 0; k < t->train.lengths[src]; k++) {
-            int32_t id = bf_dataset_token(&t->train, src, (size_t)k);
-            if (!t->next_seen[id]) {
-                t->next_seen[id] = 1;
-                t->next_rows[nrows++] = id;
-            }
-        }
-    }
+    size_t nrows = bf_trainer_list_rows(t, batch_no, t->next_seen, t->next_rows);
     for (size_t r = 0; r < nrows; r++) t->next_seen[t->next_rows[r]] = 0;
     return nrows;
 }

@@ -14,25 +14,28 @@ static void on_grad_ready(void *ctx, int tensor) {
     if (tensor > 0) bf_grad_sync_ready(t->sync, t->model.n_tensors - 1 - tensor);
 }
 
-/* The rows of tok_emb that global batch `step_no` touches, in first-seen order, into t->rows (every rank
- * lists the same rows itself: the sampler is a pure function of seed and step). They stay marked in
- * t->row_seen until bf_trainer_zero_grad: outside them the token-embedding gradient is zero on every rank,
- * which the allreduce below, the gradient norm and the zeroing use. */
-static void list_touched_rows(trainer *t, long step_no) {
-    if (t->rows_listed) return;
-    int n = bf_sampler_shard(&t->sampler, step_no, t->cfg->batch_size, 0, 1, t->all_index, t->all_epoch);
+size_t bf_trainer_list_rows(trainer *t, long batch_no, uint8_t *seen, int32_t *rows) {
+    int n = bf_sampler_shard(&t->sampler, batch_no, t->cfg->batch_size, 0, 1, t->all_index, t->all_epoch);
     size_t nrows = 0;
     for (int i = 0; i < n; i++) {
         size_t src = (size_t)t->all_index[i];
         for (int k = 0; k < t->train.lengths[src]; k++) {
             int32_t id = bf_dataset_token(&t->train, src, (size_t)k);
-            if (!t->row_seen[id]) {
-                t->row_seen[id] = 1;
-                t->rows[nrows++] = id;
+            if (!seen[id]) {
+                seen[id] = 1;
+                rows[nrows++] = id;
             }
         }
     }
-    t->n_rows = nrows;
+    return nrows;
+}
+
+/* The rows of tok_emb that global batch `step_no` touches, into t->rows. They stay marked in t->row_seen
+ * until bf_trainer_zero_grad: outside them the token-embedding gradient is zero on every rank, which the
+ * allreduce below, the gradient norm and the zeroing use. */
+static void list_touched_rows(trainer *t, long step_no) {
+    if (t->rows_listed) return;
+    t->n_rows = bf_trainer_list_rows(t, step_no, t->row_seen, t->rows);
     t->rows_listed = 1;
 }
 

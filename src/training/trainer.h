@@ -113,6 +113,10 @@ void bf_trainer_forward_backward(trainer *t, long step_no, float eps, float lamb
 void bf_trainer_allreduce_token_embedding(trainer *t, long step_no);
 double bf_trainer_grad_norm(const trainer *t);
 void bf_trainer_zero_grad(trainer *t);
+/* The rows of tok_emb that global batch `batch_no` (0-based) reads, in first-seen order, into rows[]
+ * (room for min(V, B T)), each marked in seen[V] (the caller clears the marks). Every rank lists the same
+ * rows itself: the sampler is a pure function of seed and step. Returns how many. */
+size_t bf_trainer_list_rows(trainer *t, long batch_no, uint8_t *seen, int32_t *rows);
 void bf_trainer_optimizer_step(trainer *t, long step, float lr, float grad_scale);
 
 /* shard.c: the sharded optimiser (dist.shard_optimizer). setup after the gradient sync exists: returns the
