@@ -12,6 +12,10 @@ Checks, each named in the output:
                    and /optim datasets and budget_lambda are bitwise those of the uninterrupted run
   options_ranks    the sandwich rule with distillation, budget supervision and gate_norm: 1 and 2 ranks give
                    the same losses (1e-4 relative) and 2 ranks agree bitwise
+  supervise_rank   batch-ranked budget supervision (train.supervise_rank = 1) changes the losses against the
+                   same run without it, still ends within 0.1 of the target 0.5, and the ranks of a 2-rank run
+                   agree bitwise (its targets are shared within each rank's micro-batch, so 1 and 2 ranks
+                   differ); without train.budget_target it is refused, naming both keys
 """
 import os
 import subprocess
@@ -113,5 +117,20 @@ o1, o2 = train("opt1", 1, *opts), train("opt2", 2, *opts)
 agree2 = all(len({line.split()[3] for line in rows}) == 1 for rows in zip(*o2[1]))
 d = rel(losses(o1[1]), losses(o2[1]))
 check("options_ranks", d <= 1e-4 and agree2, "loss rel %.2g, 2 ranks bitwise equal: %s" % (d, agree2))
+
+# supervise_rank
+plain = train("plain", 1, "train.steps=120", "train.budget_target=0.5", "model.gate_norm=1")
+ranked = train("ranked", 1, "train.steps=120", "train.budget_target=0.5", "model.gate_norm=1",
+               "train.supervise_rank=1", "train.supervise_weight=1")
+ranked2 = train("ranked2", 2, "train.steps=30", "train.budget_target=0.5", "train.supervise_rank=1")
+agree_r = all(len({line.split()[3] for line in rows}) == 1 for rows in zip(*ranked2[1]))
+moved = rel(losses(plain[1]), losses(ranked[1]))
+f_r = fraction(ranked[0], DATA + "/train.h5")
+p = subprocess.run([EXE] + train_args(DATA, os.path.join(WORK, "refused"), *(BASE + ("train.steps=5",
+                   "train.supervise_rank=1"))), capture_output=True, text=True, timeout=60)
+refused = p.returncode != 0 and "train.supervise_rank" in p.stderr and "train.budget_target" in p.stderr
+check("supervise_rank", moved > 1e-4 and abs(f_r - 0.5) <= 0.1 and agree_r and refused,
+      "loss moved by %.2g relative, fraction %.3f, 2 ranks bitwise equal: %s, refused without a target: %s (%s)"
+      % (moved, f_r, agree_r, refused, p.stderr.strip().splitlines()[-1:] if p.stderr else ""))
 
 finish(WORK)

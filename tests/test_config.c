@@ -14,9 +14,12 @@
 
 /* ---- helpers ------------------------------------------------------------------------------------ */
 
+/* ctest sets BF_WORK; run by hand the files go to $TMPDIR (or /tmp), never into the current directory. */
 static const char *work_dir(void) {
     const char *w = getenv("BF_WORK");
-    return w && *w ? w : ".";
+    if (w && *w) return w;
+    w = getenv("TMPDIR");
+    return w && *w ? w : "/tmp";
 }
 
 /* Writes text to $BF_WORK/test_config_<name>.ini and puts that path into path[n]. */

@@ -72,6 +72,12 @@ void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, 
                         const bf_budget_weights *dbud, const bf_explore *ex, float cost_scale, size_t n, size_t D);
 
 /* Ranks H logits (0 = largest; ties: lower head index first). */
+/* Batch-ranked budgets (train.supervise_rank): ce[(k-1)*n + i] is input i's cross-entropy with k heads in
+ * every layer, k = 1..H. Shares `total` heads (n <= total <= n*H) among the n inputs, at least one each,
+ * greedily by the fall of cross-entropy per extra head; writes each input's k to k_out and returns the heads
+ * given (fewer than total when no input gains from more). Deterministic: ties go to the lower index. */
+int bf_budget_allocate(const float *ce, int n, int H, long total, float *k_out);
+
 void bf_rank_heads(int32_t *rank, const float *z, int H);
 
 #endif

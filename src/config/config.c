@@ -143,6 +143,11 @@ static const key_spec kKeys[] = {
             "rho: with budget supervision, k* is the smallest k whose cross-entropy is within "
             "max(train.budget_supervise, rho (CE_1 - CE_H)) of k = H's: the share of an input's gain from "
             "more heads that may be given up."),
+    KEY("train", "supervise_rank", KT_BOOL, FIELD(supervise_rank, int), 0, 1, R_CLOSED, "0",
+        "1 = budget supervision with batch-ranked targets: each update evaluates every input with k = 1..H "
+        "heads in every layer (no gradient) and shares the budget target's heads among the micro-batch's "
+        "inputs where they lower the cross-entropy most; each input's share is k^'s target (weight "
+        "train.supervise_weight). Needs train.budget_target."),
     K_LONG("train", "full_warmup", full_warmup, 0, 1e9, R_CLOSED, "0",
            "The first this many updates use every head (k = H, gates of the router) before the learned "
            "budget takes over; 0 = none."),
@@ -638,6 +643,9 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (learned && c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
         return bf_fail(err, "train.budget_target = %g is below 1/model.n_heads = %g: every input uses at least one "
                        "head", (double)c->budget_target, 1.0 / c->n_heads);
+    if (learned && c->supervise_rank && c->budget_target <= 0.0f)
+        return bf_fail(err, "train.supervise_rank = 1 shares the heads of train.budget_target among the inputs: set "
+                       "train.budget_target (a fraction of the heads, e.g. 0.5)");
     if (c->sandwich && c->full_heads)
         return bf_fail(err, "train.sandwich = 1 needs a router: the full-heads baseline (model.full_heads = 1) always "
                        "uses every head");

@@ -6,6 +6,7 @@
 
 #include "budgetformer/optim.h"
 #include "budgetformer/rng.h"
+#include "budgetformer/router.h"
 #include "trainer.h"
 
 static void on_grad_ready(void *ctx, int tensor) {
@@ -173,7 +174,8 @@ static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore
     int warm = (long)step_no < c->full_warmup; /* step_no is 0-based */
     int learned = !m->cfg.full_heads && !m->cfg.fixed_budget;
     int sandwich = c->sandwich && !warm;
-    int supervise = learned && (c->budget_supervise > 0.0f || c->supervise_rel > 0.0f) && !warm;
+    int supervise =
+        learned && (c->budget_supervise > 0.0f || c->supervise_rel > 0.0f || c->supervise_rank) && !warm;
     bf_batch b = *b0;
     bf_explore ex = *ex0;
     if (sandwich || supervise) {
@@ -203,12 +205,22 @@ static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore
             bf_model_forward(m, &b, &fk);
             memcpy(t->ce_by_k + (size_t)(k - 1) * nn, m->ce, nn * sizeof(float));
         }
-        for (int i = 0; i < n; i++) {
-            float gain = t->ce_by_k[i] - t->ce_full[i]; /* CE_1 - CE_H */
-            float thr = t->ce_full[i] + fmaxf(c->budget_supervise, c->supervise_rel * gain);
-            t->k_star[i] = (float)H;
-            for (int k = H - 1; k >= 1; k--)
-                if (t->ce_by_k[(size_t)(k - 1) * nn + (size_t)i] <= thr) t->k_star[i] = (float)k;
+        if (c->supervise_rank) {
+            /* Batch-ranked: the heads the budget target allows this micro-batch (its ramped fraction r(t) of
+             * n H) go where they lower the cross-entropy most; the controller keeps holding the mean. */
+            memcpy(t->ce_by_k + (size_t)(H - 1) * nn, t->ce_full, nn * sizeof(float));
+            double r = bf_coordinator_budget_target(&t->coord, step_no + 1);
+            long total = lround(r * (double)H * (double)n);
+            total = total < n ? n : total > (long)H * n ? (long)H * n : total;
+            bf_budget_allocate(t->ce_by_k, n, H, total, t->k_star);
+        } else {
+            for (int i = 0; i < n; i++) {
+                float gain = t->ce_by_k[i] - t->ce_full[i]; /* CE_1 - CE_H */
+                float thr = t->ce_full[i] + fmaxf(c->budget_supervise, c->supervise_rel * gain);
+                t->k_star[i] = (float)H;
+                for (int k = H - 1; k >= 1; k--)
+                    if (t->ce_by_k[(size_t)(k - 1) * nn + (size_t)i] <= thr) t->k_star[i] = (float)k;
+            }
         }
         ex.k_target = t->k_star;
         ex.sup_scale = c->supervise_weight / (float)(c->batch_size * m->cfg.n_layers);
