@@ -113,6 +113,22 @@ static void test_products(void **state) {
     check_product(1, 0, 1, 64, 48, 500);    /* a weight gradient */
 }
 
+/* Products large enough for the fixed-shape blocks (bf16_matmul.c: 512 rows, or 512 of the reduction):
+ * whole blocks with a remainder, an exact multiple, and each shape twice on new buffers, so the kept
+ * primitives and memory objects are reused on other data. */
+static void test_blocked_products(void **state) {
+    (void)state;
+    for (int idx = 0; idx < 8; idx++) {
+        int ta = idx & 1, tb = idx >> 1 & 1, acc = idx >> 2 & 1;
+        for (int twice = 0; twice < 2; twice++) {
+            check_product(ta, tb, acc, 1100, 40, 24); /* rows: 2 blocks and 76 rows */
+            check_product(ta, tb, acc, 24, 40, 1100); /* reduction: 2 blocks and 76 */
+        }
+        check_product(ta, tb, acc, 1024, 16, 8);
+        check_product(ta, tb, acc, 8, 16, 1024);
+    }
+}
+
 /* The batched form (attention: one call for all heads) against one call per matrix: the same bf16 inputs
  * accumulated in fp32, so they differ only in the order of the sums: within 2 K 2^-24 sum|a b|. Heads are
  * laid out as in the model: column blocks of one row-major array (stride dh, leading dimension 3D). */
@@ -188,6 +204,7 @@ int main(void) {
         cmocka_unit_test(test_round_cases),
         cmocka_unit_test(test_vector_matches_scalar),
         cmocka_unit_test(test_products),
+        cmocka_unit_test(test_blocked_products),
         cmocka_unit_test(test_batched),
         cmocka_unit_test(test_emulation_flag),
     };
