@@ -1,5 +1,5 @@
-"""`budgetformer eval --budget-control shuffle|constant` (README "Evaluating"): the same weights with the
-model's own budgets moved between the inputs.
+"""`budgetformer eval --budget-control shuffle|constant|oracle` (README "Evaluating"): the same weights with
+the model's own budgets moved between the inputs, or (oracle, a diagnostic) shared out by the labels.
 
 A tiny model is trained, and its router's w_bud is replaced with h5py in two copies of the checkpoint (a
 copy without a digest sidecar loads with a warning): N(0, 8) weights, so the budgets vary widely between
@@ -13,6 +13,9 @@ inputs, and zeros, so every input gets the same budget in each layer. On the tes
     accuracy_difference = control - own;
   - with equal budgets both controls give exactly the plain accuracy (and logits);
   - mpirun -np 2 gives the 1-rank control budgets and accuracy;
+  - oracle: every input has one k in all layers, the heads given are at most the model's own (summed over
+    layers, divided by L, rounded) and at least one per input, its records say budget_control = oracle, and
+    its loss is below the model's own (it picks, per input, budgets that lower the loss); refused on 2 ranks;
   - usage errors: an unknown control, a bad seed, --control-seed without shuffle."""
 import json
 import os
@@ -120,6 +123,20 @@ def main():
           co_j["budget_control"]["kind"] == "constant" and co_j["budget_control"]["seed"] is None and
           "control_seed" not in attrs)
 
+    or_j = evaluate(varied, test, os.path.join(work, "oracle.h5"), "--budget-control", "oracle")
+    orc, attrs = records(os.path.join(work, "oracle.h5"))
+    given, own_total = int(orc["budget"][:, 0].sum()), (int(ob.sum()) + L // 2) // L
+    check("oracle: one k per input in every layer, %d heads given of %d, at least one each" % (given, own_total),
+          all(np.array_equal(orc["budget"][:, l], orc["budget"][:, 0]) for l in range(L)) and
+          n <= given <= own_total and orc["budget"].min() >= 1, str(hist(orc["budget"])))
+    check("oracle: records attribute and a lower loss than the own budgets (%.4f < %.4f)" %
+          (or_j["budget_control"]["loss"], or_j["loss"]),
+          attrs.get("budget_control") in ("oracle", b"oracle") and or_j["budget_control"]["loss"] < or_j["loss"])
+    p = subprocess.run(MPIRUN2 + [EXE, "eval", "--checkpoint", varied, "--data", test, "--budget-control", "oracle"],
+                       capture_output=True, text=True, timeout=TIMEOUT)
+    check("oracle on 2 ranks: refused, naming one rank", p.returncode != 0 and "one rank" in p.stderr,
+          p.stderr.strip()[-300:])
+
     eq_j = evaluate(equal, test, os.path.join(work, "eq.h5"))
     eq, _ = records(os.path.join(work, "eq.h5"))
     check("w_bud = 0: one budget per layer", all(len(np.unique(eq["budget"][:, l])) == 1 for l in range(L)),
@@ -146,7 +163,7 @@ def main():
               two["accuracy"] == one["accuracy"],
               "%s vs %s" % (two["budget_control"], one["budget_control"]))
 
-    for args, what in ((["--budget-control", "random"], "shuffle or constant"),
+    for args, what in ((["--budget-control", "random"], "shuffle, constant or oracle"),
                        (["--budget-control", "shuffle", "--control-seed", "-1"], "--control-seed"),
                        (["--budget-control", "shuffle", "--control-seed", "1x"], "--control-seed"),
                        (["--budget-control", "constant", "--control-seed", "3"], "shuffle only"),

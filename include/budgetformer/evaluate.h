@@ -37,9 +37,9 @@ void bf_evaluate_override(bf_model *m, const bf_dataset *d, size_t lo, size_t hi
 
 /* Budget controls of `eval --budget-control` (README "Evaluating"): the same weights with the model's own
  * budgets moved between the inputs. */
-typedef enum { BF_CONTROL_NONE = 0, BF_CONTROL_SHUFFLE, BF_CONTROL_CONSTANT } bf_budget_control;
+typedef enum { BF_CONTROL_NONE = 0, BF_CONTROL_SHUFFLE, BF_CONTROL_CONSTANT, BF_CONTROL_ORACLE } bf_budget_control;
 
-/* Parses "shuffle" or "constant"; returns -1 for anything else. */
+/* Parses "shuffle", "constant" or "oracle"; returns -1 for anything else. */
 int bf_budget_control_parse(const char *s, bf_budget_control *out);
 const char *bf_budget_control_name(bf_budget_control c);
 /* The fixed permutation of 0..n-1 of the shuffle control for `seed` (Fisher-Yates keyed by bf_rng_key, stream
@@ -52,6 +52,12 @@ void bf_budget_control_perm(size_t n, uint64_t seed, size_t *perm);
  * Depends only on its arguments, so every rank computes the same overrides. */
 void bf_budget_control_make(bf_budget_control c, uint64_t seed, const int32_t *budget, size_t n, int n_layers,
                             int n_heads, int32_t *k_override);
+/* The oracle control (a diagnostic, not a model: it reads the labels): evaluates inputs [0, d->n) with the
+ * same k in every layer for every k = 1..H, then shares the model's own heads (sum of `budget` [n, L] over
+ * inputs and layers, divided by L and rounded) among the inputs where they lower each input's cross-entropy
+ * most (bf_budget_allocate); writes those k to every layer's k_override. The upper end of what per-input
+ * budgets alone could gain over the constant control on these weights. One rank. */
+void bf_eval_oracle_budgets(bf_model *m, const bf_dataset *d, const int32_t *budget, int32_t *k_override);
 
 /* The same, asking stop(stop_ctx) before every batch: when it returns non-zero the evaluation ends there
  * (the counts hold the whole batches done) and 1 is returned; 0 when every input was evaluated. A stop

@@ -1,5 +1,5 @@
 /* cmd_eval: `budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]
- * [--budget-control shuffle|constant [--control-seed N]]`.
+ * [--budget-control shuffle|constant|oracle [--control-seed N]]`.
  *
  * A budget control evaluates twice: a first pass with the model's own budgets gives every input's k per
  * layer; the overrides are computed from all of them (identically on every rank); a second pass evaluates the
@@ -23,7 +23,7 @@
 
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]\n"
-               "                         [--budget-control shuffle|constant [--control-seed N]]\n"
+               "                         [--budget-control shuffle|constant|oracle [--control-seed N]]\n"
                "Evaluates a checkpoint on a prepared dataset (.h5 from budgetformer prepare): accuracy, macro-F1,\n"
                "mean budget per layer, budget histogram, FLOPs against full heads, samples/s. Under mpirun the\n"
                "inputs are shared among the ranks.\n"
@@ -40,7 +40,10 @@ static void usage(FILE *f) {
                "                       inputs: shuffle = each input gets the budgets (all layers) of another input\n"
                "                       by a fixed permutation (the histogram of k per layer is kept); constant =\n"
                "                       every input gets per layer the rounded mean of that layer's budgets on\n"
-               "                       this data; prints the control's accuracy beside the model's own\n"
+               "                       this data; oracle = a diagnostic that reads the labels: the same number\n"
+               "                       of heads shared among the inputs where they lower the loss most (same k\n"
+               "                       in every layer), the most per-input budgets alone could gain (one rank);\n"
+               "                       prints the control's accuracy beside the model's own\n"
                "  --control-seed N     seed of the shuffle's permutation (integer >= 0, default 1)\n");
 }
 
@@ -102,6 +105,10 @@ static void print_control_text(const bf_eval_counts *e, const control_result *ct
     if (ctl->kind == BF_CONTROL_SHUFFLE)
         printf("\nbudget control: shuffle (--control-seed %llu): each input gets the budgets of another input, "
                "same weights\n", ctl->seed);
+    else if (ctl->kind == BF_CONTROL_ORACLE)
+        printf("\nbudget control: oracle (reads the labels; an upper bound, not a model): the same number of heads "
+               "shared among the inputs where they lower the cross-entropy most, same k in every layer, same "
+               "weights\n");
     else
         printf("\nbudget control: constant: every input gets per layer the rounded mean budget, same weights\n");
     printf("            own budgets  control  difference\n");
@@ -177,7 +184,8 @@ int bf_cmd_eval(int argc, char **argv) {
             }
             else if (!strcmp(a, "--budget-control")) {
                 if (bf_budget_control_parse(v, &control)) {
-                    fprintf(stderr, "budgetformer eval: error: --budget-control expects shuffle or constant, got '%s'\n",
+                    fprintf(stderr, "budgetformer eval: error: --budget-control expects shuffle, constant or oracle, got "
+                                    "'%s'\n",
                             v);
                     return 2;
                 }
@@ -268,6 +276,12 @@ int bf_cmd_eval(int argc, char **argv) {
     }
     bf_dist dist;
     if (bf_dist_init(&dist, NULL, NULL)) rc = 1;
+    if (rc == 0 && control == BF_CONTROL_ORACLE && dist.world > 1) {
+        if (dist.rank == 0)
+            fprintf(stderr, "budgetformer eval: error: --budget-control oracle runs on one rank (it shares heads "
+                            "among all inputs at once); run it without mpirun\n");
+        rc = 1;
+    }
     /* Under mpirun every rank evaluates a contiguous shard; counts are summed and records gathered on
      * rank 0 in dataset order. Every rank loaded the same files, so they agree on rc. */
     if (rc == 0) {
@@ -289,8 +303,11 @@ int bf_cmd_eval(int argc, char **argv) {
             bf_eval_records_alloc(&own, d.n, m.cfg.n_classes, m.cfg.n_layers);
             bf_evaluate(&m, &d, lo, hi, &e, &own);
             int32_t *ko = bf_xcalloc(d.n * L + 1, sizeof(int32_t));
-            bf_eval_budget_control(&dist, control, control_seed, own.budget, d.n, m.cfg.n_layers, m.cfg.n_heads,
-                                   ko);
+            if (control == BF_CONTROL_ORACLE)
+                bf_eval_oracle_budgets(&m, &d, own.budget, ko);
+            else
+                bf_eval_budget_control(&dist, control, control_seed, own.budget, d.n, m.cfg.n_layers,
+                                       m.cfg.n_heads, ko);
             bf_eval_records_free(&own);
             bf_evaluate_override(&m, &d, lo, hi, ko, &ec, records ? &rec : NULL);
             free(ko);

@@ -1,12 +1,14 @@
 /* evaluate: model over a dataset at eps = 0 (see evaluate.h). */
 #include "budgetformer/evaluate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "budgetformer/checkpoint.h"
 #include "budgetformer/rng.h"
+#include "budgetformer/router.h"
 
 void bf_eval_counts_init(bf_eval_counts *e, const bf_model_config *c) {
     memset(e, 0, sizeof *e);
@@ -140,12 +142,16 @@ double bf_eval_macro_f1(const bf_eval_counts *e) {
 int bf_budget_control_parse(const char *s, bf_budget_control *out) {
     if (!strcmp(s, "shuffle")) *out = BF_CONTROL_SHUFFLE;
     else if (!strcmp(s, "constant")) *out = BF_CONTROL_CONSTANT;
+    else if (!strcmp(s, "oracle")) *out = BF_CONTROL_ORACLE;
     else return -1;
     return 0;
 }
 
 const char *bf_budget_control_name(bf_budget_control c) {
-    return c == BF_CONTROL_SHUFFLE ? "shuffle" : c == BF_CONTROL_CONSTANT ? "constant" : "none";
+    return c == BF_CONTROL_SHUFFLE    ? "shuffle"
+           : c == BF_CONTROL_CONSTANT ? "constant"
+           : c == BF_CONTROL_ORACLE   ? "oracle"
+                                      : "none";
 }
 
 void bf_budget_control_perm(size_t n, uint64_t seed, size_t *perm) {
@@ -178,4 +184,38 @@ void bf_budget_control_make(bf_budget_control c, uint64_t seed, const int32_t *b
     } else {
         memset(k_override, 0, n * L * sizeof(int32_t));
     }
+}
+
+void bf_eval_oracle_budgets(bf_model *m, const bf_dataset *d, const int32_t *budget, int32_t *k_override) {
+    size_t n = d->n, L = (size_t)m->cfg.n_layers, C = (size_t)m->cfg.n_classes;
+    int H = m->cfg.n_heads;
+    int64_t heads = 0;
+    for (size_t i = 0; i < n * L; i++) heads += budget[i];
+    float *ce = bf_xcalloc((size_t)H * n + 1, sizeof(float));
+    bf_eval_records rec;
+    bf_eval_records_alloc(&rec, n, m->cfg.n_classes, m->cfg.n_layers);
+    for (int k = 1; k <= H; k++) {
+        for (size_t i = 0; i < n * L; i++) k_override[i] = k;
+        bf_eval_counts e;
+        bf_eval_counts_init(&e, &m->cfg);
+        bf_evaluate_override(m, d, 0, n, k_override, &e, &rec);
+        bf_eval_counts_free(&e);
+        for (size_t i = 0; i < n; i++) { /* the cross-entropy from the logits, as the loss computes it */
+            const float *z = rec.logits + i * C;
+            float mx = z[0];
+            for (size_t j = 1; j < C; j++) mx = z[j] > mx ? z[j] : mx;
+            double s = 0.0;
+            for (size_t j = 0; j < C; j++) s += exp((double)(z[j] - mx));
+            ce[(size_t)(k - 1) * n + i] = (float)(log(s) + (double)mx - (double)z[rec.label[i]]);
+        }
+    }
+    bf_eval_records_free(&rec);
+    long total = (long)((heads + (int64_t)L / 2) / (int64_t)L);
+    total = total < (long)n ? (long)n : total > (long)n * H ? (long)n * H : total;
+    float *kf = bf_xcalloc(n + 1, sizeof(float));
+    bf_budget_allocate(ce, (int)n, H, total, kf);
+    for (size_t i = 0; i < n; i++)
+        for (size_t l = 0; l < L; l++) k_override[i * L + l] = (int32_t)kf[i];
+    free(kf);
+    free(ce);
 }
