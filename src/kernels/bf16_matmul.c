@@ -84,27 +84,35 @@ static void runtime_md(dnnl_memory_desc_t *md, dnnl_data_type_t dt, int trans, i
     DNNL_OK(dnnl_memory_desc_init_by_strides(md, nd, dims, dt, strides));
 }
 
+/* The primitive descriptor of C (+)= A B for these descriptors, with our scratchpad and, for +=, the sum
+ * post-op (it reads the destination before writing it: beta = 1). */
+static dnnl_status_t matmul_pd(const bf_bf16_gemm *g, const dnnl_memory_desc_t *a, const dnnl_memory_desc_t *b,
+                               const dnnl_memory_desc_t *c, int acc, dnnl_primitive_desc_t *pd) {
+    dnnl_matmul_desc_t md;
+    dnnl_primitive_attr_t attr;
+    dnnl_post_ops_t po = NULL;
+    DNNL_OK(dnnl_matmul_desc_init(&md, a, b, NULL, c));
+    DNNL_OK(dnnl_primitive_attr_create(&attr));
+    DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+    if (acc) {
+        DNNL_OK(dnnl_post_ops_create(&po));
+        DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
+        DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
+    }
+    dnnl_status_t st = dnnl_primitive_desc_create(pd, &md, attr, g->engine, NULL);
+    if (po) dnnl_post_ops_destroy(po);
+    dnnl_primitive_attr_destroy(attr);
+    return st;
+}
+
 static int make_primitive(bf_bf16_gemm *g, int idx, size_t *scratch_bytes, bf_err *err) {
     int ta = idx & 1, tb = idx >> 1 & 1, acc = idx >> 2 & 1, batched = idx >> 3 & 1;
     dnnl_memory_desc_t a, b, c;
     runtime_md(&a, dnnl_bf16, ta, batched);
     runtime_md(&b, dnnl_bf16, tb, batched);
     runtime_md(&c, dnnl_f32, 0, batched);
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_attr_t attr;
-    dnnl_post_ops_t po = NULL;
-    DNNL_OK(dnnl_matmul_desc_init(&md, &a, &b, NULL, &c));
-    DNNL_OK(dnnl_primitive_attr_create(&attr));
-    DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    if (acc) { /* C += : the sum post-op reads the destination before writing it (beta = 1) */
-        DNNL_OK(dnnl_post_ops_create(&po));
-        DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
-        DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
-    }
     dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &md, attr, g->engine, NULL);
-    if (po) dnnl_post_ops_destroy(po);
-    dnnl_primitive_attr_destroy(attr);
+    dnnl_status_t st = matmul_pd(g, &a, &b, &c, acc, &pd);
     if (st != dnnl_success)
         return bf_fail(err, "oneDNN has no bf16 matmul for layout %d (status %d)", idx, (int)st);
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
@@ -270,22 +278,9 @@ static block_prim *block_for(bf_bf16_gemm *g, int idx, size_t M, size_t N, size_
     plain_md(&a, dnnl_bf16, 0, 0, M, K, lda, ta);
     plain_md(&b, dnnl_bf16, 0, 0, K, N, ldb, tb);
     plain_md(&c, dnnl_f32, 0, 0, M, N, ldc, 0);
-    dnnl_matmul_desc_t md;
-    dnnl_primitive_attr_t attr;
-    dnnl_post_ops_t po = NULL;
-    DNNL_OK(dnnl_matmul_desc_init(&md, &a, &b, NULL, &c));
-    DNNL_OK(dnnl_primitive_attr_create(&attr));
-    DNNL_OK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
-    if (acc) {
-        DNNL_OK(dnnl_post_ops_create(&po));
-        DNNL_OK(dnnl_post_ops_append_sum(po, 1.0f));
-        DNNL_OK(dnnl_primitive_attr_set_post_ops(attr, po));
-    }
     dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &md, attr, g->engine, NULL);
-    if (po) dnnl_post_ops_destroy(po);
-    dnnl_primitive_attr_destroy(attr);
-    if (st != dnnl_success) return NULL;
+    if (matmul_pd(g, &a, &b, &c, acc, &pd) != dnnl_success) return NULL;
+    dnnl_status_t st;
     block_prim *bp = &g->blocks[g->n_blocks];
     *bp = (block_prim){.idx = idx, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc};
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
