@@ -16,6 +16,8 @@ Checks, each named in the output:
                    same run without it, still ends within 0.1 of the target 0.5, and the ranks of a 2-rank run
                    agree bitwise (its targets are shared within each rank's micro-batch, so 1 and 2 ranks
                    differ); without train.budget_target it is refused, naming both keys
+  supervise_center centred supervision (train.supervise_center = 1) changes the losses against the uncentred
+                   run, still ends within 0.1 of the target, and is refused when no supervision is on
 """
 import os
 import subprocess
@@ -132,5 +134,17 @@ refused = p.returncode != 0 and "train.supervise_rank" in p.stderr and "train.bu
 check("supervise_rank", moved > 1e-4 and abs(f_r - 0.5) <= 0.1 and agree_r and refused,
       "loss moved by %.2g relative, fraction %.3f, 2 ranks bitwise equal: %s, refused without a target: %s (%s)"
       % (moved, f_r, agree_r, refused, p.stderr.strip().splitlines()[-1:] if p.stderr else ""))
+
+# supervise_center
+centred = train("centred", 1, "train.steps=120", "train.budget_target=0.5", "model.gate_norm=1",
+                "train.supervise_rank=1", "train.supervise_weight=1", "train.supervise_center=1")
+moved_c = rel(losses(ranked[1]), losses(centred[1]))
+f_c = fraction(centred[0], DATA + "/train.h5")
+p = subprocess.run([EXE] + train_args(DATA, os.path.join(WORK, "refused_c"), *(BASE + ("train.steps=5",
+                   "train.supervise_center=1"))), capture_output=True, text=True, timeout=60)
+refused_c = p.returncode != 0 and "train.supervise_center" in p.stderr and "train.supervise_rank" in p.stderr
+check("supervise_center", moved_c > 1e-4 and abs(f_c - 0.5) <= 0.1 and refused_c,
+      "loss moved by %.2g relative from the uncentred run, fraction %.3f, refused without supervision: %s (%s)"
+      % (moved_c, f_c, refused_c, p.stderr.strip().splitlines()[-1:] if p.stderr else ""))
 
 finish(WORK)

@@ -640,9 +640,18 @@ static double model_loss(void *p) {
             ce -= (double)c->batch.soft_targets[i] * log((double)c->m.probs[i]);
     }
     double sup = 0.0, H = c->m.cfg.n_heads;
+    size_t L = (size_t)c->m.cfg.n_layers;
     if (c->ex.k_target)
         for (size_t i = 0; i < n; i++) {
-            double d = (double)c->m.khat[i] - (double)c->ex.k_target[i / (size_t)c->m.cfg.n_layers];
+            double d = (double)c->m.khat[i] - (double)c->ex.k_target[i / L];
+            if (c->ex.sup_center) { /* centred: both sides less their mean over the inputs, in this layer */
+                double mk = 0.0, mt = 0.0;
+                for (size_t b = 0; b < MB; b++) {
+                    mk += c->m.khat[b * L + i % L];
+                    mt += c->ex.k_target[b];
+                }
+                d -= (mk - mt) / (double)MB;
+            }
             sup += (double)c->ex.sup_scale * d * d / ((H - 1.0) * (H - 1.0));
         }
     return c->ce_scale * ce + c->cost_scale * bf_model_budget_sum(&c->m, MB) + sup;
@@ -818,6 +827,9 @@ static void test_model_gate_norm_and_training_losses(void **state) {
     c->ex.k_target = k_target;
     c->ex.sup_scale = 0.3f;
     bad += model_fd(c, "gate_norm learned, distillation targets, budget supervision");
+    c->ex.sup_center = 1; /* train.supervise_center: the mean of k^ over the inputs is differentiated too */
+    bad += model_fd(c, "gate_norm learned, distillation targets, centred budget supervision");
+    c->ex.sup_center = 0;
     c->ex.k_target = NULL;
     c->ex.k_force = 3; /* a sandwich pass: every layer at k = 3, no gradient to k^ (nor cost) */
     c->cost_scale = 0.0f;
@@ -848,6 +860,10 @@ static void test_model_budget_hidden(void **state) {
         c->ex.sup_scale = 0.3f;
         bad += model_fd(c, gn ? "budget_hidden gate_norm eps=0.6, budget supervision"
                               : "budget_hidden eps=0.6, budget supervision");
+        c->ex.sup_center = 1;
+        bad += model_fd(c, gn ? "budget_hidden gate_norm eps=0.6, centred budget supervision"
+                              : "budget_hidden eps=0.6, centred budget supervision");
+        c->ex.sup_center = 0;
         bf_model_free(&c->m);
     }
     free(c);

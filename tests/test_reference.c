@@ -154,6 +154,9 @@ static int check_fixture(const char *name) {
                                                                                : 0;
     double sup_scale =
         H5Aexists_by_name(f, "/explore", "sup_scale", H5P_DEFAULT) > 0 ? read_attr_double(f, "/explore", "sup_scale") : 0;
+    int sup_center = H5Aexists_by_name(f, "/explore", "sup_center", H5P_DEFAULT) > 0
+                         ? read_attr_int(f, "/explore", "sup_center")
+                         : 0;
     float *soft = NULL, *k_target = NULL;
     if (H5Lexists(f, "/input/soft_targets", H5P_DEFAULT) > 0) {
         soft = bf_xmalloc((size_t)B * C * sizeof(float));
@@ -182,7 +185,7 @@ static int check_fixture(const char *name) {
     bf_batch batch = {.n = B, .tokens = tokens, .lengths = lengths, .labels = labels, .soft_targets = soft};
     bf_explore ex = {.eps = (float)eps, .tau = (float)tau, .gumbel = eps != 0.0 ? gumbel : NULL,
                      .k_random = eps != 0.0 ? k_random : NULL, .k_force = k_force, .k_target = k_target,
-                     .sup_scale = (float)sup_scale};
+                     .sup_scale = (float)sup_scale, .sup_center = sup_center};
     printf("  config V=%d T=%d D=%d H=%d L=%d F=%d C=%d full_heads=%d fixed_budget=%d gate_norm=%d B=%d eps=%g "
            "tau=%g k_force=%d soft_targets=%s sup_scale=%g\n",
            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff, cfg.n_classes,
@@ -220,6 +223,14 @@ static int check_fixture(const char *name) {
     if (k_target && !k_force && !cfg.full_heads && !cfg.fixed_budget)
         for (size_t i = 0; i < (size_t)B * L; i++) {
             double d = (double)m.khat[i] - (double)k_target[i / L];
+            if (sup_center) { /* both sides less their mean over the inputs, in this layer */
+                double mk = 0.0, mt = 0.0;
+                for (size_t b = 0; b < (size_t)B; b++) {
+                    mk += m.khat[b * L + i % L];
+                    mt += k_target[b];
+                }
+                d -= (mk - mt) / (double)B;
+            }
             loss += sup_scale * d * d / (double)((H - 1) * (H - 1));
         }
     double d_ce = fabs(ce_sum - want_ce_sum), d_loss = fabs(loss - want_loss);
@@ -327,6 +338,12 @@ static void test_budget_hidden_exploit(void **state) {
     assert_true(check_fixture("budget_hidden_exploit"));
 }
 
+/* Centred budget supervision (train.supervise_center), with exploration and the hidden-layer predictor. */
+static void test_supervised_center(void **state) {
+    (void)state;
+    assert_true(check_fixture("supervised_center"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learned_explore),
@@ -339,6 +356,7 @@ int main(void) {
         cmocka_unit_test(test_supervised_distill),
         cmocka_unit_test(test_budget_hidden_explore),
         cmocka_unit_test(test_budget_hidden_exploit),
+        cmocka_unit_test(test_supervised_center),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

@@ -112,6 +112,7 @@ typedef struct {
     int k_force;          /* > 0: every input and layer uses k = min(k_force, H); k^ gets no gradient */
     const float *k_target;/* [n] budget-supervision target k* per input (NULL: none) */
     float sup_scale;      /* weight of (k^ - k*)^2 / (H-1)^2 per (input, layer) in the differentiated loss */
+    int sup_center;       /* 1: both sides centred on their mean over the batch's inputs, per layer */
 } bf_explore;
 
 typedef struct bf_acts bf_acts; /* activation arena, private to model.c */

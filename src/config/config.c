@@ -148,6 +148,11 @@ static const key_spec kKeys[] = {
         "heads in every layer (no gradient) and shares the budget target's heads among the micro-batch's "
         "inputs where they lower the cross-entropy most; each input's share is k^'s target (weight "
         "train.supervise_weight). Needs train.budget_target."),
+    KEY("train", "supervise_center", KT_BOOL, FIELD(supervise_center, int), 0, 1, R_CLOSED, "0",
+        "1 = budget supervision on deviations only: per layer and micro-batch, k^ minus its batch mean is "
+        "fitted to k* minus its batch mean, so the supervision says which inputs need more heads than the "
+        "others and leaves each layer's mean to the task loss and the budget controller. Needs budget "
+        "supervision (train.supervise_rank, train.budget_supervise or train.supervise_rel)."),
     K_LONG("train", "full_warmup", full_warmup, 0, 1e9, R_CLOSED, "0",
            "The first this many updates use every head (k = H, gates of the router) before the learned "
            "budget takes over; 0 = none."),
@@ -643,6 +648,10 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (learned && c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
         return bf_fail(err, "train.budget_target = %g is below 1/model.n_heads = %g: every input uses at least one "
                        "head", (double)c->budget_target, 1.0 / c->n_heads);
+    if (learned && c->supervise_center && !c->supervise_rank && c->budget_supervise <= 0.0f &&
+        c->supervise_rel <= 0.0f)
+        return bf_fail(err, "train.supervise_center = 1 centres the targets of budget supervision, which is off: set "
+                       "train.supervise_rank = 1 (or train.budget_supervise)");
     if (learned && c->supervise_rank && c->budget_target <= 0.0f)
         return bf_fail(err, "train.supervise_rank = 1 shares the heads of train.budget_target among the inputs: set "
                        "train.budget_target (a fraction of the heads, e.g. 0.5)");

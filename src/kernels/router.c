@@ -146,6 +146,18 @@ void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, 
     int learned = mode->mode == BF_ROUTER_LEARNED && !(ex && ex->k_force > 0);
     const float *k_target = ex && !(ex->k_force > 0) ? ex->k_target : NULL;
     float Hf = (float)H;
+    /* Centred supervision (sup_center): the term is sum_b ((k^_b - mean k^) - (k*_b - mean k*))^2; its
+     * residuals sum to 0 over b, so the gradient of the mean through k^ vanishes and d/dk^_b is 2 r_b. */
+    double mean_khat = 0.0, mean_target = 0.0;
+    if (k_target && ex->sup_center && n > 0) {
+        for (size_t b = 0; b < n; b++) {
+            mean_khat += st->khat[b];
+            mean_target += k_target[b];
+        }
+        mean_khat /= (double)n;
+        mean_target /= (double)n;
+    }
+    float shift = (float)(mean_khat - mean_target); /* 0 without centring: the target is k* itself */
     memset(st->dr, 0, n * H * sizeof(float));
     for (size_t b = 0; b < n; b++) {
         const float *dg = st->dgate + b * H, *p = st->p + b * H;
@@ -169,7 +181,8 @@ void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, 
                 float ms = sigmoidf((st->khat[b] - (float)rank[h] - 0.5f) / tau);
                 dkhat += c * p[h] * (dg[h] - A) * ms * (1.0f - ms) / tau;
             }
-            if (k_target) dkhat += ex->sup_scale * 2.0f * (st->khat[b] - k_target[b]) / ((Hf - 1.0f) * (Hf - 1.0f));
+            if (k_target)
+                dkhat += ex->sup_scale * 2.0f * (st->khat[b] - k_target[b] - shift) / ((Hf - 1.0f) * (Hf - 1.0f));
             float sg = sigmoidf(st->abud[b]);
             st->da[b] = dkhat * (Hf - 1.0f) * sg * (1.0f - sg);
         } else {

@@ -224,6 +224,7 @@ static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore
         }
         ex.k_target = t->k_star;
         ex.sup_scale = c->supervise_weight / (float)(c->batch_size * m->cfg.n_layers);
+        ex.sup_center = c->supervise_center;
     }
     if (warm) ex.k_force = H;
     double ce = bf_model_forward(m, &b, &ex);

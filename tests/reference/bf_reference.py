@@ -97,9 +97,10 @@ class BudgetFormerRef(torch.nn.Module):
         """See bf_forward."""
         return bf_forward(self.cfg, self.params, tokens, lengths, gumbel, k_random, eps, tau, k_force)
 
-    def loss(self, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0):
+    def loss(self, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0,
+             sup_center=0):
         """See bf_loss."""
-        return bf_loss(self.cfg, out, labels, ce_scale, cost_scale, soft_targets, k_target, sup_scale)
+        return bf_loss(self.cfg, out, labels, ce_scale, cost_scale, soft_targets, k_target, sup_scale, sup_center)
 
 
 def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau=1.0, k_force=0):
@@ -211,11 +212,13 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
     }
 
 
-def bf_loss(cfg, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0):
+def bf_loss(cfg, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0,
+            sup_center=0):
     """loss = ce_scale * sum_b CE_b + cost_scale * sum_{b,l} (k^_bl - 1)/(H - 1) (cost: learned budget only).
     Added training options (docs/MODEL.md): with soft_targets q [B,C] the first term is ce_scale * sum_b of the
     cross-entropy against q (in-place distillation); with k_target [B] (budget supervision) the loss gains
-    sup_scale * sum_{b,l} (k^_bl - k*_b)^2 / (H - 1)^2.
+    sup_scale * sum_{b,l} (k^_bl - k*_b)^2 / (H - 1)^2; with sup_center (train.supervise_center) both k^_.l and
+    k* are first centred on their mean over the batch (the mean of k^ is differentiated too).
     Returns (loss, ce_sum, ce [B]); ce and ce_sum are always against the labels."""
     logits = out["logits"]
     labels = torch.as_tensor(labels, dtype=torch.long)
@@ -232,7 +235,11 @@ def bf_loss(cfg, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=
         loss = loss + cost_scale * ((out["khat_t"] - 1.0) / (H - 1)).sum()
         if k_target is not None and sup_scale != 0.0:
             kt = torch.as_tensor(k_target).to(logits.dtype).unsqueeze(1)
-            loss = loss + sup_scale * ((out["khat_t"] - kt) ** 2).sum() / (H - 1) ** 2
+            kh = out["khat_t"]
+            if sup_center:
+                kh = kh - kh.mean(dim=0, keepdim=True)
+                kt = kt - kt.mean(dim=0, keepdim=True)
+            loss = loss + sup_scale * ((kh - kt) ** 2).sum() / (H - 1) ** 2
     return loss, ce_sum, ce
 
 
