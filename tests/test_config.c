@@ -378,6 +378,7 @@ static void test_validate(void **state) {
                    "train.stop_at");
     expect_invalid((const char *const[]){"train.steps=10", "train.warmup=10", NULL}, "train.warmup");
     expect_invalid((const char *const[]){"data.train=", NULL}, "data.train");
+    expect_invalid((const char *const[]){"train.supervise_center=1", NULL}, "train.supervise_center");
 
     /* Edges that are allowed. */
     bf_config c;
@@ -389,6 +390,11 @@ static void test_validate(void **state) {
     set_ok(&c, "train.warmup=9");
     set_ok(&c, "explore.eps_start=0.1");
     set_ok(&c, "explore.eps_end=0.9"); /* a rising schedule is allowed */
+    /* The learned-budget keys of a shipped configuration do not stop its fixed-budget and full baselines. */
+    set_ok(&c, "model.budget_hidden=32");
+    set_ok(&c, "train.budget_target=0.5");
+    set_ok(&c, "train.supervise_rank=1");
+    set_ok(&c, "train.supervise_center=1");
     bf_err err = {{0}};
     if (bf_config_validate(&c, &err)) fail_msg("%s", err.msg);
     set_ok(&c, "model.fixed_budget=0");

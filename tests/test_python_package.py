@@ -40,9 +40,12 @@ import budgetformer  # noqa: E402
 LOGIT_TOL = 1e-4
 # configs/wordnet-pos.ini's 8 heads and 2 layers at a quarter of its width and half its batch: a few seconds
 # in the Release build, about a minute under the sanitizers; gates as in MODEL.md (the configuration ships
-# gate_norm = 1), so that setting gate_norm = 1 below changes what the model computes
+# gate_norm = 1), so that setting gate_norm = 1 below changes what the model computes; the linear budget logit
+# (the configuration ships budget_hidden = 32, which check_budget_hidden adds by hand) and no budget
+# supervision (a training option that load and predict need not know)
 SMALL = ["--set", "model.d_model=32", "--set", "model.d_ff=64", "--set", "train.batch_size=32",
-         "--set", "model.gate_norm=0"]
+         "--set", "model.gate_norm=0", "--set", "model.budget_hidden=0", "--set", "train.supervise_rank=0",
+         "--set", "train.supervise_center=0"]
 WORDNET = "/usr/share/wordnet/data.noun"
 
 

@@ -81,7 +81,8 @@ static const key_spec kKeys[] = {
     K_INT("model", "budget_hidden", budget_hidden, 0, 4096, "0",
           "Added option (docs/MODEL.md): N > 0 = the budget logit gets a GELU hidden layer of width N on the "
           "summary, a = s w_bud + b_bud + w_bud_o . gelu(s W_bud_h + b_bud_h); 0 = MODEL.md's linear budget "
-          "logit. Needs a learned budget. Stored in the checkpoint."),
+          "logit. Applies to a learned budget only (a full-heads or fixed-budget model has no budget predictor, "
+          "so the shipped configurations serve those baselines too). Stored in the checkpoint."),
 
     K_INT("train", "batch_size", batch_size, 1, 1e6, "32",
           "Global batch: inputs per optimiser update, split across the MPI ranks. Need not divide the "
@@ -643,7 +644,7 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
         return bf_fail(err, "model.full_heads = 1 and model.fixed_budget = %d exclude each other: the full "
                        "baseline uses every head", c->fixed_budget);
     int learned = !c->full_heads && !c->fixed_budget;
-    /* budget_target and budget supervision do not apply to full-heads and fixed-budget models (they have no
+    /* budget_target, budget supervision and model.budget_hidden do not apply to full-heads and fixed-budget models (they have no
      * learned budget, as the budget cost does not apply to them), so a shipped configuration serves every variant. */
     if (learned && c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
         return bf_fail(err, "train.budget_target = %g is below 1/model.n_heads = %g: every input uses at least one "
@@ -658,9 +659,6 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (c->sandwich && c->full_heads)
         return bf_fail(err, "train.sandwich = 1 needs a router: the full-heads baseline (model.full_heads = 1) always "
                        "uses every head");
-    if (c->budget_hidden && !learned)
-        return bf_fail(err, "model.budget_hidden = %d has no effect with model.full_heads or model.fixed_budget (no "
-                       "learned budget): set one", c->budget_hidden);
     if (c->gate_norm && c->full_heads)
         return bf_fail(err, "model.gate_norm = 1 has no effect with model.full_heads = 1 (gates are 1): set one");
     if (c->stop_at > c->steps)

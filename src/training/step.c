@@ -106,7 +106,8 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
                           .d_model = c->d_model, .n_heads = c->n_heads, .n_layers = c->n_layers,
                           .d_ff = c->d_ff, .n_classes = t->train.n_classes, .full_heads = c->full_heads,
                           .fixed_budget = c->fixed_budget, .gate_norm = c->gate_norm,
-                          .budget_hidden = c->budget_hidden};
+                          /* a full-heads or fixed-budget model has no budget predictor to widen */
+                          .budget_hidden = c->full_heads || c->fixed_budget ? 0 : c->budget_hidden};
     char msg[256];
     if (bf_model_config_check(&mc, msg, sizeof msg))
         return bf_fail(err, "model.* settings with data.train = %s give an invalid model: %s", c->data_train, msg);
