@@ -402,8 +402,16 @@ def method_summary(datasets):
         gn = config_value(ds, "model", "gate_norm", "0")
         e0, e1 = config_value(ds, "explore", "eps_start", "?"), config_value(ds, "explore", "eps_end", "?")
         ramp = config_value(ds, "train", "budget_ramp", "explore.steps")
-        parts.append("%s: `model.gate_norm = %s`, `explore.eps_start = %s`, `eps_end = %s`, `train.budget_ramp = %s`"
-                     % (ds, gn, e0, e1, ramp))
+        words = "%s: `model.gate_norm = %s`, `explore.eps_start = %s`, `eps_end = %s`, `train.budget_ramp = %s`" % (
+            ds, gn, e0, e1, ramp)
+        # the added training options a configuration sets (docs/MODEL.md), named only where they are on
+        for section, key in (("model", "budget_hidden"), ("train", "sandwich"), ("train", "budget_supervise"),
+                             ("train", "supervise_rank"), ("train", "supervise_weight"),
+                             ("train", "supervise_center")):
+            v = config_value(ds, section, key)
+            if v is not None and v.strip() not in ("0", "0.0"):
+                words += ", `%s.%s = %s`" % (section, key, v.strip())
+        parts.append(words)
     return "; ".join(parts)
 
 
