@@ -14,20 +14,12 @@ oracle = "--oracle" in sys.argv[3:]  # a column for the oracle control (README "
 by_setting = "--by-setting" in sys.argv[3:]
 
 
-def mean_sd(xs):
+def mean_sd(xs, signed=False):
+    """'mean ± sd' of xs ('+' shown on differences when signed); the value alone for one seed."""
     if not xs:
         return ""
-    if len(xs) == 1:
-        return "%.2f" % xs[0]
-    return "%.2f ± %.2f" % (statistics.mean(xs), statistics.stdev(xs))
-
-
-def diff_sd(xs):
-    if not xs:
-        return ""
-    if len(xs) == 1:
-        return "%+.2f" % xs[0]
-    return "%+.2f ± %.2f" % (statistics.mean(xs), statistics.stdev(xs))
+    f = "%+.2f" if signed else "%.2f"
+    return f % xs[0] if len(xs) == 1 else (f + " ± %.2f") % (statistics.mean(xs), statistics.stdev(xs))
 
 
 if by_setting:
@@ -55,7 +47,7 @@ if by_setting:
     print("|---|---|---|---|" + "---|" * len(controls))
     for setting, (ds, acc, diffs) in groups.items():
         print("| %s | %s | %d | %s | %s |" % (setting, ds, len(acc), mean_sd(acc),
-                                             " | ".join(diff_sd(diffs[c]) for c in controls)))
+                                             " | ".join(mean_sd(diffs[c], signed=True) for c in controls)))
     sys.exit(0)
 print("| variant | dataset | valid accuracy | macro-F1 | heads per layer | fraction k/H | shuffle control | constant control |"
       + (" oracle control |" if oracle else ""))
