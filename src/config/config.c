@@ -644,8 +644,9 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
         return bf_fail(err, "model.full_heads = 1 and model.fixed_budget = %d exclude each other: the full "
                        "baseline uses every head", c->fixed_budget);
     int learned = !c->full_heads && !c->fixed_budget;
-    /* budget_target, budget supervision and model.budget_hidden do not apply to full-heads and fixed-budget models (they have no
-     * learned budget, as the budget cost does not apply to them), so a shipped configuration serves every variant. */
+    /* budget_target, budget supervision and model.budget_hidden do not apply to full-heads and fixed-budget models
+     * (they have no learned budget, as the budget cost does not apply to them), so a shipped configuration serves
+     * every variant. */
     if (learned && c->budget_target > 0.0f && c->budget_target * (float)c->n_heads < 1.0f)
         return bf_fail(err, "train.budget_target = %g is below 1/model.n_heads = %g: every input uses at least one "
                        "head", (double)c->budget_target, 1.0 / c->n_heads);
