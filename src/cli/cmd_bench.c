@@ -199,6 +199,20 @@ static double time_infer(bf_model *m, const bf_batch *b, const bench_opts *o, in
     return med;
 }
 
+/* A flag whose value is one of the words in names (NULL-terminated): *out = first + the word's index.
+ * The error lists the words, so it cannot drift from what is accepted. */
+static int parse_choice(const char *flag, const char *v, const char *const names[], int first, int *out) {
+    for (int j = 0; names[j]; j++)
+        if (!strcmp(v, names[j])) {
+            *out = first + j;
+            return 0;
+        }
+    fprintf(stderr, "budgetformer bench: error: %s expects", flag);
+    for (int j = 0; names[j]; j++) fprintf(stderr, "%s %s", j == 0 ? "" : names[j + 1] ? "," : " or", names[j]);
+    fprintf(stderr, ", got '%s'\n", v);
+    return 1;
+}
+
 /* Over 80 lines on purpose: argument parsing, then one straight sequence of timed phases whose order is the
  * JSON output's order; cutting it would only pass the options and timings around. */
 int bf_cmd_bench(int argc, char **argv) {
@@ -222,14 +236,8 @@ int bf_cmd_bench(int argc, char **argv) {
                 found = 1;
             }
         if (!found && !strcmp(argv[i], "--model") && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "both")) o.model = 0;
-            else if (!strcmp(v, "full")) o.model = 1;
-            else if (!strcmp(v, "budgetformer")) o.model = 2;
-            else {
-                fprintf(stderr, "budgetformer bench: error: --model expects both, full or budgetformer, got '%s'\n", v);
-                return 2;
-            }
+            static const char *const models[] = {"both", "full", "budgetformer", NULL};
+            if (parse_choice("--model", argv[++i], models, 0, &o.model)) return 2;
             found = 1;
         }
         if (!found && !strcmp(argv[i], "--start-at") && i + 1 < argc) {
@@ -250,14 +258,8 @@ int bf_cmd_bench(int argc, char **argv) {
             found = 1;
         }
         if (!found && !strcmp(argv[i], "--only") && i + 1 < argc) {
-            const char *v = argv[++i];
-            if (!strcmp(v, "train")) o.only = 1;
-            else if (!strcmp(v, "infer")) o.only = 2;
-            else if (!strcmp(v, "infer-skip")) o.only = 3;
-            else {
-                fprintf(stderr, "budgetformer bench: error: --only expects train, infer or infer-skip, got '%s'\n", v);
-                return 2;
-            }
+            static const char *const phases[] = {"train", "infer", "infer-skip", NULL}; /* 0 = every phase */
+            if (parse_choice("--only", argv[++i], phases, 1, &o.only)) return 2;
             found = 1;
         }
         if (!found) {
