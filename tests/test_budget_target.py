@@ -18,6 +18,9 @@ Checks, each named in the output:
                    differ); without train.budget_target it is refused, naming both keys
   supervise_center centred supervision (train.supervise_center = 1) changes the losses against the uncentred
                    run, still ends within 0.1 of the target, and is refused when no supervision is on
+  budget_spread    train.budget_spread = 1 (sigma 1 head): the sd of k^ over the training inputs is larger in
+                   every layer than that of converges' run (the same but for the key) (and above 0.3 heads), the fraction of heads
+                   still ends within 0.1 of the target 0.5, and the ranks of a 2-rank run agree bitwise
 """
 import os
 import subprocess
@@ -146,5 +149,27 @@ refused_c = p.returncode != 0 and "train.supervise_center" in p.stderr and "trai
 check("supervise_center", moved_c > 1e-4 and abs(f_c - 0.5) <= 0.1 and refused_c,
       "loss moved by %.2g relative from the uncentred run, fraction %.3f, refused without supervision: %s (%s)"
       % (moved_c, f_c, refused_c, p.stderr.strip().splitlines()[-1:] if p.stderr else ""))
+
+# budget_spread
+spread = train("spread", 1, "train.steps=240", "train.budget_target=0.5", "train.budget_spread=1",
+               "train.spread_weight=1")
+spread2 = train("spread2", 2, "train.steps=30", "train.budget_target=0.5", "train.budget_spread=1")
+agree_s = all(len({line.split()[3] for line in rows}) == 1 for rows in zip(*spread2[1]))
+
+
+def khat_sd(d):
+    """The sd of k^ over the training inputs, per layer (eval --records)."""
+    rec = os.path.join(WORK, os.path.basename(d) + "-records.h5")
+    run([EXE, "eval", "--checkpoint", last_checkpoint(d), "--data", DATA + "/train.h5", "--records", rec])
+    with h5py.File(rec, "r") as f:
+        return f["records/khat"][()].std(axis=0)
+
+
+sd_plain, sd_spread = khat_sd(half), khat_sd(spread[0])
+f_s = fraction(spread[0], DATA + "/train.h5")
+check("budget_spread", sd_spread.min() > sd_plain.max() and sd_spread.min() > 0.3 and abs(f_s - 0.5) <= 0.1
+      and agree_s,
+      "sd of k^ per layer %s -> %s; fraction %.3f; 2 ranks equal: %s"
+      % (" / ".join("%.2f" % x for x in sd_plain), " / ".join("%.2f" % x for x in sd_spread), f_s, agree_s))
 
 finish(WORK)

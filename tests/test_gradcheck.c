@@ -654,6 +654,14 @@ static double model_loss(void *p) {
             }
             sup += (double)c->ex.sup_scale * d * d / ((H - 1.0) * (H - 1.0));
         }
+    if (c->ex.spread_sd > 0.0f && c->ex.k_force == 0) /* train.budget_spread, per layer over the inputs */
+        for (size_t l = 0; l < L; l++) {
+            double mk = 0.0, v = 0.0, s2 = (double)c->ex.spread_sd * c->ex.spread_sd;
+            for (size_t b = 0; b < MB; b++) mk += c->m.khat[b * L + l] / (double)MB;
+            for (size_t b = 0; b < MB; b++) v += pow(c->m.khat[b * L + l] - mk, 2) / (double)MB;
+            double gap = fmax(0.0, 1.0 - v / s2);
+            sup += (double)c->ex.spread_scale * (double)MB * gap * gap;
+        }
     return c->ce_scale * ce + c->cost_scale * bf_model_budget_sum(&c->m, MB) + sup;
 }
 
@@ -830,6 +838,10 @@ static void test_model_gate_norm_and_training_losses(void **state) {
     c->ex.sup_center = 1; /* train.supervise_center: the mean of k^ over the inputs is differentiated too */
     bad += model_fd(c, "gate_norm learned, distillation targets, centred budget supervision");
     c->ex.sup_center = 0;
+    c->ex.spread_sd = 2.0f; /* train.budget_spread beside supervision: sigma above the budgets' sd, so it acts */
+    c->ex.spread_scale = 0.3f;
+    bad += model_fd(c, "gate_norm learned, distillation targets, budget supervision and spread");
+    c->ex.spread_sd = 0.0f;
     c->ex.k_target = NULL;
     c->ex.k_force = 3; /* a sandwich pass: every layer at k = 3, no gradient to k^ (nor cost) */
     c->cost_scale = 0.0f;
@@ -864,6 +876,12 @@ static void test_model_budget_hidden(void **state) {
         bad += model_fd(c, gn ? "budget_hidden gate_norm eps=0.6, centred budget supervision"
                               : "budget_hidden eps=0.6, centred budget supervision");
         c->ex.sup_center = 0;
+        c->ex.k_target = NULL;
+        c->ex.spread_sd = 1.5f; /* train.budget_spread alone: through the hidden layer too */
+        c->ex.spread_scale = 0.5f;
+        bad += model_fd(c, gn ? "budget_hidden gate_norm eps=0.6, budget spread" : "budget_hidden eps=0.6, budget spread");
+        c->ex.spread_sd = 0.0f;
+        c->ex.spread_scale = 0.0f;
         bf_model_free(&c->m);
     }
     free(c);

@@ -157,6 +157,12 @@ static int check_fixture(const char *name) {
     int sup_center = H5Aexists_by_name(f, "/explore", "sup_center", H5P_DEFAULT) > 0
                          ? read_attr_int(f, "/explore", "sup_center")
                          : 0;
+    double spread_sd = H5Aexists_by_name(f, "/explore", "spread_sd", H5P_DEFAULT) > 0
+                           ? read_attr_double(f, "/explore", "spread_sd")
+                           : 0;
+    double spread_scale = H5Aexists_by_name(f, "/explore", "spread_scale", H5P_DEFAULT) > 0
+                              ? read_attr_double(f, "/explore", "spread_scale")
+                              : 0;
     float *soft = NULL, *k_target = NULL;
     if (H5Lexists(f, "/input/soft_targets", H5P_DEFAULT) > 0) {
         soft = bf_xmalloc((size_t)B * C * sizeof(float));
@@ -185,7 +191,8 @@ static int check_fixture(const char *name) {
     bf_batch batch = {.n = B, .tokens = tokens, .lengths = lengths, .labels = labels, .soft_targets = soft};
     bf_explore ex = {.eps = (float)eps, .tau = (float)tau, .gumbel = eps != 0.0 ? gumbel : NULL,
                      .k_random = eps != 0.0 ? k_random : NULL, .k_force = k_force, .k_target = k_target,
-                     .sup_scale = (float)sup_scale, .sup_center = sup_center};
+                     .sup_scale = (float)sup_scale, .sup_center = sup_center, .spread_sd = (float)spread_sd,
+                     .spread_scale = (float)spread_scale};
     printf("  config V=%d T=%d D=%d H=%d L=%d F=%d C=%d full_heads=%d fixed_budget=%d gate_norm=%d B=%d eps=%g "
            "tau=%g k_force=%d soft_targets=%s sup_scale=%g\n",
            cfg.vocab_size, cfg.max_len, cfg.d_model, cfg.n_heads, cfg.n_layers, cfg.d_ff, cfg.n_classes,
@@ -232,6 +239,14 @@ static int check_fixture(const char *name) {
                 d -= (mk - mt) / (double)B;
             }
             loss += sup_scale * d * d / (double)((H - 1) * (H - 1));
+        }
+    if (spread_sd > 0.0 && !k_force && !cfg.full_heads && !cfg.fixed_budget)
+        for (size_t l = 0; l < (size_t)L; l++) { /* train.budget_spread: the variance over the inputs, per layer */
+            double mk = 0.0, v = 0.0;
+            for (size_t b = 0; b < (size_t)B; b++) mk += m.khat[b * L + l] / (double)B;
+            for (size_t b = 0; b < (size_t)B; b++) v += pow(m.khat[b * L + l] - mk, 2) / (double)B;
+            double gap = fmax(0.0, 1.0 - v / (spread_sd * spread_sd));
+            loss += spread_scale * (double)B * gap * gap;
         }
     double d_ce = fabs(ce_sum - want_ce_sum), d_loss = fabs(loss - want_loss);
     int scal_ok = d_ce <= VAL_ATOL + VAL_RTOL * fabs(want_ce_sum) && d_loss <= VAL_ATOL + VAL_RTOL * fabs(want_loss);
@@ -344,6 +359,12 @@ static void test_supervised_center(void **state) {
     assert_true(check_fixture("supervised_center"));
 }
 
+/* The budget spread (train.budget_spread) beside centred supervision. */
+static void test_budget_spread(void **state) {
+    (void)state;
+    assert_true(check_fixture("budget_spread"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_learned_explore),
@@ -357,6 +378,7 @@ int main(void) {
         cmocka_unit_test(test_budget_hidden_explore),
         cmocka_unit_test(test_budget_hidden_exploit),
         cmocka_unit_test(test_supervised_center),
+        cmocka_unit_test(test_budget_spread),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

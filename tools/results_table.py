@@ -407,7 +407,8 @@ def method_summary(datasets):
         # the added training options a configuration sets (docs/MODEL.md), named only where they are on
         for section, key in (("model", "budget_hidden"), ("train", "sandwich"), ("train", "budget_supervise"),
                              ("train", "supervise_rank"), ("train", "supervise_weight"),
-                             ("train", "supervise_center")):
+                             ("train", "supervise_center"), ("train", "budget_spread"),
+                             ("train", "spread_weight")):
             v = config_value(ds, section, key)
             if v is not None and v.strip() not in ("0", "0.0"):
                 words += ", `%s.%s = %s`" % (section, key, v.strip())

@@ -59,6 +59,8 @@ typedef struct {
     float supervise_rel;    /* rho: the excess allowed is max(delta, rho (CE_1 - CE_H)) */
     int supervise_rank;     /* 1: k* from sharing the budget target's heads among the inputs (bf_budget_allocate) */
     int supervise_center;   /* 1: supervision on k^ - mean(k^) against k* - mean(k*) per layer and micro-batch */
+    float budget_spread;    /* sigma > 0: k^'s sd over a micro-batch is held at >= sigma heads per layer (0 = off) */
+    float spread_weight;    /* weight of max(0, 1 - var(k^)/sigma^2)^2 */
     long full_warmup;     /* the first this many updates use every head (k = H) */
     int precision;        /* of the matrix products: 0 fp32, 1 bf16 (bf_precision of bf16.h) */
     uint64_t seed;

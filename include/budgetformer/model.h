@@ -113,6 +113,8 @@ typedef struct {
     const float *k_target;/* [n] budget-supervision target k* per input (NULL: none) */
     float sup_scale;      /* weight of (k^ - k*)^2 / (H-1)^2 per (input, layer) in the differentiated loss */
     int sup_center;       /* 1: both sides centred on their mean over the batch's inputs, per layer */
+    float spread_sd;      /* sigma > 0: per layer, spread_scale n max(0, 1 - var_b(k^)/sigma^2)^2 joins the loss */
+    float spread_scale;
 } bf_explore;
 
 typedef struct bf_acts bf_acts; /* activation arena, private to model.c */

@@ -154,6 +154,13 @@ static const key_spec kKeys[] = {
         "fitted to k* minus its batch mean, so the supervision says which inputs need more heads than the "
         "others and leaves each layer's mean to the task loss and the budget controller. Needs budget "
         "supervision (train.supervise_rank, train.budget_supervise or train.supervise_rel)."),
+    K_FLOAT("train", "budget_spread", budget_spread, 0, 64, R_CLOSED, "0",
+            "sigma > 0: a floor on how much the learned budget varies between inputs. Per layer and "
+            "micro-batch, train.spread_weight * max(0, 1 - var(k^)/sigma^2)^2 joins the loss (var over the "
+            "micro-batch's inputs, sigma in heads), so the budgets cannot collapse to one value per layer and "
+            "the task loss decides which inputs get more heads; it does not move a layer's mean. 0 = off."),
+    K_FLOAT("train", "spread_weight", spread_weight, 0, 100, R_CLOSED, "1",
+            "Weight of the spread term of train.budget_spread."),
     K_LONG("train", "full_warmup", full_warmup, 0, 1e9, R_CLOSED, "0",
            "The first this many updates use every head (k = H, gates of the router) before the learned "
            "budget takes over; 0 = none."),

@@ -158,6 +158,21 @@ void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, 
         mean_target /= (double)n;
     }
     float shift = (float)(mean_khat - mean_target); /* 0 without centring: the target is k* itself */
+    /* Budget spread (train.budget_spread): T = spread_scale n max(0, 1 - V/sigma^2)^2 with V the variance of k^
+     * over the n inputs. dV/dk^_b = 2 (k^_b - m) / n (the mean's own term cancels), so
+     * dT/dk^_b = -4 spread_scale max(0, 1 - V/sigma^2) (k^_b - m) / sigma^2, which sums to 0 over b: the
+     * term spreads the budgets without moving their mean. */
+    double spread_mean = 0.0, spread_coef = 0.0;
+    if (learned && ex && ex->spread_sd > 0.0f && ex->spread_scale > 0.0f && n > 1) {
+        double m = 0.0, v = 0.0, s2 = (double)ex->spread_sd * (double)ex->spread_sd;
+        for (size_t b = 0; b < n; b++) m += st->khat[b];
+        m /= (double)n;
+        for (size_t b = 0; b < n; b++) v += ((double)st->khat[b] - m) * ((double)st->khat[b] - m);
+        v /= (double)n;
+        double gap = 1.0 - v / s2;
+        spread_mean = m;
+        spread_coef = gap > 0.0 ? -4.0 * (double)ex->spread_scale * gap / s2 : 0.0;
+    }
     memset(st->dr, 0, n * H * sizeof(float));
     for (size_t b = 0; b < n; b++) {
         const float *dg = st->dgate + b * H, *p = st->p + b * H;
@@ -183,6 +198,7 @@ void bf_router_backward(bf_router_state *st, const bf_router_params_mode *mode, 
             }
             if (k_target)
                 dkhat += ex->sup_scale * 2.0f * (st->khat[b] - k_target[b] - shift) / ((Hf - 1.0f) * (Hf - 1.0f));
+            if (spread_coef != 0.0) dkhat += (float)(spread_coef * ((double)st->khat[b] - spread_mean));
             float sg = sigmoidf(st->abud[b]);
             st->da[b] = dkhat * (Hf - 1.0f) * sg * (1.0f - sg);
         } else {

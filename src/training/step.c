@@ -227,6 +227,10 @@ static double train_micro_batch(trainer *t, const bf_batch *b0, const bf_explore
         ex.sup_scale = c->supervise_weight / (float)(c->batch_size * m->cfg.n_layers);
         ex.sup_center = c->supervise_center;
     }
+    if (learned && c->budget_spread > 0.0f && !warm) {
+        ex.spread_sd = c->budget_spread;
+        ex.spread_scale = c->spread_weight / (float)(c->batch_size * m->cfg.n_layers);
+    }
     if (warm) ex.k_force = H;
     double ce = bf_model_forward(m, &b, &ex);
     m->grad_ready = last && !sandwich ? on_grad_ready : NULL;

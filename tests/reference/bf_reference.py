@@ -98,9 +98,10 @@ class BudgetFormerRef(torch.nn.Module):
         return bf_forward(self.cfg, self.params, tokens, lengths, gumbel, k_random, eps, tau, k_force)
 
     def loss(self, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0,
-             sup_center=0):
+             sup_center=0, spread_sd=0.0, spread_scale=0.0):
         """See bf_loss."""
-        return bf_loss(self.cfg, out, labels, ce_scale, cost_scale, soft_targets, k_target, sup_scale, sup_center)
+        return bf_loss(self.cfg, out, labels, ce_scale, cost_scale, soft_targets, k_target, sup_scale, sup_center,
+                       spread_sd, spread_scale)
 
 
 def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau=1.0, k_force=0):
@@ -213,12 +214,14 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
 
 
 def bf_loss(cfg, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=None, sup_scale=0.0,
-            sup_center=0):
+            sup_center=0, spread_sd=0.0, spread_scale=0.0):
     """loss = ce_scale * sum_b CE_b + cost_scale * sum_{b,l} (k^_bl - 1)/(H - 1) (cost: learned budget only).
     Added training options (docs/MODEL.md): with soft_targets q [B,C] the first term is ce_scale * sum_b of the
     cross-entropy against q (in-place distillation); with k_target [B] (budget supervision) the loss gains
     sup_scale * sum_{b,l} (k^_bl - k*_b)^2 / (H - 1)^2; with sup_center (train.supervise_center) both k^_.l and
-    k* are first centred on their mean over the batch (the mean of k^ is differentiated too).
+    k* are first centred on their mean over the batch (the mean of k^ is differentiated too); with spread_sd
+    sigma > 0 (train.budget_spread) it gains spread_scale * B * sum_l max(0, 1 - var_b(k^_bl)/sigma^2)^2, the
+    biased variance over the batch, differentiated through its mean.
     Returns (loss, ce_sum, ce [B]); ce and ce_sum are always against the labels."""
     logits = out["logits"]
     labels = torch.as_tensor(labels, dtype=torch.long)
@@ -240,6 +243,11 @@ def bf_loss(cfg, out, labels, ce_scale, cost_scale, soft_targets=None, k_target=
                 kh = kh - kh.mean(dim=0, keepdim=True)
                 kt = kt - kt.mean(dim=0, keepdim=True)
             loss = loss + sup_scale * ((kh - kt) ** 2).sum() / (H - 1) ** 2
+        if spread_sd > 0.0:
+            kh = out["khat_t"]
+            var = kh.var(dim=0, unbiased=False)
+            gap = torch.clamp(1.0 - var / (spread_sd * spread_sd), min=0.0)
+            loss = loss + spread_scale * kh.shape[0] * (gap ** 2).sum()
     return loss, ce_sum, ce
 
 

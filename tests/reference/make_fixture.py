@@ -53,6 +53,10 @@ CASES = [
     # Centred budget supervision (train.supervise_center): the reference differentiates through the means.
     ("supervised_center", 0, 0, 0.7, 0.8, 0.1, True, dict(gate_norm=1, budget_hidden=5, sup_scale=0.4,
                                                          sup_center=1)),
+    # The budget spread (train.budget_spread) beside centred supervision: sigma 2 heads is above the draws'
+    # spread, so the term acts; the reference differentiates through the variance and its mean.
+    ("budget_spread", 0, 0, 0.7, 0.8, 0.1, True, dict(gate_norm=1, budget_hidden=5, sup_scale=0.4,
+                                                     sup_center=1, spread_sd=2.0, spread_scale=0.3)),
 ]
 
 
@@ -118,7 +122,8 @@ def run(cfg, params, tokens, lengths, labels, gumbel, k_random, eps, tau, ce_sca
     loss, ce_sum, ce = model.loss(out, torch.from_numpy(labels), ce_scale, cost_scale,
                                   None if soft is None else torch.from_numpy(soft),
                                   None if k_target is None else torch.from_numpy(k_target),
-                                  opts.get("sup_scale", 0.0), opts.get("sup_center", 0))
+                                  opts.get("sup_scale", 0.0), opts.get("sup_center", 0),
+                                  opts.get("spread_sd", 0.0), opts.get("spread_scale", 0.0))
     model.zero_grad()
     loss.backward()
     grads = {}
@@ -176,7 +181,8 @@ def write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale, opts=None, soft=
         g = f.create_group("model")
         for k, v in cfg.items():
             g.attrs[k] = np.int64(v)
-        # the training options of the case (absent = off): /explore attributes k_force, sup_scale, sup_center and the
+        # the training options of the case (absent = off): /explore attributes k_force, sup_scale, sup_center,
+        # spread_sd, spread_scale and the
         # datasets /explore/k_target [B], /input/soft_targets [B,C]
         if soft is not None:
             f.create_dataset("input/soft_targets", data=soft)
@@ -200,6 +206,8 @@ def write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale, opts=None, soft=
         e.attrs["k_force"] = np.int64(opts.get("k_force", 0))
         e.attrs["sup_scale"] = float(opts.get("sup_scale", 0.0))
         e.attrs["sup_center"] = np.int64(opts.get("sup_center", 0))
+        e.attrs["spread_sd"] = float(opts.get("spread_sd", 0.0))
+        e.attrs["spread_scale"] = float(opts.get("spread_scale", 0.0))
         e.create_dataset("gumbel", data=gumbel.astype(np.float32))
         e.create_dataset("k_random", data=k_random.astype(np.int32))
         x = f.create_group("expect")
