@@ -151,11 +151,14 @@ class BudgetFormer(torch.nn.Module):
             g = H * p * m
         return g, m_hard
 
-    def forward(self, tokens, lengths=None):
+    def forward(self, tokens, lengths=None, budgets=None):
         """tokens [B,T'] int ids (T' <= max_len, PAD = 0 after each input's length), lengths [B] (default: the
         non-PAD count of each row). Returns a dict: logits [B,C]; budget [B,L] int64 (k; H for full heads);
         head_mask [B,L] int64 (bit h set when head h is in S); khat [B,L] (the continuous budget, a tensor
-        with gradient for a learned budget; k for the other models)."""
+        with gradient for a learned budget; k for the other models).
+        budgets (optional): [L] or [B,L] integers that replace k, as `eval --budget-control` does in the C
+        program: an entry in 1..H is that layer's (and input's) budget, the heads still chosen by relevance; 0
+        keeps the model's own. Not for a full-heads model (it has no router). khat stays the router's own."""
         c, P = self.config, self.params
         H, D, L = c["n_heads"], c["d_model"], c["n_layers"]
         dh = D // H
@@ -175,6 +178,16 @@ class BudgetFormer(torch.nn.Module):
         valid = torch.arange(T, device=dev).unsqueeze(0) < lengths.unsqueeze(1)
         bits = (2 ** torch.arange(H, dtype=torch.long, device=dev)).unsqueeze(0)
         mode = self.mode
+        override = None
+        if budgets is not None:
+            override = torch.as_tensor(budgets, dtype=torch.long, device=dev)
+            if override.dim() == 1:
+                override = override.unsqueeze(0).expand(B, -1)
+            if mode == "full":
+                raise ValueError("budgets: a full-heads model has no router whose budget could be set")
+            if tuple(override.shape) != (B, L) or int(override.min()) < 0 or int(override.max()) > H:
+                raise ValueError("budgets: expected [%d] or [%d, %d] integers in 0..%d (0: the model's own), got "
+                                 "shape %s" % (L, B, L, H, tuple(torch.as_tensor(budgets).shape)))
         x = P["tok_emb"][tokens] + P["pos_emb"][:T].unsqueeze(0)
         budgets, masks, khats = [], [], []
         for l in range(L):
@@ -195,12 +208,16 @@ class BudgetFormer(torch.nn.Module):
                         a = a + F.gelu(hb, approximate="tanh") @ P[pre + "router/w_bud_o"]
                     kh = 1.0 + (H - 1) * torch.sigmoid(a)
                     k = torch.clamp(torch.floor(kh.detach() + 0.5), 1, H).to(torch.long)
-                    g, m_hard = self.gates(r, kh, k)
                     khats.append(kh)
                 else:
+                    kh = None
                     k = torch.full((B,), c["fixed_budget"], dtype=torch.long, device=dev)
-                    g, m_hard = self.gates(r, None, k)
                     khats.append(k.to(x.dtype))
+                if override is not None:
+                    # a set budget, as the C program's k_override: no gradient reaches k^ through the mask
+                    k = torch.where(override[:, l] > 0, override[:, l], k)
+                    kh = None
+                g, m_hard = self.gates(r, kh, k)
             budgets.append(k)
             masks.append((m_hard.detach().to(torch.long) * bits).sum(dim=1))
             qkv = u @ P[pre + "attn/w_qkv"] + P[pre + "attn/b_qkv"]
