@@ -17,15 +17,6 @@ two constants with probability f and the smaller otherwise (f such that the expe
 own); its expected test accuracy is (1 - f) acc_small + f acc_large. Own minus that "mixture" is the
 compute-matched answer.
 
-Also, per checkpoint, a label-free bound on what per-input budgets could earn at all on the test split: the
-model run with k heads in every layer for every k, round(m n) heads (m the model's mean heads per layer on
-test, n the inputs) shared among the inputs where KL(p_H || p_k) falls most, each input answered at its k;
-beside it the input-blind budget at the same cost (the same k for every input, mixed between floor(m) and
-ceil(m)). A predictor of the budget sees less than this allocation does (it knows every pass's output), so a
-small gain here bounds what any budget predictor could add on these weights. (The label-reading oracle of
-`eval --budget-control oracle` is no such bound: choosing among H answers per input by the label also
-counts lucky ones.)
-
 Prints per checkpoint the valid means, own accuracy, the chosen per-layer budgets and both test accuracies;
 with several checkpoints (seeds), the mean and sample sd of the per-seed differences (in points). --json
 prints one JSON object instead. Evaluation uses the Python package (python/budgetformer), which computes what
@@ -58,70 +49,18 @@ def read_split(path):
         raise SystemExit("%s: cannot read (%s)" % (path, e))
 
 
-def predictions(model, split, budgets=None, batch=1024, log_probs=False):
-    """(predicted class [n], budgets used [n, L]) on a split; budgets as BudgetFormer.forward takes them. With
-    log_probs, also the log-probabilities [n, C]."""
+def predictions(model, split, budgets=None, batch=1024):
+    """(predicted class [n], budgets used [n, L]) on a split; budgets as BudgetFormer.forward takes them."""
     import torch
     tokens, lengths, _ = split
-    preds, used, lps = [], [], []
+    preds, used = [], []
     with torch.no_grad():
         for i in range(0, len(tokens), batch):
             ln = lengths[i:i + batch]
             out = model(tokens[i:i + batch, :int(ln.max())], ln, budgets=budgets)
             preds.append(out["logits"].argmax(dim=1).numpy())
             used.append(out["budget"].numpy())
-            if log_probs:
-                lps.append(torch.log_softmax(out["logits"].double(), dim=1).numpy())
-    if log_probs:
-        return np.concatenate(preds), np.concatenate(used), np.concatenate(lps)
     return np.concatenate(preds), np.concatenate(used)
-
-
-def allocate(cost, total):
-    """Shares `total` heads among n inputs (at least 1 each, at most H) where cost [n, H] (the cost with k heads
-    in column k-1) falls most per extra head, greedily, as bf_budget_allocate does; ties to the lower index."""
-    import heapq
-    n, H = cost.shape
-    k = np.ones(n, dtype=np.int64)
-    heap = [(-(cost[i, 0] - cost[i, 1]), i) for i in range(n)] if H > 1 else []
-    heapq.heapify(heap)
-    left = total - n
-    while left > 0 and heap:
-        _, i = heapq.heappop(heap)
-        k[i] += 1
-        left -= 1
-        if k[i] < H:
-            heapq.heappush(heap, (-(cost[i, k[i] - 1] - cost[i, k[i]]), i))
-    return k
-
-
-def label_free_bound(model, test, heads_per_layer):
-    """The most per-input budgets could earn on `test` without reading a label: every input evaluated with k
-    heads in every layer for k = 1..H, the cost of k heads taken as KL(p_H || p_k) (how far the prediction
-    moves from the all-heads one; no label), round(heads_per_layer * n) heads shared where that cost falls most,
-    each input then answered at its k. Beside it the same k in every layer for every input, mixed as in
-    grid() between floor and ceil of heads_per_layer: the input-blind budget at the same cost."""
-    H, L = model.config["n_heads"], model.config["n_layers"]
-    y = test[2]
-    preds, lps = [], []
-    for k in range(1, H + 1):
-        p, _, lp = predictions(model, test, [k] * L, log_probs=True)
-        preds.append(p)
-        lps.append(lp)
-    preds = np.stack(preds, axis=1)
-    p_all = np.exp(lps[-1])
-    kl = np.stack([(p_all * (lps[-1] - lp)).sum(axis=1) for lp in lps], axis=1)
-    n = len(y)
-    total = int(round(heads_per_layer * n))
-    k = allocate(kl, total)
-    bound = accuracy(preds[np.arange(n), k - 1], y)
-    lo = int(np.floor(heads_per_layer))
-    hi = min(H, lo + 1)
-    f = heads_per_layer - lo if hi > lo else 0.0
-    blind = (1.0 - f) * accuracy(preds[:, lo - 1], y) + f * accuracy(preds[:, hi - 1], y)
-    return {"heads_per_layer": heads_per_layer, "heads_given": int(k.sum()), "bound": bound,
-            "input_blind": blind, "gain": bound - blind,
-            "accuracy_by_k": [accuracy(preds[:, j], y) for j in range(H)]}
 
 
 def accuracy(pred, labels):
@@ -143,8 +82,7 @@ def grid(path, valid, test):
     for ks in itertools.product(range(1, H + 1), repeat=L):
         if sum(ks) <= above:
             rows.append((accuracy(predictions(model, valid, list(ks))[0], valid[2]), ks))
-    own_pred, own_used = predictions(model, test)
-    own_test = accuracy(own_pred, test[2])
+    own_test = accuracy(predictions(model, test)[0], test[2])
     out = {"checkpoint": path, "valid_mean_budget": [round(float(m), 4) for m in means],
            "valid_own": accuracy(own_valid, valid[2]), "test_own": own_test}
     # For each bound, the most accurate constant on valid; ties to more heads in all, then to the earlier
@@ -170,7 +108,6 @@ def grid(path, valid, test):
         out["mixture"] = {"fraction_larger": 0.0, "test": lo["test"], "difference": lo["difference"]}
     else:
         out["mixture"] = None
-    out["label_free"] = label_free_bound(model, test, float(own_used.mean()))
     return out
 
 
@@ -186,8 +123,8 @@ def main():
     valid, test = read_split(a.valid), read_split(a.test)
     results = [grid(p, valid, test) for p in a.checkpoints]
     summary = {}
-    for name in ("at_most", "rounded_up", "mixture", "label_free"):
-        d = [r[name]["gain" if name == "label_free" else "difference"] for r in results if r[name]]
+    for name in ("at_most", "rounded_up", "mixture"):
+        d = [r[name]["difference"] for r in results if r[name]]
         summary[name] = {"seeds": len(d), "mean_difference": statistics.mean(d) if d else None,
                          "sd_difference": statistics.stdev(d) if len(d) > 1 else None}
     if a.json:
@@ -206,17 +143,11 @@ def main():
         print("| %s | %s (%.2f) | %.2f | %s | %s | %s |" % (
             r["checkpoint"], " / ".join("%.2f" % x for x in m), sum(m), r["test_own"], cell(r["at_most"]),
             cell(r["rounded_up"]), "-" if not mix else "%.2f, %+.2f" % (mix["test"], mix["difference"])))
-    for r in results:
-        b = r["label_free"]
-        print("%s: label-free bound at %.2f heads per layer (same k in every layer) %.2f, input-blind %.2f, "
-              "gain %+.2f" % (r["checkpoint"], b["heads_per_layer"], b["bound"], b["input_blind"], b["gain"]))
-    for name, what in (("at_most", "own - best constant per layer, at most the model's heads"),
-                       ("rounded_up", "own - best constant per layer, heads rounded up"),
-                       ("mixture", "own - mixture of the two at the model's heads"),
-                       ("label_free", "label-free bound - input-blind budget")):
+    for name, what in (("at_most", "at most the model's heads"), ("rounded_up", "heads rounded up"),
+                       ("mixture", "mixture at the model's heads")):
         s = summary[name]
         if s["sd_difference"] is not None:
-            print("%s, %d checkpoints: %+.2f ± %.2f points" % (
+            print("own - best constant per layer (%s), %d checkpoints: %+.2f ± %.2f points" % (
                 what, s["seeds"], s["mean_difference"], s["sd_difference"]))
 
 
