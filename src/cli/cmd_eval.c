@@ -42,7 +42,8 @@ static void usage(FILE *f) {
                "                       every input gets per layer the rounded mean of that layer's budgets on\n"
                "                       this data; oracle = a diagnostic that reads the labels: the same number\n"
                "                       of heads shared among the inputs where they lower the loss most (same k\n"
-               "                       in every layer), the most per-input budgets alone could gain (one rank);\n"
+               "                       in every layer), an optimistic ceiling: it also counts lucky answers\n"
+               "                       (one rank);\n"
                "                       prints the control's accuracy beside the model's own\n"
                "  --control-seed N     seed of the shuffle's permutation (integer >= 0, default 1)\n");
 }
