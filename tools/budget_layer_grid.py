@@ -104,7 +104,8 @@ def grid(path, valid, test):
         f = min(1.0, max(0.0, (within - lo["heads"]) / (hi["heads"] - lo["heads"])))
         mixed = (1.0 - f) * lo["test"] + f * hi["test"]
         out["mixture"] = {"fraction_larger": f, "test": mixed, "difference": own_test - mixed}
-    elif lo:  # the model's heads are a whole number: the first constant already costs what the model does
+    elif lo:  # the same constant under both bounds (valid prefers it even with a head more allowed, or the
+        # model's heads are a whole number): it is the input-blind budget, at no more than the model's cost
         out["mixture"] = {"fraction_larger": 0.0, "test": lo["test"], "difference": lo["difference"]}
     else:
         out["mixture"] = None
