@@ -87,16 +87,8 @@ for e in "${exes[@]}"; do
 done
 [ -n "$shard_list" ] || shard_list="0 1"
 
-# The synthetic standard shape: random words w0..w16381 (all of them in the vocabulary), 128 per input.
-make_standard_data() {
-  [ -f "$work/standard/train.h5" ] && return
-  awk 'BEGIN { srand(1); for (r = 0; r < 2048; r++) { printf "c%d\t", r % 4
-         for (k = 0; k < 128; k++) printf "%sw%d", k ? " " : "", (k < 2 ? r * 2 + k : int(rand() * 16382)) % 16382
-         printf "\n" } }' > "$work/standard.tsv"
-  "$exe" prepare --train "$work/standard.tsv" --test "$work/standard.tsv" --out "$work/standard" --max-len 128 \
-    --vocab-size 16384 --min-count 1 > "$work/standard.prepare.log" 2>&1 ||
-    { echo "bench-scaling: preparing the synthetic standard-shape data failed:" >&2; tail -5 "$work/standard.prepare.log" >&2; exit 1; }
-}
+# The standard shape (launch/standard-shape.sh).
+. "$here/standard-shape.sh"
 
 # Sets config_file and sets[] for configuration name $1 (and its default steps).
 setup_config() {
@@ -110,12 +102,10 @@ setup_config() {
       sets+=(--set "data.train=$work/tiny/train.h5" --set model.d_model=64 --set model.d_ff=256
              --set train.batch_size=64 --set "train.steps=$((n + 30))" --set train.warmup=20 --set "train.stop_at=$n") ;;
     standard)
-      make_standard_data
+      standard_shape_data "$exe" "$work"
       config_file=$root/configs/tiny.ini; n=${steps:-30}
-      sets+=(--set "data.train=$work/standard/train.h5" --set model.d_model=256 --set model.n_heads=8
-             --set model.n_layers=4 --set model.d_ff=1024 --set train.batch_size=32 --set "train.steps=$((n + 10))"
-             --set train.warmup=2 --set model.fixed_budget=4 --set model.gate_norm=0 --set train.budget_cost=0
-             --set explore.eps_start=0 --set explore.eps_end=0 --set explore.steps=1 --set "train.stop_at=$n") ;;
+      standard_shape_sets "$work" "$n"
+      sets+=("${standard_sets[@]}" --set train.batch_size=32) ;;
     wordnet-pos|wordnet-lex|spam|scaling)
       config_file=$root/configs/$name.ini; n=${steps:-300}
       [ "$name" = scaling ] && n=${steps:-20}

@@ -32,16 +32,10 @@ command -v taskset > /dev/null || { echo "bench-two-ranks: needs taskset (util-l
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 w=$(mktemp -d "${TMPDIR:-/tmp}/bench-two-ranks.XXXXXX")
 trap 'rm -rf "$w"' EXIT
-# the synthetic standard-shape data of launch/bench-scaling.sh
-awk 'BEGIN { srand(1); for (r = 0; r < 2048; r++) { printf "c%d\t", r % 4
-       for (k = 0; k < 128; k++) printf "%sw%d", k ? " " : "", (k < 2 ? r * 2 + k : int(rand() * 16382)) % 16382
-       printf "\n" } }' > "$w/standard.tsv"
-"$exe" prepare --train "$w/standard.tsv" --test "$w/standard.tsv" --out "$w/standard" --max-len 128 \
-  --vocab-size 16384 --min-count 1 > "$w/prepare.log" 2>&1 || { cat "$w/prepare.log" >&2; exit 1; }
-args=(train --config "$root/configs/tiny.ini" --set "data.train=$w/standard/train.h5" --set model.d_model=256
-      --set model.n_heads=8 --set model.n_layers=4 --set model.d_ff=1024 --set "train.steps=$((n + 10))"
-      --set train.warmup=2 --set model.fixed_budget=4 --set model.gate_norm=0 --set train.budget_cost=0
-      --set explore.eps_start=0 --set explore.eps_end=0 --set explore.steps=1 --set "train.stop_at=$n"
+. "$here/standard-shape.sh"
+standard_shape_data "$exe" "$w"
+standard_shape_sets "$w" "$n"
+args=(train --config "$root/configs/tiny.ini" "${standard_sets[@]}"
       --set data.valid= --set data.test= --set "train.log_every=$(( n / 10 > 0 ? n / 10 : 1 ))"
       --set checkpoint.every=0 --set "heads.every=$n")
 cpu() { grep -o '[0-9.]* ms CPU per input' "$1" | awk '{print $1}'; }
