@@ -85,12 +85,10 @@ def allocate(cost, total):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    import h5py
     import torch
+    from budget_layer_grid import read_split  # tools/: this script's directory (names the file on bad input)
     torch.set_num_threads(1)
-    with h5py.File(sys.argv[1], "r") as f:
-        tokens, lengths = f["tokens"][()].astype(np.int64), f["lengths"][()].astype(np.int64)
-        labels = f["labels"][()].astype(np.int64)
+    tokens, lengths, labels = read_split(sys.argv[1])
     for path in sys.argv[2:]:
         model = budgetformer.load(path)
         if model.mode != "learned":

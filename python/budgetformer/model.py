@@ -158,7 +158,8 @@ class BudgetFormer(torch.nn.Module):
         with gradient for a learned budget; k for the other models).
         budgets (optional): [L] or [B,L] integers that replace k, as `eval --budget-control` does in the C
         program: an entry in 1..H is that layer's (and input's) budget, the heads still chosen by relevance; 0
-        keeps the model's own. Not for a full-heads model (it has no router). khat stays the router's own."""
+        keeps the model's own. Not for a full-heads model (it has no router). khat stays the router's own; in a
+        layer whose budgets are given, no gradient reaches khat through the mask (as in a forced pass)."""
         c, P = self.config, self.params
         H, D, L = c["n_heads"], c["d_model"], c["n_layers"]
         dh = D // H
@@ -185,9 +186,12 @@ class BudgetFormer(torch.nn.Module):
                 override = override.unsqueeze(0).expand(B, -1)
             if mode == "full":
                 raise ValueError("budgets: a full-heads model has no router whose budget could be set")
-            if tuple(override.shape) != (B, L) or int(override.min()) < 0 or int(override.max()) > H:
+            if tuple(override.shape) != (B, L):
                 raise ValueError("budgets: expected [%d] or [%d, %d] integers in 0..%d (0: the model's own), got "
                                  "shape %s" % (L, B, L, H, tuple(torch.as_tensor(budgets).shape)))
+            if int(override.min()) < 0 or int(override.max()) > H:
+                raise ValueError("budgets: expected integers in 0..%d (0: the model's own), got values %d..%d"
+                                 % (H, int(override.min()), int(override.max())))
         x = P["tok_emb"][tokens] + P["pos_emb"][:T].unsqueeze(0)
         budgets, masks, khats = [], [], []
         for l in range(L):
