@@ -233,7 +233,7 @@ static void test_unknown_keys(void **state) {
     (void)state;
     expect_file_error("unknown_key", "[model]\nd_model = 64\n\nd_modl = 64\n", 4, "unknown key 'model.d_modl'",
                       "known keys in [model]: d_model, n_heads, n_layers, d_ff, full_heads, fixed_budget, gate_norm, "
-                      "budget_hidden)",
+                      "layer_budgets, budget_hidden)",
                       NULL);
     expect_file_error("unknown_section", "[train]\nsteps = 5\n[modle]\nd_model = 64\n", 4,
                       "unknown key 'modle.d_model'", "unknown section [modle]", "model", "explore", NULL);
@@ -379,6 +379,16 @@ static void test_validate(void **state) {
     expect_invalid((const char *const[]){"train.steps=10", "train.warmup=10", NULL}, "train.warmup");
     expect_invalid((const char *const[]){"data.train=", NULL}, "data.train");
     expect_invalid((const char *const[]){"train.supervise_center=1", NULL}, "train.supervise_center");
+    /* model.layer_budgets: n_layers (default 2) budgets in 1..n_heads (default 4), alone. */
+    expect_invalid((const char *const[]){"model.layer_budgets=3", NULL}, "expected model.n_layers = 2 integers");
+    expect_invalid((const char *const[]){"model.layer_budgets=3,1,1", NULL}, "model.layer_budgets = '3,1,1'");
+    expect_invalid((const char *const[]){"model.layer_budgets=3,5", NULL}, "in 1..model.n_heads = 4");
+    expect_invalid((const char *const[]){"model.layer_budgets=3,0", NULL}, "model.layer_budgets");
+    expect_invalid((const char *const[]){"model.layer_budgets=3;1", NULL}, "separated by commas");
+    expect_invalid((const char *const[]){"model.layer_budgets=3,x", NULL}, "model.layer_budgets");
+    expect_invalid((const char *const[]){"model.layer_budgets=3,1", "model.fixed_budget=2", NULL},
+                   "model.layer_budgets = 3,1 and model.fixed_budget = 2 exclude each other");
+    expect_invalid((const char *const[]){"model.layer_budgets=3,1", "model.full_heads=1", NULL}, "model.full_heads");
 
     /* Edges that are allowed. */
     bf_config c;
@@ -400,6 +410,16 @@ static void test_validate(void **state) {
     set_ok(&c, "model.fixed_budget=0");
     set_ok(&c, "model.full_heads=1");
     if (bf_config_validate(&c, &err)) fail_msg("%s", err.msg);
+    /* A budget per layer, spaces allowed, with the learned-budget keys still set (they do not apply). */
+    set_ok(&c, "model.full_heads=0");
+    set_ok(&c, "model.layer_budgets= 4 , 1 ");
+    if (bf_config_validate(&c, &err)) fail_msg("%s", err.msg);
+    int k[2] = {0, 0};
+    assert_int_equal(bf_config_layer_budgets(&c, k, &err), 1);
+    assert_int_equal(k[0], 4);
+    assert_int_equal(k[1], 1);
+    set_ok(&c, "model.layer_budgets=");
+    assert_int_equal(bf_config_layer_budgets(&c, k, &err), 0);
 }
 
 /* ---- writing ------------------------------------------------------------------------------------ */

@@ -578,12 +578,16 @@ typedef struct {
     int flipped; /* set by model_loss when a discrete choice differs from budget0/mask0 */
 } model_ctx;
 
+/* The budgets of each layer when model_setup_bh gets fixed_budget = BF_FIXED_PER_LAYER (model.layer_budgets). */
+static const int kLayerBudgets[2] = {3, 1};
+
 /* budget_hidden: the added hidden layer of the budget predictor (0: none). */
 static void model_setup_bh(model_ctx *c, int full_heads, int fixed_budget, int gate_norm, int budget_hidden,
                            uint64_t seed) {
     bf_model_config cfg = {.vocab_size = 20, .max_len = MT, .d_model = 8, .n_heads = 4, .n_layers = 2,
                            .d_ff = 12, .n_classes = 3, .full_heads = full_heads, .fixed_budget = fixed_budget,
                            .gate_norm = gate_norm, .budget_hidden = budget_hidden};
+    if (fixed_budget == BF_FIXED_PER_LAYER) memcpy(cfg.layer_budgets, kLayerBudgets, sizeof kLayerBudgets);
     memset(c, 0, sizeof *c);
     bf_model_init(&c->m, &cfg, MB);
     test_rng r = {seed};
@@ -756,6 +760,27 @@ static void test_model_fixed_budget(void **state) {
     int bad = model_fd(c, "fixed_budget=2 eps=0");
     model_set_explore(c, 0.5f, 1.0f, 0, 202);
     bad += model_fd(c, "fixed_budget=2 eps=0.5");
+    bf_model_free(&c->m);
+    free(c);
+    assert_int_equal(bad, 0);
+}
+
+/* model.layer_budgets = 3,1 (added option): layer 0 keeps 3 heads, layer 1 one, with and without exploration
+ * and with renormalised gates. */
+static void test_model_layer_budgets(void **state) {
+    (void)state;
+    model_ctx *c = bf_xmalloc(sizeof *c);
+    model_setup(c, 0, BF_FIXED_PER_LAYER, 103);
+    int bad = model_fd(c, "layer_budgets=3,1 eps=0");
+    for (int b = 0; b < MB; b++) { /* the forward really used k = 3 in layer 0 and k = 1 in layer 1 */
+        assert_int_equal(c->m.budget[b * 2 + 0], 3);
+        assert_int_equal(c->m.budget[b * 2 + 1], 1);
+    }
+    model_set_explore(c, 0.5f, 1.0f, 0, 203);
+    bad += model_fd(c, "layer_budgets=3,1 eps=0.5");
+    bf_model_free(&c->m);
+    model_setup_opts(c, 0, BF_FIXED_PER_LAYER, 1, 104);
+    bad += model_fd(c, "gate_norm layer_budgets=3,1 eps=0");
     bf_model_free(&c->m);
     free(c);
     assert_int_equal(bad, 0);
@@ -963,6 +988,7 @@ int main(void) {
         cmocka_unit_test(test_cross_entropy),
         cmocka_unit_test(test_model_full_heads),
         cmocka_unit_test(test_model_fixed_budget),
+        cmocka_unit_test(test_model_layer_budgets),
         cmocka_unit_test(test_model_learned),
         cmocka_unit_test(test_model_straight_through),
         cmocka_unit_test(test_model_gate_norm_and_training_losses),

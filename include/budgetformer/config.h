@@ -36,6 +36,7 @@ typedef struct {
     int fixed_budget; /* 0 = learned budget, else 1..n_heads */
     int gate_norm;    /* added option: 1 = gates renormalised over the selected heads */
     int budget_hidden;/* added option: N > 0 = a GELU hidden layer of width N in the budget predictor */
+    char layer_budgets[BF_PATH_LEN]; /* added option: "k_1,...,k_L", a fixed budget per layer; "" = none */
     /* [train] */
     int batch_size;   /* global batch */
     int micro_batch;  /* per-rank inputs per forward pass; 0 = all of the rank's part at once */
@@ -96,6 +97,10 @@ void bf_config_defaults(bf_config *c);
 int bf_config_load(bf_config *c, const char *path, bf_err *err);
 /* Applies one "section.key=value" override. */
 int bf_config_set(bf_config *c, const char *assignment, bf_err *err);
+/* model.layer_budgets read into k[0..n_layers-1] (each 1..model.n_heads). Returns 1 when the key is set, 0 when
+ * it is empty (k untouched) and -1 with a message naming the key and what was expected. */
+int bf_config_layer_budgets(const bf_config *c, int *k, bf_err *err);
+
 /* Cross-field checks (e.g. fixed_budget <= n_heads, d_model divisible by n_heads, data.train set). */
 int bf_config_validate(const bf_config *c, bf_err *err);
 /* Writes the resolved configuration as INI (readable again by bf_config_load). */

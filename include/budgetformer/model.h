@@ -28,13 +28,21 @@ typedef struct {
     int d_ff;         /* F */
     int n_classes;    /* C */
     int full_heads;   /* 1: every head, gate 1 (the baseline) */
-    int fixed_budget; /* k > 0: k heads by relevance for every input, no learned budget */
+    int fixed_budget; /* k > 0: k heads by relevance for every input, no learned budget; BF_FIXED_PER_LAYER:
+                       * layer l uses layer_budgets[l] heads (added option, docs/MODEL.md) */
     int gate_norm;    /* added option (docs/MODEL.md): 1 = gates H p_h / sum over S of p_j; 0 = MODEL.md's H p_h */
     int budget_hidden;/* added option (docs/MODEL.md): N > 0 adds a GELU hidden layer of width N to the budget
                        * logit, a = s w_bud + b_bud + w_bud_o . gelu(s W_bud_h + b_bud_h); 0 = MODEL.md's linear */
+    int layer_budgets[64]; /* added option: with fixed_budget = BF_FIXED_PER_LAYER, layer l's k in 1..H for
+                            * l < n_layers; all 0 otherwise (so equal models are equal bytes) */
 } bf_model_config;
 
 #define BF_MAX_HEADS 32
+#define BF_MAX_LAYERS 64
+/* fixed_budget's value for a fixed budget per layer (model.layer_budgets). It is also what the checkpoint's
+ * /model fixed_budget attribute holds then: a reader that does not know the option refuses the negative
+ * value instead of computing a learned budget. */
+#define BF_FIXED_PER_LAYER (-1)
 #define BF_MAX_BUDGET_HIDDEN 4096
 
 /* The fields of bf_model_config, in one table for every list of them: the checkpoint's /model attributes
@@ -153,6 +161,8 @@ typedef struct {
 /* Checks the configuration (H range and divisibility, positive sizes, fixed_budget in 0..H); returns 0 or
  * -1 with a message in msg (len bytes). */
 int bf_model_config_check(const bf_model_config *cfg, char *msg, size_t len);
+/* "k_1,...,k_L" of a fixed budget per layer (model.layer_budgets), "" for any other model. */
+void bf_model_layer_budgets_text(const bf_model_config *cfg, char *buf, size_t len);
 
 void bf_model_init(bf_model *m, const bf_model_config *cfg, int max_batch);
 void bf_model_free(bf_model *m);

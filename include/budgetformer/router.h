@@ -14,7 +14,7 @@
 
 typedef enum {
     BF_ROUTER_LEARNED = 0, /* learned budget and relevance (BudgetFormer) */
-    BF_ROUTER_FIXED = 1,   /* k = fixed_budget heads by relevance */
+    BF_ROUTER_FIXED = 1,   /* k = fixed_budget heads by relevance (layer_budgets[l] in layer l when set) */
     BF_ROUTER_FULL = 2,    /* every head, gate 1 (full multi-head attention) */
 } bf_router_mode;
 
@@ -24,6 +24,7 @@ typedef struct {
     int n_heads;
     int gate_norm;     /* 1: gates renormalised over the selected heads (docs/MODEL.md, added option) */
     int budget_hidden; /* N > 0: the budget logit has a GELU hidden layer of width N (docs/MODEL.md, added option) */
+    const int *layer_budgets; /* BF_ROUTER_FIXED with a budget per layer (added option): k of layer l; else NULL */
 } bf_router_params_mode;
 
 /* The budget predictor's weights (or their gradients): a = s w + b [+ w_o . gelu(s w_h + b_h)]. The hidden

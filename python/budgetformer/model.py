@@ -34,12 +34,15 @@ HYPERPARAMETERS = ("vocab_size", "max_len", "d_model", "n_heads", "n_layers", "d
 # values. full_heads and fixed_budget are always written; the others only when nonzero.
 OPTIONS = {
     "full_heads": lambda v, c: v in (0, 1),
-    "fixed_budget": lambda v, c: 0 <= v <= c["n_heads"],
+    # -1 (project-added): a fixed budget per layer, the /model array attribute layer_budgets
+    "fixed_budget": lambda v, c: -1 <= v <= c["n_heads"],
     "gate_norm": lambda v, c: v in (0, 1),  # project-added: 1 = renormalised gates
     # project-added: N > 0 = a GELU hidden layer of width N in the budget logit (a learned budget only)
     "budget_hidden": lambda v, c: v == 0 or (1 <= v <= 4096 and not c.get("full_heads") and not c.get("fixed_budget")),
 }
 ALWAYS_WRITTEN = ("full_heads", "fixed_budget")
+# Project-added: with fixed_budget = -1, the int64 array attribute /model layer_budgets holds layer l's k.
+LAYER_BUDGETS = "layer_budgets"
 LN_EPS = 1e-5
 
 
@@ -79,6 +82,13 @@ def check_config(cfg, where="model configuration"):
         if not ok(int(cfg.get(k, 0)), cfg):
             raise ValueError("%s: %s = %d is not an allowed value (docs/MODEL.md, 'Model options')"
                              % (where, k, cfg.get(k, 0)))
+    lb = cfg.get(LAYER_BUDGETS)
+    if cfg.get("fixed_budget", 0) == -1:
+        if lb is None or len(lb) != cfg["n_layers"] or not all(1 <= int(k) <= H for k in lb):
+            raise ValueError("%s: fixed_budget = -1 needs layer_budgets: n_layers = %d integers in 1..n_heads = %d, "
+                             "got %r" % (where, cfg["n_layers"], H, lb))
+    elif lb:
+        raise ValueError("%s: layer_budgets = %r needs fixed_budget = -1" % (where, lb))
     if cfg.get("full_heads", 0) and cfg.get("fixed_budget", 0):
         raise ValueError("%s: full_heads = 1 and fixed_budget = %d: expected at most one of them"
                          % (where, cfg["fixed_budget"]))
@@ -103,7 +113,7 @@ class BudgetFormer(torch.nn.Module):
 
     def __init__(self, config, vocab=None, labels=None, dtype=torch.float32):
         super().__init__()
-        cfg = {k: int(v) for k, v in config.items()}
+        cfg = {k: (tuple(int(x) for x in v) if k == LAYER_BUDGETS else int(v)) for k, v in config.items()}
         for k in OPTIONS:
             cfg.setdefault(k, 0)
         check_config(cfg)
@@ -129,7 +139,7 @@ class BudgetFormer(torch.nn.Module):
     def mode(self):
         if self.config["full_heads"]:
             return "full"
-        return "fixed" if self.config["fixed_budget"] > 0 else "learned"
+        return "fixed" if self.config["fixed_budget"] != 0 else "learned"
 
     # ---- the forward pass ------------------------------------------------------------------------------
 
@@ -215,7 +225,8 @@ class BudgetFormer(torch.nn.Module):
                     khats.append(kh)
                 else:
                     kh = None
-                    k = torch.full((B,), c["fixed_budget"], dtype=torch.long, device=dev)
+                    kl = c[LAYER_BUDGETS][l] if c["fixed_budget"] == -1 else c["fixed_budget"]  # -1: per layer
+                    k = torch.full((B,), kl, dtype=torch.long, device=dev)
                     khats.append(k.to(x.dtype))
                 if override is not None:
                     # a set budget, as the C program's k_override: no gradient reaches k^ through the mask
@@ -325,6 +336,10 @@ class BudgetFormer(torch.nn.Module):
                 for k in OPTIONS:
                     if k not in ALWAYS_WRITTEN and (self.config[k] or k in g.attrs):
                         _set_int_attr(g, k, self.config[k])
+                if LAYER_BUDGETS in g.attrs:
+                    del g.attrs[LAYER_BUDGETS]
+                if self.config["fixed_budget"] == -1:
+                    g.attrs.create(LAYER_BUDGETS, np.asarray(self.config[LAYER_BUDGETS], dtype="<i8"))
                 for name, shape in param_shapes(self.config):
                     a = self.params[name].detach().to(torch.float32).cpu().numpy()
                     if not np.isfinite(a).all():
@@ -401,6 +416,12 @@ def config_from_attrs(g, path):
         cfg[k] = _int_attr(g, k, path)
     for k in g.attrs:
         if k in HYPERPARAMETERS:
+            continue
+        if k == LAYER_BUDGETS:  # project-added, an array: read below
+            a = np.asarray(g.attrs[k])
+            if a.ndim != 1 or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError("%s: /model attribute layer_budgets is %r: expected integers" % (path, a))
+            cfg[k] = tuple(int(x) for x in a)
             continue
         v = _int_attr(g, k, path)
         if k in OPTIONS:

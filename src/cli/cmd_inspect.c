@@ -109,6 +109,9 @@ static void print_text(const report *r) {
         printf("model        ");
         for (int i = 0; i < BF_MODEL_N_FIELDS; i++)
             printf(" %s %d%s", bf_model_fields[i].name, bf_model_field_get(&r->mc, i), i < BF_MODEL_N_FIELDS - 1 ? "," : "");
+        char budgets[4 * BF_MAX_LAYERS];
+        bf_model_layer_budgets_text(&r->mc, budgets, sizeof budgets);
+        if (budgets[0]) printf(", layer_budgets %s", budgets);
         printf("\n              %zu parameters in %d tensors\n", r->m.n_params, r->m.n_tensors);
         printf("tensors\n");
         for (int i = 0; i < r->m.n_tensors; i++) {
@@ -170,6 +173,9 @@ static void print_json(const report *r) {
         printf("{");
         for (int i = 0; i < BF_MODEL_N_FIELDS; i++)
             printf("%s\"%s\": %d", i ? ", " : "", bf_model_fields[i].name, bf_model_field_get(&r->mc, i));
+        char budgets[4 * BF_MAX_LAYERS];
+        bf_model_layer_budgets_text(&r->mc, budgets, sizeof budgets);
+        printf(", \"layer_budgets\": %s%s%s", budgets[0] ? "[" : "null", budgets, budgets[0] ? "]" : "");
         printf("}, \"n_params\": %zu, \"tensors\": [", r->m.n_params);
         for (int i = 0; i < r->m.n_tensors; i++) {
             const bf_tensor_info *t = &r->m.tensors[i];

@@ -78,6 +78,11 @@ static const key_spec kKeys[] = {
     KEY("model", "gate_norm", KT_BOOL, FIELD(gate_norm, int), 0, 1, R_CLOSED, "0",
         "Added option (docs/MODEL.md): 1 = the gates of the selected heads are H p_h / (sum over S of p_j), "
         "so they sum to H whatever k is; 0 = MODEL.md's gates H p_h. Stored in the checkpoint."),
+    K_STR("model", "layer_budgets", layer_budgets, "",
+          "Added option (docs/MODEL.md): a fixed budget per layer, model.n_layers integers in 1..model.n_heads "
+          "separated by commas (e.g. 3,1): layer l uses exactly k_l heads for every input, chosen by the learned "
+          "relevance, with no learned budget (model.fixed_budget with one k per layer). Empty = none. Cannot be "
+          "combined with model.fixed_budget or model.full_heads. Stored in the checkpoint."),
     K_INT("model", "budget_hidden", budget_hidden, 0, 4096, "0",
           "Added option (docs/MODEL.md): N > 0 = the budget logit gets a GELU hidden layer of width N on the "
           "summary, a = s w_bud + b_bud + w_bud_o . gelu(s W_bud_h + b_bud_h); 0 = MODEL.md's linear budget "
@@ -635,6 +640,31 @@ int bf_config_set(bf_config *c, const char *assignment, bf_err *err) {
 
 /* ---- validation -------------------------------------------------------------------------------- */
 
+int bf_config_layer_budgets(const bf_config *c, int *k, bf_err *err) {
+    const char *s = c->layer_budgets;
+    while (isspace((unsigned char)*s)) s++;
+    if (!*s) return 0;
+    int n = 0;
+    for (;;) {
+        char *end;
+        errno = 0;
+        long v = strtol(s, &end, 10);
+        if (end == s || errno || v < 1 || v > c->n_heads || n >= c->n_layers) break;
+        k[n++] = (int)v;
+        s = end;
+        while (isspace((unsigned char)*s)) s++;
+        if (!*s) {
+            if (n == c->n_layers) return 1;
+            break;
+        }
+        if (*s != ',') break;
+        s++;
+    }
+    return bf_fail(err, "model.layer_budgets = '%s': expected model.n_layers = %d integers in 1..model.n_heads = %d, "
+                   "separated by commas (e.g. %s)", c->layer_budgets, c->n_layers, c->n_heads,
+                   c->n_layers == 1 ? "1" : c->n_layers == 2 ? "3,1" : "2,2,1");
+}
+
 int bf_config_validate(const bf_config *c, bf_err *err) {
     if (!c->data_train[0])
         return bf_fail(err, "data.train is not set: give the prepared training set in the config file "
@@ -650,7 +680,14 @@ int bf_config_validate(const bf_config *c, bf_err *err) {
     if (c->full_heads && c->fixed_budget)
         return bf_fail(err, "model.full_heads = 1 and model.fixed_budget = %d exclude each other: the full "
                        "baseline uses every head", c->fixed_budget);
-    int learned = !c->full_heads && !c->fixed_budget;
+    int per_layer[64]; /* model.n_layers is at most 64 */
+    int has_layers = bf_config_layer_budgets(c, per_layer, err);
+    if (has_layers < 0) return -1;
+    if (has_layers && (c->full_heads || c->fixed_budget))
+        return bf_fail(err, "model.layer_budgets = %s and model.%s = %d exclude each other: set one of them",
+                       c->layer_budgets, c->full_heads ? "full_heads" : "fixed_budget",
+                       c->full_heads ? 1 : c->fixed_budget);
+    int learned = !c->full_heads && !c->fixed_budget && !has_layers;
     /* budget_target, budget supervision and model.budget_hidden do not apply to full-heads and fixed-budget models
      * (they have no learned budget, as the budget cost does not apply to them), so a shipped configuration serves
      * every variant. */

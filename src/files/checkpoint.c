@@ -129,6 +129,10 @@ static int write_contents(hid_t f, const bf_model *m, const bf_ckpt_meta *meta, 
      * it computes; readers take an absent one as 0, MODEL.md's default. */
     for (int i = 0; i < BF_MODEL_N_FIELDS; i++)
         if (bf_h5_write_attr_int(f, "/model", bf_model_fields[i].name, bf_model_field_get(&c, i), err)) return -1;
+    /* A fixed budget per layer (added option): fixed_budget = -1, which older readers refuse, and the budgets. */
+    if (c.fixed_budget == BF_FIXED_PER_LAYER &&
+        bf_h5_write_attr_ints(f, "/model", "layer_budgets", c.layer_budgets, c.n_layers, err))
+        return -1;
     if (bf_h5_write_strings(f, "/vocab", meta->vocab, meta->vocab_size, err)) return -1;
     if (bf_h5_write_strings(f, "/label_names", meta->label_names, meta->n_classes, err)) return -1;
     if (meta->adam_m && meta->adam_v) {
@@ -360,9 +364,20 @@ int bf_checkpoint_file_model_config(const bf_ckpt_file *cf, bf_model_config *cfg
             return bf_fail(err, "%s: /model attribute %s = %lld: expected 0 (MODEL.md's model) to %d (the added "
                                 "option, docs/MODEL.md); this file may come from a newer budgetformer",
                            cf->path, name, v, bf_model_fields[i].max);
-        if (v < 0 || v > 1000000000LL)
+        int per_layer = !strcmp(name, "fixed_budget") && v == BF_FIXED_PER_LAYER; /* added option */
+        if ((v < 0 && !per_layer) || v > 1000000000LL)
             return bf_fail(err, "%s: /model attribute %s = %lld is out of range", cf->path, name, v);
         bf_model_field_set(cfg, i, (int)v);
+    }
+    if (cfg->fixed_budget == BF_FIXED_PER_LAYER) {
+        if (cfg->n_layers < 1 || cfg->n_layers > BF_MAX_LAYERS)
+            return bf_fail(err, "%s: /model attribute n_layers = %d: expected 1..%d with a fixed budget per layer",
+                           cf->path, cfg->n_layers, BF_MAX_LAYERS);
+        if (bf_h5_read_attr_ints(cf->file, "/model", "layer_budgets", cfg->layer_budgets, cfg->n_layers, err)) {
+            char msg[BF_ERR_LEN];
+            snprintf(msg, sizeof msg, "%s", err ? err->msg : "");
+            return bf_fail(err, "%s (/model fixed_budget = -1 means a fixed budget per layer, docs/FILES.md)", msg);
+        }
     }
     char msg[256];
     if (bf_model_config_check(cfg, msg, sizeof msg))

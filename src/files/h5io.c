@@ -3,6 +3,7 @@
 
 #include "budgetformer/files.h"
 
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <errno.h>
@@ -422,13 +423,61 @@ int bf_h5_read_attr_int(hid_t loc, const char *obj, const char *name, long long 
         return bf_fail(err, "%s: missing integer attribute %s of %s", fname, name, obj);
     hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
     if (a < 0) return bf_fail(err, "%s: cannot open attribute %s of %s", fname, name, obj);
-    hid_t t = H5Aget_type(a);
-    int is_int = H5Tget_class(t) == H5T_INTEGER;
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    int is_int = H5Tget_class(t) == H5T_INTEGER, one = H5Sget_simple_extent_npoints(sp) == 1;
+    H5Sclose(sp);
     H5Tclose(t);
     int rc = 0;
     if (!is_int) rc = bf_fail(err, "%s: attribute %s of %s must be an integer", fname, name, obj);
+    else if (!one) rc = bf_fail(err, "%s: attribute %s of %s must be one integer, not an array", fname, name, obj);
     else if (H5Aread(a, H5T_NATIVE_LLONG, value) < 0) rc = bf_fail(err, "%s: cannot read attribute %s of %s", fname, name, obj);
     H5Aclose(a);
+    return rc;
+}
+
+int bf_h5_write_attr_ints(hid_t loc, const char *obj, const char *name, const int *v, int n, bf_err *err) {
+    char fname[512];
+    long long buf[64];
+    BF_CHECK(n >= 1 && n <= 64, "integer attribute of %d values", n);
+    for (int i = 0; i < n; i++) buf[i] = v[i];
+    hsize_t dims[1] = {(hsize_t)n};
+    hid_t space = H5Screate_simple(1, dims, NULL);
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) > 0) H5Adelete_by_name(loc, obj, name, H5P_DEFAULT);
+    hid_t a = H5Acreate_by_name(loc, obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    int rc = 0;
+    if (a < 0 || H5Awrite(a, H5T_NATIVE_LLONG, buf) < 0)
+        rc = bf_fail(err, "%s: cannot write attribute %s of %s", bf_h5_filename(loc, fname, sizeof fname), name, obj);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    return rc;
+}
+
+int bf_h5_read_attr_ints(hid_t loc, const char *obj, const char *name, int *v, int n, bf_err *err) {
+    char fname[512];
+    bf_h5_filename(loc, fname, sizeof fname);
+    BF_CHECK(n >= 1 && n <= 64, "integer attribute of %d values", n);
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) <= 0)
+        return bf_fail(err, "%s: missing integer attribute %s of %s (%d values)", fname, name, obj, n);
+    hid_t a = H5Aopen_by_name(loc, obj, name, H5P_DEFAULT, H5P_DEFAULT);
+    if (a < 0) return bf_fail(err, "%s: cannot open attribute %s of %s", fname, name, obj);
+    hid_t t = H5Aget_type(a), sp = H5Aget_space(a);
+    int is_int = H5Tget_class(t) == H5T_INTEGER;
+    hssize_t have = H5Sget_simple_extent_npoints(sp);
+    H5Sclose(sp);
+    H5Tclose(t);
+    long long buf[64];
+    int rc = 0;
+    if (!is_int || have != n)
+        rc = bf_fail(err, "%s: attribute %s of %s must hold %d integers (found %s%lld value%s)", fname, name, obj, n,
+                     is_int ? "" : "non-integer, ", (long long)have, have == 1 ? "" : "s");
+    else if (H5Aread(a, H5T_NATIVE_LLONG, buf) < 0)
+        rc = bf_fail(err, "%s: cannot read attribute %s of %s", fname, name, obj);
+    H5Aclose(a);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        if (buf[i] < INT_MIN || buf[i] > INT_MAX)
+            rc = bf_fail(err, "%s: attribute %s of %s: value %lld is out of range", fname, name, obj, buf[i]);
+        else v[i] = (int)buf[i];
+    }
     return rc;
 }
 

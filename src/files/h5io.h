@@ -62,6 +62,10 @@ int bf_h5_expect_rows(const char *file, const char *ds, unsigned long long have,
 
 int bf_h5_write_attr_int(hid_t loc, const char *obj, const char *name, long long value, bf_err *err);
 int bf_h5_read_attr_int(hid_t loc, const char *obj, const char *name, long long *value, bf_err *err);
+/* A one-dimensional integer attribute of exactly n values (written as int64; read back from any integer type,
+ * -1 with err naming the file, object and attribute when it is missing, not integers or not n of them). */
+int bf_h5_write_attr_ints(hid_t loc, const char *obj, const char *name, const int *v, int n, bf_err *err);
+int bf_h5_read_attr_ints(hid_t loc, const char *obj, const char *name, int *v, int n, bf_err *err);
 int bf_h5_write_attr_str(hid_t loc, const char *obj, const char *name, const char *value, bf_err *err);
 /* Allocates *value (free with free()). */
 int bf_h5_read_attr_str(hid_t loc, const char *obj, const char *name, char **value, bf_err *err);

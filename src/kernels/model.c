@@ -51,6 +51,16 @@ struct bf_acts {
     size_t rows;           /* packed rows in the last forward */
 };
 
+/* 1 when layer_budgets does not fit fixed_budget: 1..H for each layer with a per-layer budget, else all 0. */
+static int layer_budgets_bad(const bf_model_config *c) {
+    int per_layer = c->fixed_budget == BF_FIXED_PER_LAYER;
+    for (int l = 0; l < BF_MAX_LAYERS; l++) {
+        int k = c->layer_budgets[l];
+        if (per_layer && l < c->n_layers ? k < 1 || k > c->n_heads : k != 0) return 1;
+    }
+    return 0;
+}
+
 int bf_model_config_check(const bf_model_config *c, char *msg, size_t len) {
     const char *why = NULL;
     if (c->vocab_size < 2) why = "vocab_size must be at least 2 (PAD and UNK)";
@@ -61,7 +71,12 @@ int bf_model_config_check(const bf_model_config *c, char *msg, size_t len) {
     else if (c->d_ff < 1) why = "d_ff must be positive";
     else if (c->n_classes < 2) why = "n_classes must be at least 2";
     else if (c->full_heads != 0 && c->full_heads != 1) why = "full_heads must be 0 or 1";
-    else if (c->fixed_budget < 0 || c->fixed_budget > c->n_heads) why = "fixed_budget must be in 0..n_heads";
+    else if (c->n_layers > BF_MAX_LAYERS) why = "n_layers must be at most 64";
+    else if ((c->fixed_budget < 0 && c->fixed_budget != BF_FIXED_PER_LAYER) || c->fixed_budget > c->n_heads)
+        why = "fixed_budget must be in 0..n_heads (or -1: a fixed budget per layer, layer_budgets)";
+    else if (layer_budgets_bad(c)) why = c->fixed_budget == BF_FIXED_PER_LAYER
+                                             ? "layer_budgets must hold one budget in 1..n_heads per layer"
+                                             : "layer_budgets must be all 0 unless fixed_budget = -1";
     else if (c->full_heads && c->fixed_budget) why = "full_heads and fixed_budget exclude each other";
     else if (c->gate_norm != 0 && c->gate_norm != 1) why = "gate_norm must be 0 or 1";
     else if (c->budget_hidden < 0 || c->budget_hidden > BF_MAX_BUDGET_HIDDEN) why = "budget_hidden must be in 0..4096";
@@ -386,11 +401,22 @@ static void gate_heads(float *restrict og, const float *restrict o, const float 
         }
 }
 
+void bf_model_layer_budgets_text(const bf_model_config *c, char *buf, size_t len) {
+    size_t at = 0;
+    if (len) buf[0] = '\0';
+    for (int l = 0; c->fixed_budget == BF_FIXED_PER_LAYER && l < c->n_layers && at < len; l++) {
+        int n = snprintf(buf + at, len - at, "%s%d", l ? "," : "", c->layer_budgets[l]);
+        if (n < 0) break;
+        at += (size_t)n;
+    }
+}
+
 bf_router_params_mode bf_model_router_mode(const bf_model_config *c) {
     bf_router_mode mode = c->full_heads ? BF_ROUTER_FULL : c->fixed_budget ? BF_ROUTER_FIXED : BF_ROUTER_LEARNED;
     return (bf_router_params_mode){
         .mode = mode, .fixed_budget = c->fixed_budget, .n_heads = c->n_heads, .gate_norm = c->gate_norm,
-        .budget_hidden = c->budget_hidden};
+        .budget_hidden = c->budget_hidden,
+        .layer_budgets = c->fixed_budget == BF_FIXED_PER_LAYER ? c->layer_budgets : NULL};
 }
 
 bf_budget_weights bf_model_budget_weights(const bf_layer_params *p) {

@@ -114,7 +114,7 @@ void bf_router_forward(bf_router_state *st, const bf_router_params_mode *mode, c
                 k = k < 1 ? 1 : (k > (int)H ? (int)H : k);
             }
         } else {
-            k = mode->fixed_budget;
+            k = mode->layer_budgets ? mode->layer_budgets[l] : mode->fixed_budget;
             st->khat[b] = (float)k;
         }
         int ko = k_override ? k_override[b * L + l] : 0;

@@ -59,6 +59,13 @@ static int compare_models(const trainer *t, const bf_model_config *fc, const cha
                             "model (set %s = %d, or train a new model in another run.dir)",
                        key, have, was, path, key, was);
     }
+    char have[4 * BF_MAX_LAYERS], was[4 * BF_MAX_LAYERS];
+    bf_model_layer_budgets_text(&t->model.cfg, have, sizeof have);
+    bf_model_layer_budgets_text(fc, was, sizeof was);
+    if (strcmp(have, was))
+        return bf_fail(err, "model.layer_budgets = %s in this configuration but %s in checkpoint %s: resuming cannot "
+                            "change the model (set model.layer_budgets = %s, or train a new model in another run.dir)",
+                       have, was, path, was);
     return 0;
 }
 

@@ -263,7 +263,9 @@ static void announce_run(trainer *t, long first, long last) {
     bf_info("training %zu parameters on %zu inputs: %s, global batch %d on %d rank%s, %d heads x %d "
             "layers%s, %d gradient buckets", m->n_params, t->train.n, span, c->batch_size, t->world,
             t->world > 1 ? "s" : "", m->cfg.n_heads, m->cfg.n_layers,
-            m->cfg.full_heads ? " (full heads)" : m->cfg.fixed_budget ? " (fixed budget)" : "",
+            m->cfg.full_heads ? " (full heads)"
+            : m->cfg.fixed_budget == BF_FIXED_PER_LAYER ? " (fixed budget per layer, model.layer_budgets)"
+            : m->cfg.fixed_budget ? " (fixed budget)" : "",
             bf_grad_sync_buckets(t->sync));
     size_t opt = bf_trainer_optimizer_bytes(t);
     if (t->sharded)
