@@ -114,6 +114,10 @@ static int check_fixture(const char *name) {
                              ? read_attr_int(f, "/model", "budget_hidden")
                              : 0,
     };
+    /* an added option: fixed_budget = -1 is a fixed budget per layer, read from the array layer_budgets */
+    if (cfg.fixed_budget == BF_FIXED_PER_LAYER &&
+        bf_h5_read_attr_ints(f, "/model", "layer_budgets", cfg.layer_budgets, cfg.n_layers, &err))
+        fail_msg("%s", err.msg);
     char msg[256];
     if (bf_model_config_check(&cfg, msg, sizeof msg) != 0) fail_msg("fixture config rejected: %s", msg);
     unsigned long long bdim[1];
@@ -359,6 +363,12 @@ static void test_supervised_center(void **state) {
     assert_true(check_fixture("supervised_center"));
 }
 
+/* A fixed budget per layer (model.layer_budgets = 3,1) with exploration noise and renormalised gates. */
+static void test_layer_budgets(void **state) {
+    (void)state;
+    assert_true(check_fixture("layer_budgets"));
+}
+
 /* The budget spread (train.budget_spread) beside centred supervision. */
 static void test_budget_spread(void **state) {
     (void)state;
@@ -379,6 +389,7 @@ int main(void) {
         cmocka_unit_test(test_budget_hidden_exploit),
         cmocka_unit_test(test_supervised_center),
         cmocka_unit_test(test_budget_spread),
+        cmocka_unit_test(test_layer_budgets),
     };
     return cmocka_run_group_tests(tests, group_setup, NULL);
 }

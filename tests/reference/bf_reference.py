@@ -82,8 +82,12 @@ class BudgetFormerRef(torch.nn.Module):
         c = self.cfg
         if not (2 <= c["n_heads"] <= 32 and c["d_model"] % c["n_heads"] == 0):
             raise ValueError("bad n_heads %d for d_model %d" % (c["n_heads"], c["d_model"]))
-        if not 0 <= c["fixed_budget"] <= c["n_heads"]:
-            raise ValueError("fixed_budget must be in 0..n_heads")
+        if not -1 <= c["fixed_budget"] <= c["n_heads"]:
+            raise ValueError("fixed_budget must be in 0..n_heads, or -1 (a fixed budget per layer)")
+        if c["fixed_budget"] == -1:  # added option: model.layer_budgets, layer l's k
+            c["layer_budgets"] = tuple(int(k) for k in cfg["layer_budgets"])
+            if len(c["layer_budgets"]) != c["n_layers"] or not all(1 <= k <= c["n_heads"] for k in c["layer_budgets"]):
+                raise ValueError("layer_budgets must hold n_layers budgets in 1..n_heads")
         self.params = torch.nn.ParameterDict(
             {n: torch.nn.Parameter(torch.zeros(s, dtype=dtype)) for n, s in param_shapes(c)})
 
@@ -91,7 +95,7 @@ class BudgetFormerRef(torch.nn.Module):
     def mode(self):
         if self.cfg["full_heads"]:
             return "full"
-        return "fixed" if self.cfg["fixed_budget"] > 0 else "learned"
+        return "fixed" if self.cfg["fixed_budget"] != 0 else "learned"
 
     def forward(self, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau=1.0, k_force=0):
         """See bf_forward."""
@@ -115,9 +119,10 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
     mass, g_h = H p_h m_h / sum_j p_j m_j (the straight-through surrogate enters numerator and denominator alike);
     cfg["budget_hidden"] = N > 0 adds w_bud_o . gelu_tanh(s W_bud_h + b_bud_h) to the budget logit;
     k_force > 0 (a training pass of the sandwich rule or of budget supervision) uses k = min(k_force, H) for every
-    input and layer and passes no gradient to k^ (khat_t is then detached)."""
+    input and layer and passes no gradient to k^ (khat_t is then detached); cfg["fixed_budget"] = -1 with
+    cfg["layer_budgets"] = (k_1, ..., k_L) (model.layer_budgets) is a fixed budget of k_l heads in layer l."""
     c = cfg
-    mode = "full" if c["full_heads"] else ("fixed" if c["fixed_budget"] > 0 else "learned")
+    mode = "full" if c["full_heads"] else ("fixed" if c["fixed_budget"] != 0 else "learned")
     gate_norm = int(c.get("gate_norm", 0))
     budget_hidden = int(c.get("budget_hidden", 0))
     H, D, L = c["n_heads"], c["d_model"], c["n_layers"]
@@ -176,13 +181,14 @@ def bf_forward(cfg, P, tokens, lengths, gumbel=None, k_random=None, eps=0.0, tau
                 khat_t.append(kh)
                 khat_rep.append(kh.detach())
             else:
-                kf = min(k_force, H) if k_force > 0 else c["fixed_budget"]
+                k_layer = c["layer_budgets"][l] if c["fixed_budget"] == -1 else c["fixed_budget"]
+                kf = min(k_force, H) if k_force > 0 else k_layer
                 k = torch.full((B,), kf, dtype=torch.long)
                 m_hard = (rank < k.unsqueeze(1)).to(dtype)
                 g = H * p * m_hard
                 if gate_norm:
                     g = g / (p * m_hard).sum(dim=1, keepdim=True)
-                khat_rep.append(torch.full((B,), float(c["fixed_budget"]), dtype=dtype))
+                khat_rep.append(torch.full((B,), float(k_layer), dtype=dtype))
         gates.append(g)
         budgets.append(k)
         masks.append((m_hard.detach().to(torch.long) * bits).sum(dim=1))

@@ -57,6 +57,9 @@ CASES = [
     # spread, so the term acts; the reference differentiates through the variance and its mean.
     ("budget_spread", 0, 0, 0.7, 0.8, 0.1, True, dict(gate_norm=1, budget_hidden=5, sup_scale=0.4,
                                                      sup_center=1, spread_sd=2.0, spread_scale=0.3)),
+    # A fixed budget per layer (model.layer_budgets = 3,1: /model fixed_budget = -1 and layer_budgets), with
+    # exploration noise on the selection and renormalised gates.
+    ("layer_budgets", 0, -1, 0.5, 1.0, 0.1, False, dict(gate_norm=1, layer_budgets=(3, 1))),
 ]
 
 
@@ -180,7 +183,7 @@ def write(path, cfg, data, r32, eps, tau, ce_scale, cost_scale, opts=None, soft=
     with h5py.File(path, "w") as f:
         g = f.create_group("model")
         for k, v in cfg.items():
-            g.attrs[k] = np.int64(v)
+            g.attrs[k] = np.asarray(v, dtype=np.int64) if k == "layer_budgets" else np.int64(v)
         # the training options of the case (absent = off): /explore attributes k_force, sup_scale, sup_center,
         # spread_sd, spread_scale and the
         # datasets /explore/k_target [B], /input/soft_targets [B,C]
@@ -232,7 +235,7 @@ def main():
     for ci, (case, full, fixed, eps, tau, cost_scale, random_budgets, *more) in enumerate(CASES):
         opts = more[0] if more else {}
         cfg = dict(SIZES, full_heads=full, fixed_budget=fixed)
-        for k in ("gate_norm", "budget_hidden"):
+        for k in ("gate_norm", "budget_hidden", "layer_budgets"):
             if k in opts:
                 cfg[k] = opts[k]
         ce_scale = 1.0 / B
