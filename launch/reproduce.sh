@@ -15,7 +15,7 @@
 #   --out DIR         where runs and evaluations go (default runs/reproduce, or runs/reproduce-quick with --quick)
 #   --seeds N         seeds 1..N (default 3; 1 with --quick)
 #   --datasets LIST   comma- or blank-separated subset of: wordnet-pos wordnet-lex spam
-#   --variants LIST   subset of the variants below by name (full, fixed<k>, target<r>), or the groups
+#   --variants LIST   subset of the variants below by name (full, fixed<k>, target<r>, layers<k1>-<k2>), or the groups
 #                     `fixed` and `target`; a name a dataset does not have (fixed8 with 4 heads) is skipped there
 #   --targets LIST    the budget targets r of the learned variants, for every dataset (default 0.25 0.48
 #                     with 8 heads, 0.375 0.48 with 4; 0.5 with --quick); r below 1/H is skipped. The upper
@@ -30,6 +30,8 @@
 # Variants (every one is configs/<dataset>.ini plus --set overrides; H = model.n_heads of the configuration):
 #   full           model.full_heads=1 model.gate_norm=0: every head, gate 1 (the baseline)
 #   fixed<k>       model.fixed_budget=k for every k = 1..H: k heads per input chosen by the learned relevance
+#   layers<k1>-<k2>...  model.layer_budgets=k1,k2,...: a fixed budget per layer (added option; trained only
+#                  when named with --variants, e.g. --variants layers3-1)
 #   target<r>      learned budget with train.budget_target=r (mean fraction of heads k/H), with the shipped
 #                  configuration's own training options (its method keys, e.g. train.sandwich, model.gate_norm)
 #                  plus --method-set. The BudgetFormer of the claims is, among the target variants whose mean
@@ -97,7 +99,7 @@ read -r -a method_sets <<< "$method_set"
 [ ${#datasets[@]} -gt 0 ] || datasets=("${all_datasets[@]}")
 for d in "${datasets[@]}"; do in_list "$d" "${all_datasets[@]}" || die "unknown dataset '$d' (known: ${all_datasets[*]})"; done
 for v in "${variants_sel[@]}"; do
-  [[ $v =~ ^(full|fixed|target|fixed[1-9][0-9]*|target(0|1)?\.?[0-9]+)$ ]] || die "unknown variant '$v' (known: full fixed<k> target<r>, or the groups fixed and target)"
+  [[ $v =~ ^(full|fixed|target|fixed[1-9][0-9]*|target(0|1)?\.?[0-9]+|layers[1-9][0-9]*(-[1-9][0-9]*)+)$ ]] || die "unknown variant '$v' (known: full fixed<k> target<r> layers<k1>-<k2>..., or the groups fixed and target)"
 done
 for o in "${method_sets[@]}"; do [[ $o == *=* ]] || die "--method-set expects key=value words, got '$o'"; done
 [ -n "$nseeds" ] || { if [ "$quick" = 1 ]; then nseeds=1; else nseeds=3; fi; }
@@ -165,6 +167,8 @@ variants_of() {
     for ((k = 1; k <= H; k++)); do all+=("fixed$k"); done
   fi
   for r in $(targets_of "$ds"); do all+=("target$r"); done
+  # per-layer fixed budgets are trained only when named (one budget per layer: the configuration's n_layers)
+  for v in "${variants_sel[@]}"; do [[ $v == layers* ]] && all+=("$v"); done
   for v in "${all[@]}"; do
     if [ ${#variants_sel[@]} = 0 ] || in_list "$v" "${variants_sel[@]}" || in_list "${v%%[0-9.]*}" "${variants_sel[@]}"; then
       echo "$v"
@@ -264,6 +268,7 @@ variant_overrides() { # variant_overrides DATASET VARIANT
   case $2 in
     full) printf "%s\n" "model.full_heads=1" "model.gate_norm=0" ;;   # the trainer refuses gate_norm with full heads
     fixed*) echo "model.fixed_budget=${2#fixed}" ;;
+    layers*) local k=${2#layers}; echo "model.layer_budgets=${k//-/,}" ;;
     target*) echo "train.budget_target=${2#target}"; [ ${#method_sets[@]} = 0 ] || printf '%s\n' "${method_sets[@]}" ;;
   esac
 }

@@ -48,6 +48,8 @@ def variant_name(v):
         return "fixed budget k = %s" % v[5:]
     if v.startswith("target"):
         return "BudgetFormer, target r = %s" % v[6:]
+    if v.startswith("layers"):
+        return "fixed budget per layer (%s)" % ", ".join(v[6:].split("-"))
     return v
 
 
