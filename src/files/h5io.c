@@ -435,21 +435,27 @@ int bf_h5_read_attr_int(hid_t loc, const char *obj, const char *name, long long 
     return rc;
 }
 
-int bf_h5_write_attr_ints(hid_t loc, const char *obj, const char *name, const int *v, int n, bf_err *err) {
+/* Creates attribute `name` of `obj` in `space` (closed here) and writes value. */
+static int write_attr_in_space(hid_t loc, const char *obj, const char *name, hid_t filetype, hid_t memtype,
+                               hid_t space, const void *value, bf_err *err) {
     char fname[512];
-    long long buf[64];
-    BF_CHECK(n >= 1 && n <= 64, "integer attribute of %d values", n);
-    for (int i = 0; i < n; i++) buf[i] = v[i];
-    hsize_t dims[1] = {(hsize_t)n};
-    hid_t space = H5Screate_simple(1, dims, NULL);
-    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) > 0) H5Adelete_by_name(loc, obj, name, H5P_DEFAULT);
-    hid_t a = H5Acreate_by_name(loc, obj, name, H5T_STD_I64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t a = H5Acreate_by_name(loc, obj, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     int rc = 0;
-    if (a < 0 || H5Awrite(a, H5T_NATIVE_LLONG, buf) < 0)
+    if (a < 0 || H5Awrite(a, memtype, value) < 0)
         rc = bf_fail(err, "%s: cannot write attribute %s of %s", bf_h5_filename(loc, fname, sizeof fname), name, obj);
     if (a >= 0) H5Aclose(a);
     H5Sclose(space);
     return rc;
+}
+
+int bf_h5_write_attr_ints(hid_t loc, const char *obj, const char *name, const int *v, int n, bf_err *err) {
+    long long buf[64];
+    BF_CHECK(n >= 1 && n <= 64, "integer attribute of %d values", n);
+    for (int i = 0; i < n; i++) buf[i] = v[i];
+    hsize_t dims[1] = {(hsize_t)n};
+    if (H5Aexists_by_name(loc, obj, name, H5P_DEFAULT) > 0) H5Adelete_by_name(loc, obj, name, H5P_DEFAULT);
+    return write_attr_in_space(loc, obj, name, H5T_STD_I64LE, H5T_NATIVE_LLONG, H5Screate_simple(1, dims, NULL), buf,
+                               err);
 }
 
 int bf_h5_read_attr_ints(hid_t loc, const char *obj, const char *name, int *v, int n, bf_err *err) {
@@ -532,15 +538,7 @@ int bf_h5_read_attr_str(hid_t loc, const char *obj, const char *name, char **val
 
 static int write_attr_num(hid_t loc, const char *obj, const char *name, hid_t filetype, hid_t memtype,
                           const void *value, bf_err *err) {
-    char fname[512];
-    hid_t space = H5Screate(H5S_SCALAR);
-    hid_t a = H5Acreate_by_name(loc, obj, name, filetype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    int rc = 0;
-    if (a < 0 || H5Awrite(a, memtype, value) < 0)
-        rc = bf_fail(err, "%s: cannot write attribute %s of %s", bf_h5_filename(loc, fname, sizeof fname), name, obj);
-    if (a >= 0) H5Aclose(a);
-    H5Sclose(space);
-    return rc;
+    return write_attr_in_space(loc, obj, name, filetype, memtype, H5Screate(H5S_SCALAR), value, err);
 }
 
 int bf_h5_write_attr_f64(hid_t loc, const char *obj, const char *name, double v, bf_err *err) {
