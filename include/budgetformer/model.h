@@ -19,6 +19,8 @@
 #include "budgetformer/bf16.h"
 #include "budgetformer/util.h"
 
+#define BF_MAX_LAYERS 64
+
 typedef struct {
     int vocab_size;   /* V, PAD and UNK included */
     int max_len;      /* T */
@@ -33,12 +35,11 @@ typedef struct {
     int gate_norm;    /* added option (docs/MODEL.md): 1 = gates H p_h / sum over S of p_j; 0 = MODEL.md's H p_h */
     int budget_hidden;/* added option (docs/MODEL.md): N > 0 adds a GELU hidden layer of width N to the budget
                        * logit, a = s w_bud + b_bud + w_bud_o . gelu(s W_bud_h + b_bud_h); 0 = MODEL.md's linear */
-    int layer_budgets[64]; /* added option: with fixed_budget = BF_FIXED_PER_LAYER, layer l's k in 1..H for
+    int layer_budgets[BF_MAX_LAYERS]; /* added option: with fixed_budget = BF_FIXED_PER_LAYER, layer l's k in 1..H for
                             * l < n_layers; all 0 otherwise (so equal models are equal bytes) */
 } bf_model_config;
 
 #define BF_MAX_HEADS 32
-#define BF_MAX_LAYERS 64
 /* fixed_budget's value for a fixed budget per layer (model.layer_budgets). It is also what the checkpoint's
  * /model fixed_budget attribute holds then: a reader that does not know the option refuses the negative
  * value instead of computing a learned budget. */

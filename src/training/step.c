@@ -106,11 +106,11 @@ int bf_trainer_build_model(trainer *t, bf_err *err) {
                           .d_model = c->d_model, .n_heads = c->n_heads, .n_layers = c->n_layers,
                           .d_ff = c->d_ff, .n_classes = t->train.n_classes, .full_heads = c->full_heads,
                           .fixed_budget = c->fixed_budget, .gate_norm = c->gate_norm,
-                          /* a full-heads or fixed-budget model has no budget predictor to widen */
-                          .budget_hidden = c->full_heads || c->fixed_budget ? 0 : c->budget_hidden};
+                          .budget_hidden = c->budget_hidden};
     int per_layer = bf_config_layer_budgets(c, mc.layer_budgets, err);
     if (per_layer < 0) return -1;
     if (per_layer) mc.fixed_budget = BF_FIXED_PER_LAYER;
+    /* a full-heads or fixed-budget model (one k, or one per layer) has no budget predictor to widen */
     mc.budget_hidden = mc.full_heads || mc.fixed_budget ? 0 : mc.budget_hidden;
     char msg[256];
     if (bf_model_config_check(&mc, msg, sizeof msg))
