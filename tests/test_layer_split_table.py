@@ -6,6 +6,7 @@ here (no training: the numbers are chosen so that each rule of the tool decides 
   paired           the learned-minus-chosen difference is the mean over the seeds both have, its sd the sample
                    sd of the per-seed differences, and the verdict follows diff > sd (both ways)
   totals           the total is round(L * H * r): r = 0.48 with 2 x 8 heads gives 8, r = 0.25 gives 4
+  plot             --plot writes a PNG of the splits (checked by its signature and size)
   merged           two files with different datasets are read together; a target without splits says so
   errors           a missing file, a file that is not a results.json and a dataset given twice are refused with
                    status 1, naming the file
@@ -93,6 +94,11 @@ check("merged", elex.get("total_heads") == 3 and elex.get("chosen") is None, str
 p = tool(a, b)
 check("merged_text", p.returncode == 0 and "No trained split of 3 heads was run" in p.stdout
       and "| wordnet-pos | 0.48 | 8 | (7, 1) |" in p.stdout, p.stdout[-400:])
+
+png = os.path.join(work, "splits.png")
+p = tool(a, b, "--plot", png)
+ok = p.returncode == 0 and os.path.exists(png)
+check("plot", ok and open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 5000, p.stderr)
 
 missing = os.path.join(work, "nope.json")
 p = tool(missing)

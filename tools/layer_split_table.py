@@ -2,7 +2,7 @@
 """The pre-registered comparison of docs/FIDELITY.md ("What is left"): the learned head budget against models
 *trained* with a fixed budget per layer (model.layer_budgets) spending the same heads in all.
 
-usage: layer_split_table.py RESULTS.json [RESULTS.json ...] [--json OUT]
+usage: layer_split_table.py RESULTS.json [RESULTS.json ...] [--json OUT] [--plot OUT.png]
 
 Reads the results.json that launch/reproduce.sh writes in its --out directory (one or several: a dataset may
 appear in only one of them). For every dataset and every learned-budget row target<r> it takes the total
@@ -13,10 +13,12 @@ budget, paired by seed (the seeds both have). The learned budget "beats" the cho
 paired test differences is above their standard deviation (sample sd, n - 1), the issue's "more than the seed
 standard deviation"; with one common seed no verdict is given.
 
-Prints a Markdown table per dataset and target, then one summary table. --json writes the same numbers.
+Prints a Markdown table per dataset and target, then one summary table. --json writes the same numbers;
+--plot draws one panel per dataset and target: valid and test accuracy of every split (mean, bars one seed sd),
+the learned budget as a band (mean ± sd), the chosen split marked (needs Debian's python3-matplotlib).
 Exit status 1 when a file is missing or is not a results.json of launch/reproduce.sh, naming it; 0 otherwise
 (a target without any trained split is reported as such, not an error).
-Standard library only.
+Standard library only, but for --plot.
 """
 import argparse
 import json
@@ -178,10 +180,51 @@ def print_tables(results):
                                                   pm(e.get("diff_points"), e.get("diff_sd_points")), verdict))
 
 
+def plot(results, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = [(name, e) for name, entries in results.items() for e in entries if e["splits"]]
+    if not panels:
+        fail("--plot: no dataset has a trained split to draw")
+    fig, axes = plt.subplots(2, len(panels), figsize=(4.2 * len(panels), 6.4), squeeze=False)
+    for col, (name, e) in enumerate(panels):
+        splits = sorted(e["splits"], key=lambda s: s["variant"])
+        names = [label(s["variant"]) for s in splits]
+        for row, split in enumerate(("valid", "test")):
+            ax = axes[row][col]
+            lr = e["learned"]
+            lo_hi = lr[split] - (lr[split + "_sd"] or 0), lr[split] + (lr[split + "_sd"] or 0)
+            ax.axhspan(*lo_hi, color="tab:orange", alpha=0.25, lw=0)
+            ax.axhline(lr[split], color="tab:orange", label="learned budget (%.2f heads/layer)" % (lr["heads"] or 0))
+            ys = [s[split] for s in splits]
+            err = [s[split + "_sd"] or 0 for s in splits]
+            colors = ["tab:blue" if s["variant"] == e["chosen"] else "tab:gray" for s in splits]
+            ax.bar(range(len(splits)), ys, yerr=err, color=colors, capsize=3)
+            c = e["constant"]
+            if c:
+                ax.axhline(c[split], color="k", ls="--", lw=1, label="fixed k = %d" % (e["total_heads"] // e["n_layers"]))
+            ax.set_xticks(range(len(splits)))
+            ax.set_xticklabels(names, fontsize=8)
+            lo = min(min(y - d for y, d in zip(ys, err)), lo_hi[0], c[split] if c else 100)
+            hi = max(max(y + d for y, d in zip(ys, err)), lo_hi[1], c[split] if c else 0)
+            ax.set_ylim(lo - 0.3 * (hi - lo + 0.05), hi + 0.3 * (hi - lo + 0.05))
+            ax.set_ylabel("%s accuracy (%%)" % split)
+            if row == 0:
+                ax.set_title("%s, r = %g: %d heads in all\n(blue: chosen on valid)" % (name, e["target"], e["total_heads"]),
+                             fontsize=9)
+                ax.legend(fontsize=7, loc="lower left")
+            else:
+                ax.set_xlabel("trained split (heads in layer 0, 1, ...)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("results", nargs="+", help="results.json of launch/reproduce.sh")
     ap.add_argument("--json", help="also write the numbers here")
+    ap.add_argument("--plot", help="also draw the comparison here (PNG)")
     a = ap.parse_args()
     results = {name: compare(rows) for name, rows in sorted(load(a.results).items())}
     print_tables(results)
@@ -189,6 +232,8 @@ def main():
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
             f.write("\n")
+    if a.plot:
+        plot(results, a.plot)
 
 
 if __name__ == "__main__":
