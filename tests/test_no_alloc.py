@@ -8,6 +8,8 @@ Checks, each named in the output:
               (train.micro_batch = 3), head records every 7 updates, a validation set evaluated every 10,
               checkpoints every 10 and 80 updates (three epochs: the sampler's two permutation slots are both
               used): exit status 0 and the trainer's confirmation line
+  bf16        the same on 2 ranks with the bf16 gradient exchange (dist.grad_precision = bf16), unsharded and
+              sharded (bf16_sharded): its conversion buffers are made before the first update
   resumed     a run resumed at update 40 (another epoch parity first) under the same check: exit status 0
   caught      BF_FAULT=alloc_in_step:7 (one stray bf_xmalloc inside update 7) fails the run on 2 ranks with a
               message naming update 7: the check can fail
@@ -40,6 +42,12 @@ def main():
     for ranks in (1, 2):
         p = train(data, os.path.join(WORK, "r%d" % ranks), ranks)
         check("ranks_%d: no update after the first allocates (exit 0)" % ranks, p.returncode == 0 and CONFIRM in p.stderr,
+              "exit %d: %s" % (p.returncode, p.stderr.strip()[-600:]))
+    # The bf16 gradient exchange (dist.grad_precision) converts into buffers made at the start, sharded or not.
+    for name, extra in (("bf16", ()), ("bf16_sharded", ("dist.shard_optimizer=1",))):
+        p = train(data, os.path.join(WORK, name), 2, "dist.grad_precision=bf16", *extra)
+        check("%s: 2 ranks with the bf16 exchange%s allocate nothing after the first update"
+              % (name, ", sharded" if extra else ""), p.returncode == 0 and CONFIRM in p.stderr,
               "exit %d: %s" % (p.returncode, p.stderr.strip()[-600:]))
     run_dir = os.path.join(WORK, "resumed")
     p = train(data, run_dir, 2, "train.stop_at=40")

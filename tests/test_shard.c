@@ -1,6 +1,9 @@
 /* Tests of the sharded optimiser's partition (shard.h): the parts of simulated ranks tile the block in rank
  * order with sizes that differ by at most one, and at world size 1 the gather, scatter and weight allgather
- * are the identity. Ranks are plain integers, so every world size runs in one process without MPI. */
+ * are the identity. Ranks are plain integers, so every world size runs in one process without MPI.
+ * Also the arithmetic of the bf16 gradient exchange (dist.h, dist.grad_precision = bf16), which needs no MPI:
+ * the element-wise bf16 sum and the conversions. */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +13,8 @@
 
 #include <cmocka.h>
 
+#include "budgetformer/bf16.h"
+#include "budgetformer/dist.h"
 #include "budgetformer/shard.h"
 
 static void test_parts_tile_the_block(void **state) {
@@ -70,10 +75,62 @@ static void test_world_one_is_identity(void **state) {
     bf_shard_free(&s);
 }
 
+static uint16_t bits_of(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (uint16_t)(u >> 16);
+}
+
+/* bf_dist_bf16_sum: each pair added in fp32 and rounded to nearest even, worked by hand at the ties, and
+ * against the plain rounding of the fp32 sum over many made-up values. */
+static void test_bf16_sum(void **state) {
+    (void)state;
+    /* 1 + 2^-8 is halfway between 1 and 1 + 2^-7 (bf16 keeps 7 mantissa bits): ties go to the even 1.
+     * 1 + 3 * 2^-8 is halfway between 1 + 2^-7 (odd) and 1 + 2^-6: it goes up to 1 + 2^-6. */
+    uint16_t in[4] = {bits_of(1.0f), bits_of(1.0f + 0x1p-7f), bits_of(-2.0f), bits_of(0x1p-8f)};
+    uint16_t io[4] = {bits_of(0x1p-8f), bits_of(0x1p-8f), bits_of(2.0f), bits_of(0x1p-8f)};
+    bf_dist_bf16_sum(in, io, 4);
+    assert_int_equal(io[0], bits_of(1.0f));
+    assert_int_equal(io[1], bits_of(1.0f + 0x1p-6f));
+    assert_int_equal(io[2], bits_of(0.0f));
+    assert_int_equal(io[3], bits_of(0x1p-7f));  /* exact sums stay exact */
+    uint32_t x = 12345u;
+    for (int i = 0; i < 10000; i++) {
+        float v[2];
+        for (int j = 0; j < 2; j++) {
+            x = x * 1664525u + 1013904223u;
+            v[j] = ((float)(x >> 8) / 16777216.0f - 0.5f) * (float)(1 << (i % 20)) * 1e-3f;
+        }
+        uint16_t a = bf_bf16_round(v[0]), b = bf_bf16_round(v[1]);
+        uint16_t got = b;
+        bf_dist_bf16_sum(&a, &got, 1);
+        assert_int_equal(got, bf_bf16_round(bf_bf16_to_f32(a) + bf_bf16_to_f32(b)));
+        float rel = fabsf(bf_bf16_to_f32(got) - (bf_bf16_to_f32(a) + bf_bf16_to_f32(b)));
+        assert_true(rel <= 0x1p-8f * fabsf(bf_bf16_to_f32(a) + bf_bf16_to_f32(b)));
+    }
+}
+
+/* The conversions of the exchange: to bf16 rounds (the bits of bf_bf16_round), back is exact. */
+static void test_bf16_wire(void **state) {
+    (void)state;
+    float x[67], back[67];
+    uint16_t w[67];
+    for (int i = 0; i < 67; i++) x[i] = (float)(i - 33) * 0.3721f + 1e-4f * (float)i;
+    bf_dist_to_bf16(w, x, 67);
+    bf_dist_from_bf16(back, w, 67);
+    for (int i = 0; i < 67; i++) {
+        assert_int_equal(w[i], bf_bf16_round(x[i]));
+        assert_int_equal(bits_of(back[i]), w[i]);
+        assert_true(fabsf(back[i] - x[i]) <= 0x1p-8f * fabsf(x[i]));
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parts_tile_the_block),
         cmocka_unit_test(test_world_one_is_identity),
+        cmocka_unit_test(test_bf16_sum),
+        cmocka_unit_test(test_bf16_wire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,7 @@ typedef struct {
     float dist_timeout;    /* watchdog: seconds a collective may wait for the other ranks (0 = off) */
     int shard_optimizer;   /* 1: ZeRO stage 1, each rank keeps and updates 1/P of the AdamW state (shard.h) */
     int shared_dataset;    /* 1: one copy of the datasets' rows per node (shared memory), 0: one per rank */
+    int grad_precision;    /* gradient exchange: 0 fp32, 1 bf16 (bf_grad_sync_bf16) */
 } bf_config;
 
 void bf_config_defaults(bf_config *c);

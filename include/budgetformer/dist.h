@@ -58,6 +58,15 @@ void bf_dist_allreduce_max_f64(bf_dist *d, double *buf, size_t n);
 void bf_dist_bcast_f32(bf_dist *d, float *buf, size_t n, int root);
 void bf_dist_bcast_f64(bf_dist *d, double *buf, size_t n, int root);
 void bf_dist_bcast_i64(bf_dist *d, int64_t *buf, size_t n, int root);
+/* buf (n floats) summed over the ranks through bf16: rounded into wire (n values, the caller's scratch),
+ * allreduced with the bf16 sum, widened back into buf. Nothing on one rank. */
+void bf_dist_allreduce_sum_bf16(bf_dist *d, float *buf, size_t n, uint16_t *wire);
+/* The bf16 sum of the exchange, element by element: inout[i] = bf16(fp32(in[i]) + fp32(inout[i])), round to
+ * nearest even (bf16.h), values as their 16 bits. */
+void bf_dist_bf16_sum(const uint16_t *in, uint16_t *inout, size_t n);
+/* fp32 <-> the bf16 bits of the exchange (round to nearest even one way, exact the other). */
+void bf_dist_to_bf16(uint16_t *wire, const float *x, size_t n);
+void bf_dist_from_bf16(float *x, const uint16_t *wire, size_t n);
 /* Rank 0 receives every rank's `count` items of `size` bytes in rank order into recv (size sum of counts). */
 void bf_dist_gather_bytes(bf_dist *d, const void *send, size_t count, size_t size, void *recv);
 
@@ -78,6 +87,10 @@ bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range 
 void bf_grad_sync_free(bf_grad_sync *s);
 /* Marks range i ready; starts its bucket's allreduce when the bucket is complete. */
 void bf_grad_sync_ready(bf_grad_sync *s, int i);
+/* From now on the buckets travel as bf16 (dist.grad_precision = bf16): each is rounded to bf16 (nearest
+ * even) when it starts and summed by bf_dist_bf16_sum in MPI; the sums are widened back to fp32 in place.
+ * Every rank gets the same bits. Call before the first step, before or after bf_grad_sync_shard. */
+void bf_grad_sync_bf16(bf_grad_sync *s);
 /* Starts whatever is not started yet and waits for every bucket. */
 void bf_grad_sync_wait(bf_grad_sync *s);
 int bf_grad_sync_buckets(const bf_grad_sync *s);

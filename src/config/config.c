@@ -56,6 +56,7 @@ static const char *const kShapeNames[] = {"linear", "cosine", "exponential", "ad
 
 static const char *const kOnErrorNames[] = {"stop", "continue"}; /* BF_ON_ERROR_STOP, BF_ON_ERROR_CONTINUE */
 static const char *const kPrecisionNames[] = {"fp32", "bf16"};   /* BF_PREC_FP32, BF_PREC_BF16 (bf16.h) */
+static const char *const kGradPrecisionNames[] = {"fp32", "bf16"}; /* 0: fp32 exchange, 1: bf16 (dist.h) */
 
 static const key_spec kKeys[] = {
     K_STR("data", "train", data_train, "",
@@ -241,6 +242,13 @@ static const key_spec kKeys[] = {
         "updated parameters are allgathered (of the token embedding only the rows the next update reads); "
         "optimiser memory and AdamW work per rank fall to 1/P. Checkpoints are the same files either way "
         "(docs/SCALING.md); 0 = every rank keeps the whole state."),
+    K_CHOICE("dist", "grad_precision", grad_precision, kGradPrecisionNames, "fp32",
+             "Precision of the gradient exchange between ranks: fp32, or bf16: every rank's gradients are rounded "
+             "to bf16 (round to nearest even) and summed in bf16 (each pair added in fp32, then rounded), half "
+             "the bytes on the network, as PyTorch DDP's bf16_compress_hook; the sums are widened back to fp32 "
+             "before clipping and AdamW. Every rank gets the same bits, and runs repeat bit for bit, but the "
+             "updates differ from fp32's by the rounding (its effect on accuracy is measured in "
+             "docs/SCALING.md). No effect on 1 rank."),
     KEY("dist", "shared_dataset", KT_BOOL, FIELD(shared_dataset, int), 0, 1, R_CLOSED, "1",
         "1 = the ranks of a node share one copy of the datasets' token, length and label arrays (an MPI-3 "
         "shared-memory window that the node's first rank fills); 0 = every rank holds its own copy. The "

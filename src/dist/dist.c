@@ -216,7 +216,7 @@ void bf_dist_barrier(bf_dist *d) {
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
-static void allreduce(bf_dist *d, void *buf, size_t n, MPI_Datatype type, MPI_Op op) {
+void bf_dist_allreduce(bf_dist *d, void *buf, size_t n, MPI_Datatype type, MPI_Op op) {
     if (d->world == 1 || n == 0) return;
     double t = bf_wall_seconds();
     MPI_Request req;
@@ -225,10 +225,10 @@ static void allreduce(bf_dist *d, void *buf, size_t n, MPI_Datatype type, MPI_Op
     d->comm_seconds += bf_wall_seconds() - t;
 }
 
-void bf_dist_allreduce_sum_f32(bf_dist *d, float *buf, size_t n) { allreduce(d, buf, n, MPI_FLOAT, MPI_SUM); }
-void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n) { allreduce(d, buf, n, MPI_DOUBLE, MPI_SUM); }
-void bf_dist_allreduce_sum_i64(bf_dist *d, int64_t *buf, size_t n) { allreduce(d, buf, n, MPI_INT64_T, MPI_SUM); }
-void bf_dist_allreduce_max_f64(bf_dist *d, double *buf, size_t n) { allreduce(d, buf, n, MPI_DOUBLE, MPI_MAX); }
+void bf_dist_allreduce_sum_f32(bf_dist *d, float *buf, size_t n) { bf_dist_allreduce(d, buf, n, MPI_FLOAT, MPI_SUM); }
+void bf_dist_allreduce_sum_f64(bf_dist *d, double *buf, size_t n) { bf_dist_allreduce(d, buf, n, MPI_DOUBLE, MPI_SUM); }
+void bf_dist_allreduce_sum_i64(bf_dist *d, int64_t *buf, size_t n) { bf_dist_allreduce(d, buf, n, MPI_INT64_T, MPI_SUM); }
+void bf_dist_allreduce_max_f64(bf_dist *d, double *buf, size_t n) { bf_dist_allreduce(d, buf, n, MPI_DOUBLE, MPI_MAX); }
 
 static void bcast(bf_dist *d, void *buf, size_t n, MPI_Datatype type, int root) {
     if (d->world == 1 || n == 0) return;
@@ -291,7 +291,19 @@ struct bf_grad_sync {
     int sharded;       /* 1: reduce-scatter buckets (bf_grad_sync_shard) */
     float *recv;       /* sharded: the parts received, bucket after bucket (a reduce-scatter may not write
                           into the buffer it reads, so the result arrives here and is copied back) */
+    size_t recv_n;     /* sharded: floats of recv */
+    int bf16;          /* 1: the exchange travels as bf16 (bf_grad_sync_bf16) */
+    uint16_t *wire;    /* bf16: the gradient block as bf16, at the same offsets as grads */
+    uint16_t *wire_recv; /* bf16 and sharded: the parts received, laid out as recv */
 };
+
+/* The floats of the gradient block that the buckets cover: up to the highest bucket end. */
+static size_t covered(const bf_grad_sync *s) {
+    size_t hi = 0;
+    for (int k = 0; k < s->n_buckets; k++)
+        if (s->buckets[k].hi > hi) hi = s->buckets[k].hi;
+    return hi;
+}
 
 bf_grad_sync *bf_grad_sync_create(bf_dist *d, float *grads, const bf_grad_range *ranges, int n_ranges,
                                   size_t bucket_bytes) {
@@ -347,7 +359,16 @@ void bf_grad_sync_shard(bf_grad_sync *s, const bf_shard *sh) {
         total += b->own_n;
     }
     s->recv = bf_xcalloc(total ? total : 1, sizeof(float));
+    s->recv_n = total;
     s->sharded = 1;
+    if (s->bf16) s->wire_recv = bf_xcalloc(total ? total : 1, sizeof(uint16_t));
+}
+
+void bf_grad_sync_bf16(bf_grad_sync *s) {
+    if (s->bf16) return;
+    s->bf16 = 1;
+    s->wire = bf_xcalloc(covered(s) + 1, sizeof(uint16_t));
+    if (s->sharded) s->wire_recv = bf_xcalloc(s->recv_n ? s->recv_n : 1, sizeof(uint16_t));
 }
 
 void bf_grad_sync_bucket_range(const bf_grad_sync *s, int k, size_t *lo, size_t *hi) {
@@ -360,6 +381,8 @@ void bf_grad_sync_free(bf_grad_sync *s) {
     if (!s) return;
     for (int k = 0; k < s->n_buckets; k++) free(s->buckets[k].rs_counts);
     free(s->recv);
+    free(s->wire);
+    free(s->wire_recv);
     free(s->bucket_of);
     free(s->buckets);
     free(s);
@@ -370,15 +393,25 @@ int bf_grad_sync_buckets(const bf_grad_sync *s) { return s->n_buckets; }
 static void start_bucket(bf_grad_sync *s, bucket *b) {
     b->started = 1;
     if (s->d->world == 1) return;
+    /* In bf16 the bucket is rounded into the wire buffer first and travels with the bf16 sum; the result
+     * is widened back in bf_grad_sync_wait. */
+    void *send = s->grads + b->lo;
+    MPI_Datatype type = MPI_FLOAT;
+    MPI_Op op = MPI_SUM;
+    if (s->bf16) {
+        bf_dist_to_bf16(s->wire + b->lo, s->grads + b->lo, b->hi - b->lo);
+        send = s->wire + b->lo;
+        type = MPI_UINT16_T;
+        op = bf_dist_bf16_op(s->d);
+    }
     if (s->sharded) {
         /* The bucket's parts follow each other in rank order (the partition is contiguous), which is the
          * layout MPI_Reduce_scatter cuts its input into. */
-        MPI_CHECK(s->d, MPI_Ireduce_scatter(s->grads + b->lo, s->recv + b->recv_off, b->rs_counts, MPI_FLOAT,
-                                            MPI_SUM, MPI_COMM_WORLD, &b->req));
+        void *recv = s->bf16 ? (void *)(s->wire_recv + b->recv_off) : (void *)(s->recv + b->recv_off);
+        MPI_CHECK(s->d, MPI_Ireduce_scatter(send, recv, b->rs_counts, type, op, MPI_COMM_WORLD, &b->req));
         return;
     }
-    MPI_CHECK(s->d, MPI_Iallreduce(MPI_IN_PLACE, s->grads + b->lo, (int)(b->hi - b->lo), MPI_FLOAT, MPI_SUM,
-                                   MPI_COMM_WORLD, &b->req));
+    MPI_CHECK(s->d, MPI_Iallreduce(MPI_IN_PLACE, send, (int)(b->hi - b->lo), type, op, MPI_COMM_WORLD, &b->req));
 }
 
 void bf_grad_sync_ready(bf_grad_sync *s, int i) {
@@ -402,7 +435,9 @@ void bf_grad_sync_wait(bf_grad_sync *s) {
         if (!b->started) start_bucket(s, b);
         if (s->d->world == 1) continue;
         wait_req(s->d, &b->req, s->sharded ? "the gradient reduce-scatter" : "the gradient allreduce");
-        if (s->sharded) memcpy(s->grads + b->own_lo, s->recv + b->recv_off, b->own_n * sizeof(float));
+        if (s->sharded && s->bf16) bf_dist_from_bf16(s->grads + b->own_lo, s->wire_recv + b->recv_off, b->own_n);
+        else if (s->sharded) memcpy(s->grads + b->own_lo, s->recv + b->recv_off, b->own_n * sizeof(float));
+        else if (s->bf16) bf_dist_from_bf16(s->grads + b->lo, s->wire + b->lo, b->hi - b->lo);
     }
     s->d->comm_seconds += bf_wall_seconds() - t;
     /* Ready for the next step. */

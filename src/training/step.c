@@ -53,7 +53,8 @@ void bf_trainer_allreduce_token_embedding(trainer *t, long step_no) {
     size_t D = (size_t)m->cfg.d_model, nrows = t->n_rows;
     float *g = m->g.tok_emb;
     for (size_t r = 0; r < nrows; r++) memcpy(t->row_buf + r * D, g + (size_t)t->rows[r] * D, D * sizeof(float));
-    bf_dist_allreduce_sum_f32(t->dist, t->row_buf, nrows * D);
+    if (t->row_wire) bf_dist_allreduce_sum_bf16(t->dist, t->row_buf, nrows * D, t->row_wire);
+    else bf_dist_allreduce_sum_f32(t->dist, t->row_buf, nrows * D);
     for (size_t r = 0; r < nrows; r++) memcpy(g + (size_t)t->rows[r] * D, t->row_buf + r * D, D * sizeof(float));
 }
 
@@ -97,6 +98,10 @@ static void create_grad_sync(trainer *t) {
     t->row_seen = bf_xcalloc(V, 1);
     t->rows = bf_xcalloc(maxrows, sizeof(int32_t));
     t->row_buf = bf_xcalloc(maxrows * (size_t)m->cfg.d_model, sizeof(float));
+    if (t->cfg->grad_precision && t->world > 1) { /* bf16 exchange: the buckets and the embedding rows */
+        bf_grad_sync_bf16(t->sync);
+        t->row_wire = bf_xcalloc(maxrows * (size_t)m->cfg.d_model, sizeof(uint16_t));
+    }
     free(r);
 }
 

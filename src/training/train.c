@@ -261,12 +261,12 @@ static void announce_run(trainer *t, long first, long last) {
     if (t->start_step) snprintf(span, sizeof span, "steps %ld..%ld of %ld", first, last, c->steps);
     else snprintf(span, sizeof span, "%ld steps", c->steps);
     bf_info("training %zu parameters on %zu inputs: %s, global batch %d on %d rank%s, %d heads x %d "
-            "layers%s, %d gradient buckets", m->n_params, t->train.n, span, c->batch_size, t->world,
+            "layers%s, %d gradient buckets%s", m->n_params, t->train.n, span, c->batch_size, t->world,
             t->world > 1 ? "s" : "", m->cfg.n_heads, m->cfg.n_layers,
             m->cfg.full_heads ? " (full heads)"
             : m->cfg.fixed_budget == BF_FIXED_PER_LAYER ? " (fixed budget per layer, model.layer_budgets)"
             : m->cfg.fixed_budget ? " (fixed budget)" : "",
-            bf_grad_sync_buckets(t->sync));
+            bf_grad_sync_buckets(t->sync), t->row_wire ? " exchanged in bf16 (dist.grad_precision)" : "");
     size_t opt = bf_trainer_optimizer_bytes(t);
     if (t->sharded)
         bf_info("optimiser state %.3f MiB per rank (%zu bytes of AdamW moments; sharded 1/%d: parameters "
@@ -589,6 +589,7 @@ static void trainer_free(trainer *t) {
     free(t->row_seen);
     free(t->rows);
     free(t->row_buf);
+    free(t->row_wire);
     free(t->epoch);
     free(t->tokens);
     free(t->lengths);

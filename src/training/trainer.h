@@ -51,6 +51,7 @@ typedef struct {
     size_t n_rows;               /* rows listed for the update in progress */
     int rows_listed;             /* 1 from the listing until bf_trainer_zero_grad (row_seen marks them) */
     float *row_buf;              /* [min(V, B T), D] */
+    uint16_t *row_wire;          /* [min(V, B T), D] the rows as bf16 (dist.grad_precision = bf16), else NULL */
     int32_t *tokens, *lengths, *labels; /* [micro*T], [micro], [micro] */
     float *gumbel;               /* [micro*L*H] */
     int32_t *k_random;           /* [micro*L] */
