@@ -2,7 +2,8 @@
 # Reproduces the BudgetFormer comparison on real text and writes the results document.
 #
 #   usage: launch/reproduce.sh [--quick] [--out DIR] [--seeds N] [--datasets LIST] [--variants LIST]
-#                              [--targets LIST] [--method-set "k=v ..."] [--ranks N] [--no-doc] [--report-only]
+#                              [--targets LIST] [--method-set "k=v ..."] [--set-all "k=v ..."] [--ranks N] [--no-doc]
+#                              [--report-only]
 #
 #   (no option)       the full reproduction: prepares wordnet-pos, wordnet-lex and spam (launch/prepare-data.sh),
 #                     trains every variant below with seeds 1..3 on 2 MPI ranks with the shipped configurations
@@ -23,6 +24,9 @@
 #                     0.005 of r on either side, so r = 0.5 failed the claims' cap of H/2 heads half the time
 #   --method-set "k=v k=v"  extra --set overrides of the learned-budget variants only (experiments; use a new
 #                     --out: a finished run trained with other overrides is not retrained, it is reported FAILED)
+#   --set-all "k=v k=v"  extra --set overrides of every variant (experiments on the training itself, e.g.
+#                     dist.grad_precision=bf16; use a new --out, as with --method-set). They are recorded in each
+#                     run's overrides (results.json) and in DIR/invocations.tsv
 #   --ranks N         MPI ranks per training run (default 2)
 #   --no-doc          do not write docs/RESULTS.md in a full run (the document then goes to DIR/RESULTS.md)
 #   --report-only     train nothing: regenerate the document from what DIR already holds
@@ -68,10 +72,10 @@ here=$root/launch
 unset BF_REPRO_ROOT BF_REPRO_COPY
 cd "$root"
 
-usage() { sed -n 's/^#   \{0,1\}//; 4,5p' "$here/reproduce.sh" >&2; echo "see the header of launch/reproduce.sh for every option" >&2; }
+usage() { sed -n 's/^#   \{0,1\}//; 4,6p' "$here/reproduce.sh" >&2; echo "see the header of launch/reproduce.sh for every option" >&2; }
 die() { echo "reproduce: $*" >&2; exit 2; }
 
-quick=0 out= nseeds= datasets_arg= variants_arg= targets_arg= method_set= ranks=2 doc=1 report_only=0
+quick=0 out= nseeds= datasets_arg= variants_arg= targets_arg= method_set= set_all= ranks=2 doc=1 report_only=0
 orig_args=("$@")
 while [ $# -gt 0 ]; do
   case $1 in
@@ -84,6 +88,7 @@ while [ $# -gt 0 ]; do
     --ranks) ranks=${2:?--ranks needs a number}; shift 2 ;;
     --targets) targets_arg=${2:?--targets needs a list}; shift 2 ;;
     --method-set) method_set=${2?--method-set needs a list}; shift 2 ;;
+    --set-all) set_all=${2?--set-all needs a list}; shift 2 ;;
     --no-doc) doc=0; shift ;;
     --report-only) report_only=1; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -96,12 +101,14 @@ in_list() { local x=$1; shift; local y; for y in "$@"; do [ "$x" = "$y" ] && ret
 read -r -a datasets <<< "${datasets_arg//,/ }"
 read -r -a variants_sel <<< "${variants_arg//,/ }"
 read -r -a method_sets <<< "$method_set"
+read -r -a all_sets <<< "$set_all"
 [ ${#datasets[@]} -gt 0 ] || datasets=("${all_datasets[@]}")
 for d in "${datasets[@]}"; do in_list "$d" "${all_datasets[@]}" || die "unknown dataset '$d' (known: ${all_datasets[*]})"; done
 for v in "${variants_sel[@]}"; do
   [[ $v =~ ^(full|fixed|target|fixed[1-9][0-9]*|target(0|1)?\.?[0-9]+|layers[1-9][0-9]*(-[1-9][0-9]*)+)$ ]] || die "unknown variant '$v' (known: full fixed<k> target<r> layers<k1>-<k2>..., or the groups fixed and target)"
 done
 for o in "${method_sets[@]}"; do [[ $o == *=* ]] || die "--method-set expects key=value words, got '$o'"; done
+for o in "${all_sets[@]}"; do [[ $o == *=* ]] || die "--set-all expects key=value words, got '$o'"; done
 [ -n "$nseeds" ] || { if [ "$quick" = 1 ]; then nseeds=1; else nseeds=3; fi; }
 [[ $nseeds =~ ^[1-9][0-9]*$ ]] || die "--seeds expects a positive integer, got '$nseeds'"
 [[ $ranks =~ ^[1-9][0-9]*$ ]] || die "--ranks expects a positive integer, got '$ranks'"
@@ -271,6 +278,7 @@ variant_overrides() { # variant_overrides DATASET VARIANT
     layers*) local k=${2#layers}; echo "model.layer_budgets=${k//-/,}" ;;
     target*) echo "train.budget_target=${2#target}"; [ ${#method_sets[@]} = 0 ] || printf '%s\n' "${method_sets[@]}" ;;
   esac
+  [ ${#all_sets[@]} = 0 ] || printf '%s\n' "${all_sets[@]}"
 }
 
 # controls_done JOBDIR: every budget control of a learned run is evaluated, or marked missing by this program copy.
