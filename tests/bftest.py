@@ -164,6 +164,23 @@ def log_loss(run_dir):
         return f["metrics/step"][()], f["metrics/loss"][()]
 
 
+def checkpoint_arrays(path):
+    """Every dataset under /model and /optim of a checkpoint: {"model/...": array}."""
+    import h5py
+    out = {}
+    with h5py.File(path, "r") as f:
+        for g in ("model", "optim"):
+            f[g].visititems(lambda n, o: out.__setitem__(g + "/" + n, o[()]) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+
+def max_rel(a, b):
+    """Largest |a - b| / |b| over two equally long sequences; infinity when their lengths differ or are 0."""
+    import numpy as np
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b) / np.abs(b))) if len(a) == len(b) and len(a) else float("inf")
+
+
 def finish(work):
     """The end of a test using check(): with failures, says which (keeping WORK) and exits 1; else removes
     WORK and says all checks passed."""

@@ -21,11 +21,11 @@ import shutil
 import subprocess
 import sys
 
-import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import EXE, check, finish, launcher, prepare, read_trace, run, train_args, work_dir  # noqa: E402
+from bftest import (EXE, check, checkpoint_arrays, finish, launcher, max_rel, prepare, read_trace, run,  # noqa: E402
+                    train_args, work_dir)
 
 WORK = work_dir("grad_bf16")
 STEPS, STOP = 30, 15
@@ -53,22 +53,9 @@ class Run:
         return os.path.join(self.dir, "checkpoints", "step-%08d.h5" % STEPS)
 
 
-def datasets(path):
-    out = {}
-    with h5py.File(path, "r") as f:
-        for g in ("model", "optim"):
-            f[g].visititems(lambda n, o: out.__setitem__(g + "/" + n, o[()]) if isinstance(o, h5py.Dataset) else None)
-    return out
-
-
 def same_checkpoint(a, b):
-    x, y = datasets(a), datasets(b)
+    x, y = checkpoint_arrays(a), checkpoint_arrays(b)
     return set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in x)
-
-
-def max_rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b) / np.abs(b))) if len(a) == len(b) and len(a) else float("inf")
 
 
 def main():

@@ -42,7 +42,8 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import EXE, check, finish, inspect, launcher, prepare, read_trace, run, train_args, work_dir  # noqa: E402
+from bftest import (EXE, check, checkpoint_arrays, finish, inspect, launcher, max_rel, prepare,  # noqa: E402
+                    read_trace, run, train_args, work_dir)
 
 WORK = work_dir("shard_optimizer")
 STEPS = 30
@@ -83,13 +84,7 @@ class Run:
         return os.path.join(self.dir, "checkpoints", "step-%08d.h5" % STEPS)
 
 
-def datasets(path):
-    """Every dataset under /model and /optim of a checkpoint: {name: array}."""
-    out = {}
-    with h5py.File(path, "r") as f:
-        for g in ("model", "optim"):
-            f[g].visititems(lambda n, o: out.__setitem__(g + "/" + n, o[()]) if isinstance(o, h5py.Dataset) else None)
-    return out
+datasets = checkpoint_arrays
 
 
 def layout(path):
@@ -103,11 +98,6 @@ def layout(path):
 def differing(a, b):
     x, y = datasets(a), datasets(b)
     return sorted(k for k in set(x) | set(y) if k not in x or k not in y or not np.array_equal(x[k], y[k]))
-
-
-def max_rel(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b) / np.abs(b))) if len(a) == len(b) and len(a) else float("inf")
 
 
 def main():
