@@ -358,17 +358,22 @@ void bf_grad_sync_shard(bf_grad_sync *s, const bf_shard *sh) {
         b->recv_off = total;
         total += b->own_n;
     }
-    s->recv = bf_xcalloc(total ? total : 1, sizeof(float));
     s->recv_n = total;
     s->sharded = 1;
+    /* Only one of the two receive buffers is ever used: fp32 or, with the bf16 exchange, its bf16 twin. */
     if (s->bf16) s->wire_recv = bf_xcalloc(total ? total : 1, sizeof(uint16_t));
+    else s->recv = bf_xcalloc(total ? total : 1, sizeof(float));
 }
 
 void bf_grad_sync_bf16(bf_grad_sync *s) {
     if (s->bf16) return;
     s->bf16 = 1;
     s->wire = bf_xcalloc(covered(s) + 1, sizeof(uint16_t));
-    if (s->sharded) s->wire_recv = bf_xcalloc(s->recv_n ? s->recv_n : 1, sizeof(uint16_t));
+    if (s->sharded) {
+        free(s->recv); /* the bf16 exchange receives into wire_recv instead */
+        s->recv = NULL;
+        s->wire_recv = bf_xcalloc(s->recv_n ? s->recv_n : 1, sizeof(uint16_t));
+    }
 }
 
 void bf_grad_sync_bucket_range(const bf_grad_sync *s, int k, size_t *lo, size_t *hi) {
