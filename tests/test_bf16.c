@@ -184,6 +184,29 @@ static void test_emulation_flag(void **state) {
     assert_int_equal(bf_bf16_check(NULL), 0);
 }
 
+/* On a CPU without bf16 instructions, BF_BF16_EMULATE=1 must either be refused by the check, naming the
+ * AVX-512 that oneDNN's emulation needs, or be accepted and then really give bf16 products: accepting it and
+ * failing later on an unimplemented oneDNN primitive (as on an AVX2-only CPU before) is the defect caught here. */
+static int emulation_honest(void) {
+    setenv("BF_BF16_EMULATE", "1", 1);
+    bf_err err = {0};
+    int ok;
+    if (bf_bf16_check(&err)) {
+        /* a build without oneDNN says that instead */
+        ok = strstr(err.msg, "lacks oneDNN") ||
+             (strstr(err.msg, "AVX-512") && strstr(err.msg, "BF_BF16_EMULATE") && !strstr(err.msg, "or set"));
+        if (!ok) fprintf(stderr, "test_bf16: the refusal of BF_BF16_EMULATE does not say why: %s\n", err.msg);
+    } else {
+        bf_bf16_gemm *g = bf_bf16_gemm_create(&err);
+        ok = g != NULL;
+        if (!ok) fprintf(stderr, "test_bf16: BF_BF16_EMULATE accepted, but the products fail: %s\n", err.msg);
+        else fprintf(stderr, "test_bf16: BF_BF16_EMULATE=1 runs the emulated products on this CPU\n");
+        bf_bf16_gemm_free(g);
+    }
+    unsetenv("BF_BF16_EMULATE");
+    return ok;
+}
+
 int main(void) {
     bf_err err = {0};
     if (bf_bf16_check(&err)) {
@@ -193,6 +216,7 @@ int main(void) {
             fprintf(stderr, "test_bf16: the refusal does not name the missing CPU feature or library\n");
             return 1;
         }
+        if (!emulation_honest()) return 1;
         return 77;
     }
     g_gemm = bf_bf16_gemm_create(&err);
