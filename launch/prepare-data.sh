@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Turns the real corpora into prepared datasets under data/<name>/{train,valid,test}.h5.
-#   usage: launch/prepare-data.sh [wordnet-pos] [wordnet-lex] [spam]     (no argument: all three)
+#   usage: launch/prepare-data.sh [wordnet-pos] [wordnet-lex] [spam] [wordnet-lex-hint]
+#   (no argument: the first three; wordnet-lex-hint is the positive control of docs/FIDELITY.md round 8)
 # The CSV files (fixed splits) go to data/csv/<name>/; a dataset already prepared is left as it is
 # (delete data/<name> to make it again). Needs build/budgetformer (cmake --build build).
 set -euo pipefail
@@ -14,7 +15,8 @@ for name in "${names[@]}"; do
   case "$name" in
     wordnet-pos|wordnet-lex) csv_script=launch/make-wordnet-csv.sh; max_len=48 ;;
     spam) csv_script=launch/make-spam-csv.sh; max_len=256 ;;
-    *) echo "prepare-data: unknown dataset '$name' (known: wordnet-pos wordnet-lex spam)" >&2; exit 2 ;;
+    wordnet-lex-hint) csv_script=launch/make-hint-csv.sh; max_len=48 ;;
+    *) echo "prepare-data: unknown dataset '$name' (known: wordnet-pos wordnet-lex spam wordnet-lex-hint)" >&2; exit 2 ;;
   esac
   out=data/$name
   if [ -f "$out/train.h5" ] && [ -f "$out/valid.h5" ] && [ -f "$out/test.h5" ]; then

@@ -15,7 +15,8 @@
 #                     docs/: the document goes to DIR/RESULTS.md and the plots to DIR/results/. Not results.
 #   --out DIR         where runs and evaluations go (default runs/reproduce, or runs/reproduce-quick with --quick)
 #   --seeds N         seeds 1..N (default 3; 1 with --quick)
-#   --datasets LIST   comma- or blank-separated subset of: wordnet-pos wordnet-lex spam
+#   --datasets LIST   comma- or blank-separated subset of: wordnet-pos wordnet-lex spam, or wordnet-lex-hint (the
+#                     positive control of docs/FIDELITY.md round 8; never part of the default, use --no-doc)
 #   --variants LIST   subset of the variants below by name (full, fixed<k>, target<r>, layers<k1>-<k2>), or the groups
 #                     `fixed` and `target`; a name a dataset does not have (fixed8 with 4 heads) is skipped there
 #   --targets LIST    the budget targets r of the learned variants, for every dataset (default 0.25 0.48
@@ -97,13 +98,14 @@ while [ $# -gt 0 ]; do
 done
 
 all_datasets=(wordnet-pos wordnet-lex spam)
+known_datasets=("${all_datasets[@]}" wordnet-lex-hint)
 in_list() { local x=$1; shift; local y; for y in "$@"; do [ "$x" = "$y" ] && return 0; done; return 1; }
 read -r -a datasets <<< "${datasets_arg//,/ }"
 read -r -a variants_sel <<< "${variants_arg//,/ }"
 read -r -a method_sets <<< "$method_set"
 read -r -a all_sets <<< "$set_all"
 [ ${#datasets[@]} -gt 0 ] || datasets=("${all_datasets[@]}")
-for d in "${datasets[@]}"; do in_list "$d" "${all_datasets[@]}" || die "unknown dataset '$d' (known: ${all_datasets[*]})"; done
+for d in "${datasets[@]}"; do in_list "$d" "${known_datasets[@]}" || die "unknown dataset '$d' (known: ${known_datasets[*]})"; done
 for v in "${variants_sel[@]}"; do
   [[ $v =~ ^(full|fixed|target|fixed[1-9][0-9]*|target(0|1)?\.?[0-9]+|layers[1-9][0-9]*(-[1-9][0-9]*)+)$ ]] || die "unknown variant '$v' (known: full fixed<k> target<r> layers<k1>-<k2>..., or the groups fixed and target)"
 done
@@ -117,7 +119,8 @@ for c in ${targets_arg//,/ }; do [[ $c =~ ^(0?\.[0-9]+|1|1\.0*)$ ]] || die "--ta
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
-# Where the document goes: docs/ only for a full run (never for --quick).
+# Where the document goes: docs/ only for a full run (never for --quick), and never for the positive control.
+in_list wordnet-lex-hint "${datasets[@]}" && doc=0
 if [ "$quick" = 0 ] && [ "$doc" = 1 ]; then
   md=$root/docs/RESULTS.md plots=$root/docs/results
 else

@@ -40,6 +40,7 @@ DATASET_INFO = {
     "wordnet-pos": "WordNet gloss -> part of speech (4 classes: noun, verb, adj, adv)",
     "wordnet-lex": "WordNet gloss -> lexicographer file (45 classes)",
     "spam": "SpamAssassin message -> ham / hard_ham / spam (3 classes, 256 tokens)",
+    "wordnet-lex-hint": "wordnet-lex, half of the glosses prefixed by their answer (a positive control, FIDELITY.md round 8)",
 }
 def variant_name(v):
     if v == "full":
