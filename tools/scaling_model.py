@@ -38,9 +38,9 @@ DEFAULTS = {"model.d_model": 64, "model.n_heads": 4, "model.n_layers": 2, "model
 # Vocabulary (PAD and UNK included), max_len and classes of the prepared datasets (launch/prepare-data.sh:
 # --vocab-size 16384, --max-len 48 for WordNet, 256 for spam; tiny: tests/data/tiny with --max-len 24).
 DATASETS = {"tiny": (34, 24, 3), "wordnet-pos": (16384, 48, 4), "wordnet-lex": (16384, 48, 45),
-            "spam": (16384, 256, 3)}
+            "spam": (16384, 256, 3), "wordnet-lex-hint": (16384, 48, 45)}
 # Mean tokens per training input (for --sparse-embedding: rows of tok_emb a global batch can touch).
-MEAN_LEN = {"tiny": 10.8, "wordnet-pos": 14.5, "wordnet-lex": 14.5, "spam": 207.5}
+MEAN_LEN = {"tiny": 10.8, "wordnet-pos": 14.5, "wordnet-lex": 14.5, "spam": 207.5, "wordnet-lex-hint": 15.5}
 
 # Step time T1(n) in ms of a 1-rank run with global batch n, measured with `--measure` (CPU time of 400
 # updates minus that of 100, median of 3 interleaved passes; spam 160 minus 40; one OpenBLAS thread) on the
