@@ -57,6 +57,15 @@ def fmt(xs, digits=2, sign=False):
     return (f % (digits, m)) + ("" if s is None else " ± %.*f" % (digits, s))
 
 
+def table_head(caption, columns):
+    """A blank line, the caption, a blank line and a Markdown table's header for these columns."""
+    print()
+    print(caption)
+    print()
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+
+
 def hinted_rows(path, word):
     """Boolean [N]: the input's first token is `word`."""
     try:
@@ -196,9 +205,8 @@ def main():
 
     print("Test split of %s: %d inputs, %d with the hint (%.1f %%). Accuracy in percent, mean ± seed sd; "
           "heads = mean budget per layer (layer 0 / layer 1 ...)." % (DATASET, n, int(hint.sum()), 100 * hint.mean()))
-    print()
-    print("| variant | seeds | accuracy | hinted half | plain half | heads, hinted | heads, plain |")
-    print("|---|---|---|---|---|---|---|")
+    table_head("Every finished run, split by the halves.",
+               ["variant", "seeds", "accuracy", "hinted half", "plain half", "heads, hinted", "heads, plain"])
     for v in sorted(per, key=order):
         seeds = sorted(per[v])
         own = [per[v][s]["own"] for s in seeds]
@@ -209,12 +217,9 @@ def main():
             fmt([o["plain"]["acc"] for o in own]), heads("hint"), heads("plain")))
     learned = [v for v in sorted(per, key=order) if v.startswith("target")]
     if learned:
-        print()
-        print("Own per-input budgets minus each control on the same weights, points, paired by seed "
-              "(mean ± sd); the control's heads per layer on the plain half in brackets.")
-        print()
-        print("| variant | control | all inputs | hinted half | plain half | beyond the sd (all inputs) |")
-        print("|---|---|---|---|---|---|")
+        table_head("Own per-input budgets minus each control on the same weights, points, paired by seed "
+                   "(mean ± sd); the control's heads per layer on the plain half in brackets.",
+                   ["variant", "control", "all inputs", "hinted half", "plain half", "beyond the sd (all inputs)"])
         for v in learned:
             seeds = sorted(per[v])
             for ctl in ("shuffle", "constant"):
@@ -228,12 +233,9 @@ def main():
                                                             fmt(d["hint"], sign=True), fmt(d["plain"], sign=True),
                                                             verdict))
     if learned and a.two_level:
-        print()
-        print("The same weights with hinted inputs at 1 head and plain ones at c heads in every layer (set from "
-              "outside), and the mixture of two such c at the model's own mean heads; test, points.")
-        print()
-        print("| variant | allocation | accuracy | hinted half | plain half | heads per layer (all inputs) |")
-        print("|---|---|---|---|---|---|")
+        table_head("The same weights with hinted inputs at 1 head and plain ones at c heads in every layer (set "
+                   "from outside), and the mixture of two such c at the model's own mean heads; test, points.",
+                   ["variant", "allocation", "accuracy", "hinted half", "plain half", "heads per layer (all inputs)"])
         for v in learned:
             seeds = sorted(per[v])
             for c in sorted(per[v][seeds[0]]["two_level"]):
