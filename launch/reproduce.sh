@@ -16,7 +16,8 @@
 #   --out DIR         where runs and evaluations go (default runs/reproduce, or runs/reproduce-quick with --quick)
 #   --seeds N         seeds 1..N (default 3; 1 with --quick)
 #   --datasets LIST   comma- or blank-separated subset of: wordnet-pos wordnet-lex spam, or wordnet-lex-hint (the
-#                     positive control of docs/FIDELITY.md round 8; never part of the default, use --no-doc)
+#                     positive control of docs/FIDELITY.md round 8; never part of the default; an invocation that
+#                     names it writes its document to DIR/RESULTS.md, as --no-doc does, never to docs/)
 #   --variants LIST   subset of the variants below by name (full, fixed<k>, target<r>, layers<k1>-<k2>), or the groups
 #                     `fixed` and `target`; a name a dataset does not have (fixed8 with 4 heads) is skipped there
 #   --targets LIST    the budget targets r of the learned variants, for every dataset (default 0.25 0.48

@@ -50,14 +50,17 @@ def read_split(path):
 
 
 def predictions(model, split, budgets=None, batch=1024):
-    """(predicted class [n], budgets used [n, L]) on a split; budgets as BudgetFormer.forward takes them."""
+    """(predicted class [n], budgets used [n, L]) on a split; budgets as BudgetFormer.forward takes them: [L]
+    for every input alike, or [n, L] per input of the split (cut into the same batches as the inputs)."""
     import torch
     tokens, lengths, _ = split
+    per_input = budgets is not None and np.ndim(budgets) == 2
     preds, used = [], []
     with torch.no_grad():
         for i in range(0, len(tokens), batch):
             ln = lengths[i:i + batch]
-            out = model(tokens[i:i + batch, :int(ln.max())], ln, budgets=budgets)
+            out = model(tokens[i:i + batch, :int(ln.max())], ln,
+                        budgets=budgets[i:i + batch] if per_input else budgets)
             preds.append(out["logits"].argmax(dim=1).numpy())
             used.append(out["budget"].numpy())
     return np.concatenate(preds), np.concatenate(used)

@@ -107,22 +107,15 @@ def two_level(ckpt, data, hint):
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
     import budgetformer
-    import torch
-    from budget_layer_grid import read_split
+    from budget_layer_grid import predictions, read_split
     model = budgetformer.load(ckpt)
     H, L = model.config["n_heads"], model.config["n_layers"]
-    tokens, lengths, labels = read_split(data)
+    split = read_split(data)
     out = {}
     for c in range(1, H + 1):
         budgets = np.where(hint[:, None], 1, c).repeat(L, axis=1).astype(np.int64)
-        preds, used = [], []
-        with torch.no_grad():
-            for i in range(0, len(tokens), 1024):
-                ln = lengths[i:i + 1024]
-                o = model(tokens[i:i + 1024, :int(ln.max())], ln, budgets=budgets[i:i + 1024])
-                preds.append(o["logits"].argmax(dim=1).numpy())
-                used.append(o["budget"].numpy())
-        out[c] = split_stats((labels, np.concatenate(preds), np.concatenate(used)), hint)
+        pred, used = predictions(model, split, budgets)
+        out[c] = split_stats((split[2], pred, used), hint)
     return out
 
 
