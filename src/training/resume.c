@@ -269,11 +269,14 @@ int bf_trainer_resume_log(trainer *t, bf_err *err) {
     int rc = bf_runlog_load(&t->log, t->start_step, err);
     if (rc < 0) return -1;
     int64_t have = t->log.n ? t->log.step[t->log.n - 1] : 0;
-    /* A /heads record written early at the checkpoint's step because the run stopped there (train.stop_at)
-     * is dropped: its counts came back from the checkpoint and go into the next regular record. */
+    /* A /heads record at the checkpoint's step whose counts the checkpoint kept (an early record: the run
+     * stopped at train.stop_at, or ended at a train.steps off the heads.every grid) is dropped when the run
+     * goes on: those counts came back from the checkpoint and go into the next record. A record whose counts
+     * were reset (on the grid, or the last record of an older build) has an all-zero checkpoint count and
+     * stays, so no input is counted twice or lost, whatever heads.every is now. */
     const bf_config *c = t->cfg;
     long last = c->stop_at > 0 && c->stop_at < c->steps ? c->stop_at : c->steps;
-    if (t->log.nh && t->log.h_step[t->log.nh - 1] == t->start_step && t->start_step % c->heads_every != 0 &&
+    if (t->log.nh && t->log.h_step[t->log.nh - 1] == t->start_step && t->heads.count[0] > 0 &&
         t->start_step < last)
         t->log.nh--;
     if (rc == 1)

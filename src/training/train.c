@@ -384,10 +384,11 @@ static void apply_update(trainer *t, long step, const update_result *u, progress
 static void record_heads(trainer *t, long step, long last) {
     const bf_config *c = t->cfg;
     if (step % c->heads_every != 0 && step != last) return;
-    /* A stop before train.steps ends the interval early only in the log: the counts go on into the
-     * checkpoint, so a resumed run's records are those of an uninterrupted run (the resume drops this early
-     * record again). */
-    int early = step % c->heads_every != 0 && step < c->steps;
+    /* A record off the heads.every grid (a stop at train.stop_at, or the last update when train.steps is not
+     * a multiple) ends the interval early only in the log: the counts go on into the checkpoint, so a run
+     * resumed from it, or extended to more steps, writes the records of an uninterrupted run (the resume drops
+     * this early record again). */
+    int early = step % c->heads_every != 0;
     if (early) memcpy(t->heads_keep, t->heads.block, t->heads.block_len * sizeof(int64_t));
     /* One exact integer reduction: the record counts every input of the interval once. */
     bf_dist_allreduce_sum_i64(t->dist, t->heads.block, t->heads.block_len);
