@@ -51,6 +51,7 @@ size_t bf_alloc_count(void);
 void bf_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bf_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void bf_set_quiet(int quiet);
+int bf_quiet(void); /* 1 after bf_set_quiet(1): callers skip progress output of their own */
 
 /* Wall-clock seconds (monotonic) and CPU seconds of this process. */
 double bf_wall_seconds(void);

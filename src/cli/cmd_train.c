@@ -22,7 +22,7 @@ static void usage(FILE *f) {
                "  --resume auto   continue from the newest valid checkpoint in run.dir/checkpoints (a new run\n"
                "                  when there is none)\n"
                "  --resume FILE   continue from that checkpoint\n"
-               "  --quiet         no progress lines and info messages (warnings and errors still print)\n"
+               "  --quiet         no progress lines and info messages (results, warnings and errors still print)\n"
                "  --help-config   list every configuration key with its type, default and range\n"
                "exit status: 0 done, 1 failed, 2 usage error, 75 stopped by SIGTERM/SIGUSR1/SIGINT/SIGHUP (or a\n"
                "closed stderr, SIGPIPE) after writing a "

@@ -135,9 +135,11 @@ static int eval_should_stop(void *ctx) {
     return bf_train_stop_signal() != 0;
 }
 
-/* Evaluates a set over the ranks and reports it. Returns 1 when a stop request (on any rank) interrupted it:
- * nothing is reported then, and the caller stops as on a request after an update. */
-static int evaluate_set(trainer *t, const bf_dataset *d, const char *what, double *acc) {
+/* Evaluates a set over the ranks and reports it (rank 0). Returns 1 when a stop request (on any rank)
+ * interrupted it: nothing is reported then, and the caller stops as on a request after an update. A periodic
+ * evaluation during training is progress, so train --quiet leaves its line out; the final ones are results
+ * and always print. */
+static int evaluate_set(trainer *t, const bf_dataset *d, const char *what, int periodic) {
     bf_trainer_shard_sync_weights(t); /* every row of the token embedding is read */
     bf_eval_counts e;
     bf_eval_counts_init(&e, &t->model.cfg);
@@ -153,8 +155,7 @@ static int evaluate_set(trainer *t, const bf_dataset *d, const char *what, doubl
         return 1;
     }
     bf_eval_counts_reduce(t->dist, &e);
-    if (t->rank == 0) report_eval(what, &e);
-    if (acc) *acc = bf_eval_accuracy(&e);
+    if (t->rank == 0 && !(periodic && bf_quiet())) report_eval(what, &e);
     bf_eval_counts_free(&e);
     return 0;
 }
@@ -416,7 +417,7 @@ static int report_progress(trainer *t, long step, long last, const update_result
     for (int l = 0, k = 0; l < L && k < (int)sizeof per_layer - 8; l++)
         k += snprintf(per_layer + k, sizeof per_layer - (size_t)k, "%s%.2f", l ? " " : "",
                       pg->heads_acc_l[l] / pg->acc_steps);
-    if (root)
+    if (root && !bf_quiet()) /* train --quiet: no progress lines (the results still print) */
         fprintf(stderr, "step %6ld/%ld | loss %.4f | eps %.3f | heads [%s]/%d%s | lr %.2e | %.0f samples/s | "
                         "comm %.0f%% | ETA %s\n",
                 step, c->steps, pg->loss_acc / pg->acc_steps, u->eps, per_layer, H, budget_note, u->lr, sps,
@@ -505,8 +506,8 @@ static int finish_run(trainer *t, long first, long last, double t_start, bf_err 
                     BF_EXIT_PREEMPTED);
         return BF_EXIT_PREEMPTED;
     }
-    if ((t->have_valid && evaluate_set(t, &t->valid, "valid", NULL)) ||
-        (t->have_test && evaluate_set(t, &t->test, "test", NULL))) {
+    if ((t->have_valid && evaluate_set(t, &t->valid, "valid", 0)) ||
+        (t->have_test && evaluate_set(t, &t->test, "test", 0))) {
         if (root)
             bf_info("stopped on request during the final evaluation: the final checkpoint is written; exit status %d "
                     "(--resume auto has nothing to train and runs the evaluation)", BF_EXIT_PREEMPTED);
@@ -553,12 +554,13 @@ static int run_loop(trainer *t, bf_err *err) {
             break;
         }
         if (u.skip) continue;
-        int eval_now = t->have_valid && c->eval_every > 0 && step % c->eval_every == 0;
+        /* At train.steps the final evaluation (finish_run) reports valid: not twice. */
+        int eval_now = t->have_valid && c->eval_every > 0 && step % c->eval_every == 0 && step != c->steps;
         if ((step % c->log_every == 0 || step == last || eval_now) && report_progress(t, step, last, &u, &pg, err)) {
             rc = -1;
             break;
         }
-        if (eval_now && evaluate_set(t, &t->valid, "valid", NULL)) { /* a stop request during validation */
+        if (eval_now && evaluate_set(t, &t->valid, "valid", 1)) { /* a stop request during validation */
             stopped = 1;
             stop_step = step;
             break;

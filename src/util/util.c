@@ -86,6 +86,7 @@ char *bf_strdup_at(const char *s, const char *file, int line) {
 }
 
 void bf_set_quiet(int quiet) { g_quiet = quiet; }
+int bf_quiet(void) { return g_quiet; }
 
 void bf_info(const char *fmt, ...) {
     if (g_quiet) return;
