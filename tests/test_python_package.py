@@ -354,6 +354,13 @@ def main():
     fresh.save(only)
     ev4 = eval_json(only, test_h5)
     check("a model-only file saved from Python evaluates to the same accuracy", ev4["accuracy"] == ev["accuracy"])
+    p = subprocess.run([EXE, "train", "--config", os.path.join(SRC, "configs", "wordnet-pos.ini"),
+                        "--set", "data.train=%s/train.h5" % data, "--set", "data.test=" + test_h5,
+                        "--set", "data.valid=", "--set", "run.dir=" + os.path.join(work, "from-model-only"),
+                        "--resume", only, *SMALL], capture_output=True, text=True)
+    check("train --resume of a model-only file: exit 1, the file named as model-only, nothing trained",
+          p.returncode == 1 and only in p.stderr and "model-only file" in p.stderr and "not resumed" in p.stderr
+          and not os.path.exists(os.path.join(work, "from-model-only", "checkpoints")), p.stderr[-800:])
 
     check_options(work, ckpt, test_h5, tokens, lengths)
 

@@ -435,7 +435,12 @@ int bf_checkpoint_read_state(const bf_ckpt_file *cf, bf_ckpt_state *st, bf_err *
     memset(st, 0, sizeof *st);
     hid_t f = cf->file;
     const char *s = "/state";
-    if (!bf_h5_exists(f, s)) return bf_fail(err, "%s: missing group /state: not a budgetformer checkpoint", cf->path);
+    /* The file was opened, so it has /model: without /state it is a model-only file (the Python package's
+     * save() of a model made in Python), which eval, predict and inspect read but nothing can continue. */
+    if (!bf_h5_exists(f, s))
+        return bf_fail(err, "%s: a model-only file (a /model group and no /state: no training state, as the Python "
+                            "package's save() writes for a model made in Python): it can be evaluated, not resumed",
+                       cf->path);
     long fv = 0, ws = 0, bs = 0;
     if (bf_h5_read_attr_long(f, s, "format_version", 0, &fv, err)) return -1;
     st->format_version = (int)fv;
