@@ -134,7 +134,8 @@ def main():
           attrs.get("budget_control") in ("oracle", b"oracle") and or_j["budget_control"]["loss"] < or_j["loss"])
     p = subprocess.run(MPIRUN2 + [EXE, "eval", "--checkpoint", varied, "--data", test, "--budget-control", "oracle"],
                        capture_output=True, text=True, timeout=TIMEOUT)
-    check("oracle on 2 ranks: refused, naming one rank", p.returncode != 0 and "one rank" in p.stderr,
+    check("oracle on 2 ranks: refused as a usage error (exit 2), naming one rank", p.returncode == 2 and
+          "one rank" in p.stderr,
           p.stderr.strip()[-300:])
 
     eq_j = evaluate(equal, test, os.path.join(work, "eq.h5"))

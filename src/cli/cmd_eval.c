@@ -281,7 +281,7 @@ int bf_cmd_eval(int argc, char **argv) {
         if (dist.rank == 0)
             fprintf(stderr, "budgetformer eval: error: --budget-control oracle runs on one rank (it shares heads "
                             "among all inputs at once); run it without mpirun\n");
-        rc = 1;
+        rc = 2; /* a usage error: the command line asks for what one job of ranks cannot do */
     }
     /* Under mpirun every rank evaluates a contiguous shard; counts are summed and records gathered on
      * rank 0 in dataset order. Every rank loaded the same files, so they agree on rc. */
