@@ -299,12 +299,19 @@ static int read_csv(FILE *f, csv_reader *c) {
         size_t done = skip + csv_parse(&p, buf + skip, (size_t)len - skip, on_field, on_row, c);
         if (done != (size_t)len && !c->rd.failed) {
             int e = csv_error(&p);
+            /* Named by the line where the row starts (DATA.md); a quote left open runs on into later lines,
+             * so the line where the parser gave up is said too: lines row_line..line are dropped. */
+            char where[160] = "";
+            if (line > c->row_line)
+                snprintf(where, sizeof where, " (the row that starts here breaks on line %lld: a quote left open "
+                         "ran on; lines %lld-%lld are dropped)", (long long)line, (long long)c->row_line,
+                         (long long)line);
             if (e == CSV_EPARSE)
-                bad_row(&c->rd, line,
-                        "malformed CSV quoting: expected quotes only around a whole field, with \"\" for a quote "
-                        "inside it");
+                bad_row(&c->rd, c->row_line,
+                        "malformed CSV quoting%s: expected quotes only around a whole field, with \"\" for a quote "
+                        "inside it", where);
             else
-                bad_row(&c->rd, line, "CSV parser failed: %s", csv_strerror(e));
+                bad_row(&c->rd, c->row_line, "CSV parser failed%s: %s", where, csv_strerror(e));
             /* Drop the broken row and restart the parser on the next line. */
             csv_clear_fields(c);
             csv_free(&p);
