@@ -74,6 +74,17 @@ def main():
     p = subprocess.run([EXE, "eval", "--checkpoint", "x.h5", "--data", "a.csv"], capture_output=True, text=True,
                        cwd=work)
     check("eval: the suggestion names DIR/test.h5", "then --data DIR/test.h5" in p.stderr, p.stderr.strip())
+
+    # docs/CONFIG.md's error examples are the program's messages (its list of [model] keys goes stale otherwise)
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "CONFIG.md")) as f:
+        doc = f.read()
+    for arg, doc_line in (("model.d_modl=3", "unknown key 'model.d_modl'"), ("model.d_model=abc", "expected an integer"),
+                          ("train.lr=0", "train.lr: 0 is out of range"), ("explore.shape=step", "explore.shape: expected")):
+        p = train(arg)
+        msg = p.stderr.strip().split("--set %s: " % arg, 1)[-1]
+        shown = [ln.split(": ", 1)[1] for ln in doc.splitlines() if doc_line in ln and ": " in ln]
+        check("CONFIG.md: the example for --set %s is the program's message" % arg, p.returncode == 2 and shown and
+              any(msg == x or msg == x.split(": ", 1)[-1] for x in shown), "program: %s\nCONFIG.md: %s" % (msg, shown))
     finish(work)
 
 
