@@ -82,6 +82,21 @@ def main():
     check(p.returncode == 1 and records in p.stderr, "a records file as LOG.h5: exit 1 naming it (%d, %s)"
           % (p.returncode, p.stderr.strip()))
 
+    # Outputs that cannot be written: one line naming the path, exit 1, no traceback.
+    blocker = os.path.join(WORK, "a-file")
+    with open(blocker, "w") as f:
+        f.write("not a directory\n")
+    taken = os.path.join(WORK, "plots-taken")
+    os.makedirs(os.path.join(taken, "head_usage.png"))  # a directory where the PNG would go
+    for out, path in ((os.path.join(blocker, "plots"), os.path.join(blocker, "plots")),
+                      (taken, os.path.join(taken, "head_usage.png"))):
+        p = subprocess.run([PY, SCRIPT, log, "--out", out], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+        check(p.returncode == 1 and path in p.stderr and "Traceback" not in p.stderr and
+              len(p.stderr.strip().splitlines()) == 1,
+              "an unwritable --out %s: exit 1, one line naming %s (%d, %s)" % (out, path, p.returncode,
+                                                                               p.stderr.strip()[-300:]))
+
     report()
 
 

@@ -113,7 +113,10 @@ def load_class_names(path, n_classes):
 
 def save(fig, out_dir, name, written):
     path = os.path.join(out_dir, name)
-    fig.savefig(path, dpi=110)
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as e:
+        fail("cannot write %s: %s" % (path, e.strerror or e))
     plt.close(fig)
     written.append(path)
 
@@ -322,7 +325,10 @@ def main():
         n_classes = 0
     names = load_class_names(args.data, n_classes) if args.data else ["class %d" % c for c in range(n_classes)]
 
-    os.makedirs(args.out, exist_ok=True)
+    try:
+        os.makedirs(args.out, exist_ok=True)
+    except OSError as e:
+        fail("--out %s: cannot create the directory: %s" % (args.out, e.strerror or e))
     written = []
     if "usage" in log and len(log["h_step"]) > 0:
         plot_head_usage(log, args.out, written)
