@@ -178,7 +178,7 @@ static const key_spec kKeys[] = {
     KEY("train", "seed", KT_U64, FIELD(seed, uint64_t), 0, 0, R_ANY, "1",
         "Seed of every random draw: initialisation, data order and exploration."),
     K_LONG("train", "log_every", log_every, 1, 0, R_NO_MAX, "10",
-           "Progress line and metrics record every this many updates."),
+           "A progress line, and log.h5 written to disk, every this many updates (/metrics has a row for every update)."),
     K_LONG("train", "eval_every", eval_every, 0, 0, R_NO_MAX, "0",
            "Validation every this many updates; 0 = only at the end."),
 
