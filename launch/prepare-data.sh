@@ -2,10 +2,13 @@
 # Turns the real corpora into prepared datasets under data/<name>/{train,valid,test}.h5.
 #   usage: launch/prepare-data.sh [wordnet-pos] [wordnet-lex] [spam] [wordnet-lex-hint]
 #   (no argument: the first three; wordnet-lex-hint is the positive control of docs/FIDELITY.md round 8)
+#   launch/prepare-data.sh --list   prints the names it knows, one per line
 # The CSV files (fixed splits) go to data/csv/<name>/; a dataset already prepared is left as it is
 # (delete data/<name> to make it again). Needs build/budgetformer (cmake --build build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+known=(wordnet-pos wordnet-lex spam wordnet-lex-hint)
+if [ "${1:-}" = --list ]; then printf '%s\n' "${known[@]}"; exit 0; fi
 exe=${BF_EXE:-./build/budgetformer}
 [ -x "$exe" ] || { echo "prepare-data: $exe not found: build first (cmake -S . -B build && cmake --build build)" >&2; exit 1; }
 names=("$@")
@@ -16,7 +19,7 @@ for name in "${names[@]}"; do
     wordnet-pos|wordnet-lex) csv_script=launch/make-wordnet-csv.sh; max_len=48 ;;
     spam) csv_script=launch/make-spam-csv.sh; max_len=256 ;;
     wordnet-lex-hint) csv_script=launch/make-hint-csv.sh; max_len=48 ;;
-    *) echo "prepare-data: unknown dataset '$name' (known: wordnet-pos wordnet-lex spam wordnet-lex-hint)" >&2; exit 2 ;;
+    *) echo "prepare-data: unknown dataset '$name' (known: ${known[*]})" >&2; exit 2 ;;
   esac
   out=data/$name
   if [ -f "$out/train.h5" ] && [ -f "$out/valid.h5" ] && [ -f "$out/test.h5" ]; then
