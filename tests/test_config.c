@@ -102,6 +102,7 @@ static void assert_configs_equal(const bf_config *a, const bf_config *b) {
     assert_true(a->budget_cost == b->budget_cost);
     assert_true(a->seed == b->seed);
     assert_int_equal(a->log_every, b->log_every);
+    assert_int_equal(a->log_write_every, b->log_write_every);
     assert_int_equal(a->eval_every, b->eval_every);
     assert_true(a->eps_start == b->eps_start);
     assert_true(a->eps_end == b->eps_end);
@@ -145,6 +146,7 @@ static void test_defaults(void **state) {
     assert_true(c.budget_cost == 0.01f);
     assert_true(c.seed == 1);
     assert_int_equal(c.log_every, 10);
+    assert_int_equal(c.log_write_every, 1);
     assert_int_equal(c.eval_every, 0);
     assert_true(c.eps_start == 1.0f);
     assert_true(c.eps_end == 0.0f);

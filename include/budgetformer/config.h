@@ -65,7 +65,8 @@ typedef struct {
     long full_warmup;     /* the first this many updates use every head (k = H) */
     int precision;        /* of the matrix products: 0 fp32, 1 bf16 (bf_precision of bf16.h) */
     uint64_t seed;
-    long log_every;   /* progress line and /metrics every this many steps */
+    long log_every;   /* progress line and a synced write of log.h5 every this many steps */
+    long log_write_every; /* log.h5 rewritten without fsync every this many steps (0 = only at log_every) */
     long eval_every;  /* validation every this many steps (0 = only at the end) */
     /* [explore] */
     float eps_start, eps_end;

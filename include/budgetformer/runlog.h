@@ -3,7 +3,10 @@
  * log.h5 must be readable at any moment, also while training writes it and after a kill. Chosen way: the
  * records are kept in memory and every flush writes a complete new file under a temporary name in the same
  * directory and renames it over log.h5 (atomic on POSIX). A reader therefore always opens a complete file,
- * never sees a lock held by the writer, and a kill loses at most the records since the last flush. */
+ * never sees a lock held by the writer, and a kill loses at most the records since the last write. The
+ * trainer writes after every update (train.log_write_every, rename only) and syncs at train.log_every
+ * (fsync of the file and its directory), so a kill of the process loses nothing completed and a crash of the
+ * machine at most the updates since the last synced write. */
 #ifndef BUDGETFORMER_RUNLOG_H
 #define BUDGETFORMER_RUNLOG_H
 
@@ -56,7 +59,11 @@ void bf_runlog_append(bf_runlog *lg, int64_t step, float loss, float lr, float e
 void bf_runlog_reserve(bf_runlog *lg, size_t rows, size_t head_rows);
 /* Appends a /heads record covering the interval that ended at `step` (counts summed over all ranks). */
 void bf_runlog_append_heads(bf_runlog *lg, int64_t step, const bf_headstats *s);
+/* Writes every record into a new log.h5 and syncs it (bf_commit_file): durable across a machine crash. */
 int bf_runlog_flush(const bf_runlog *lg, bf_err *err);
+/* The same write; durable = 0 only renames (bf_replace_file): a kill of the process keeps it, a machine
+ * crash may not, and it costs no fsync (the per-update writes between synced ones). */
+int bf_runlog_write(const bf_runlog *lg, int durable, bf_err *err);
 /* The /memory record of the next flush: `ranks` rows of 4 values (copied). */
 void bf_runlog_set_memory(bf_runlog *lg, int ranks, const int64_t *kb, int64_t rows_bytes, int shared);
 /* Resume: reads back the records of the existing file at lg->path whose step is <= max_step (records after

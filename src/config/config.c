@@ -178,7 +178,12 @@ static const key_spec kKeys[] = {
     KEY("train", "seed", KT_U64, FIELD(seed, uint64_t), 0, 0, R_ANY, "1",
         "Seed of every random draw: initialisation, data order and exploration."),
     K_LONG("train", "log_every", log_every, 1, 0, R_NO_MAX, "10",
-           "A progress line, and log.h5 written to disk, every this many updates (/metrics has a row for every update)."),
+           "A progress line, and log.h5 written to disk and synced (durable across a machine crash), every this "
+           "many updates (/metrics has a row for every update)."),
+    K_LONG("train", "log_write_every", log_write_every, 0, 0, R_NO_MAX, "1",
+           "Between the synced writes of train.log_every, log.h5 is also rewritten (without fsync: it survives a "
+           "kill of the process, not a crash of the machine) every this many updates, so that a killed run's "
+           "log.h5 holds every update completed before the kill; 0 = only the synced writes."),
     K_LONG("train", "eval_every", eval_every, 0, 0, R_NO_MAX, "0",
            "Validation every this many updates; 0 = only at the end."),
 

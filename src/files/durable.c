@@ -22,6 +22,11 @@ static void fsync_dir_of(const char *path) {
     bf_fsync_dir(dirname(dir));
 }
 
+int bf_replace_file(const char *tmp, const char *path, bf_err *err) {
+    if (rename(tmp, path) != 0) return bf_fail(err, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    return 0;
+}
+
 int bf_commit_file(const char *tmp, const char *path, bf_err *err) {
     int fd = open(tmp, O_RDONLY);
     if (fd < 0) return bf_fail(err, "%s: cannot reopen to sync: %s", tmp, strerror(errno));

@@ -131,7 +131,9 @@ static int write_memory(hid_t f, const bf_runlog *lg, bf_err *err) {
     return rc;
 }
 
-int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
+int bf_runlog_flush(const bf_runlog *lg, bf_err *err) { return bf_runlog_write(lg, 1, err); }
+
+int bf_runlog_write(const bf_runlog *lg, int durable, bf_err *err) {
     char tmp[BF_ERR_LEN + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", lg->path);
     hid_t f = bf_h5_create(tmp, err);
@@ -183,7 +185,7 @@ int bf_runlog_flush(const bf_runlog *lg, bf_err *err) {
                  ? -1
                  : 0;
     if (bf_h5_close(f, tmp, rc ? NULL : err)) rc = -1;
-    if (rc == 0) rc = bf_commit_file(tmp, lg->path, err);
+    if (rc == 0) rc = durable ? bf_commit_file(tmp, lg->path, err) : bf_replace_file(tmp, lg->path, err);
     if (rc) unlink(tmp);
     return rc;
 }

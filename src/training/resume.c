@@ -14,7 +14,7 @@
  * model.* keys are refused; every other change (learning rate, seed, batch, exploration, ...) is allowed
  * with a warning that the continuation differs from an uninterrupted run. */
 static const char *const kFreeOnResume[] = {
-    "train.steps", "train.stop_at", "train.log_every", "train.eval_every", "train.micro_batch", "data.train",
+    "train.steps", "train.stop_at", "train.log_every", "train.log_write_every", "train.eval_every", "train.micro_batch", "data.train",
     "data.valid", "data.test", "run.dir", "checkpoint.every", "checkpoint.keep", "heads.every", "dist.bucket_kb",
     "dist.timeout", "dist.shard_optimizer", "dist.shared_dataset", "dist.spin_us",
     "train.max_nonfinite", "checkpoint.on_error"};

@@ -516,6 +516,19 @@ static int finish_run(trainer *t, long first, long last, double t_start, bf_err 
     return 0;
 }
 
+/* log.h5 rewritten after an update that is not a train.log_every boundary, so that a killed run loses no
+ * completed record (FILES.md). Rank 0 alone, no collective and no fsync (a rename survives a kill of the
+ * process; the synced writes at train.log_every cover a crash of the machine). A failure here is a warning,
+ * once: the synced write that follows applies checkpoint.on_error. */
+static void write_log_between_syncs(trainer *t) {
+    if (t->rank != 0) return;
+    bf_err e;
+    if (bf_runlog_write(&t->log, 0, &e) == 0 || t->log_write_warned) return;
+    t->log_write_warned = 1;
+    bf_warn("%s (log.h5 rewritten between the synced writes of train.log_every; the next synced write applies "
+            "checkpoint.on_error if it fails too; not repeated)", e.msg);
+}
+
 /* The updates of this run, each: compute, skip or apply, head records, then at a boundary the progress line,
  * validation and the periodic checkpoint. A stop request ends the loop after an update (its checkpoint). */
 static int run_loop(trainer *t, bf_err *err) {
@@ -556,9 +569,13 @@ static int run_loop(trainer *t, bf_err *err) {
         if (u.skip) continue;
         /* At train.steps the final evaluation (finish_run) reports valid: not twice. */
         int eval_now = t->have_valid && c->eval_every > 0 && step % c->eval_every == 0 && step != c->steps;
-        if ((step % c->log_every == 0 || step == last || eval_now) && report_progress(t, step, last, &u, &pg, err)) {
-            rc = -1;
-            break;
+        if (step % c->log_every == 0 || step == last || eval_now) {
+            if (report_progress(t, step, last, &u, &pg, err)) {
+                rc = -1;
+                break;
+            }
+        } else if (c->log_write_every > 0 && step % c->log_write_every == 0) {
+            write_log_between_syncs(t);
         }
         if (eval_now && evaluate_set(t, &t->valid, "valid", 1)) { /* a stop request during validation */
             stopped = 1;

@@ -69,6 +69,7 @@ typedef struct {
     int resumed;          /* the state was loaded from a checkpoint */
     long start_step;      /* updates already done when this run started */
     long last_saved;      /* step of the last checkpoint saved by this run (-1: none) */
+    int log_write_warned; /* a failed rewrite of log.h5 between its synced writes was reported once */
     long skipped_total;   /* updates skipped for non-finite numbers, since step 1 */
     long nonfinite_run;   /* consecutive ones up to the current step */
     long newest_ckpt;     /* step of the newest checkpoint known valid (resumed from or written); -1: none */
