@@ -16,9 +16,12 @@ inputs, and zeros, so every input gets the same budget in each layer. On the tes
   - oracle: every input has one k in all layers, the heads given are at most the model's own (summed over
     layers, divided by L, rounded) and at least one per input, its records say budget_control = oracle, and
     its loss is below the model's own (it picks, per input, budgets that lower the loss); refused on 2 ranks;
-  - usage errors: an unknown control, a bad seed, --control-seed without shuffle."""
+  - usage errors: an unknown control, a bad seed, --control-seed without shuffle;
+  - the plain JSON holds exactly the keys of README's eval table, and a checkpoint path with a quote and a
+    backslash comes back as the same string (the object still parses)."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,7 +30,7 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bftest import EXE, MPIRUN2, TIMEOUT, check, finish, prepare, rng_key, run, train_args, work_dir  # noqa: E402
+from bftest import EXE, MPIRUN2, SRC, TIMEOUT, check, finish, prepare, rng_key, run, train_args, work_dir  # noqa: E402
 
 L, H = 2, 4
 STREAM_CONTROL = 8
@@ -79,6 +82,19 @@ def main():
 
     own_j = evaluate(varied, test, os.path.join(work, "own.h5"))
     own, _ = records(os.path.join(work, "own.h5"))
+    with open(os.path.join(SRC, "README.md")) as f:
+        readme = f.read()
+    table = readme[readme.index("`--json` prints one JSON object with\nthese keys:"):]
+    table = table[:table.index("\n\n", table.index("| key |"))]
+    documented = set(re.findall(r"`([a-z_0-9]+)`", "\n".join(r.split("|")[1] for r in table.splitlines()
+                                                             if r.startswith("| `"))))
+    check("plain eval JSON: exactly README's keys (budget_control only with a control)",
+          set(own_j) == documented - {"budget_control"}, "%s vs %s" % (sorted(own_j), sorted(documented)))
+    odd = os.path.join(work, 'we"ird\\name.h5')
+    shutil.copyfile(varied, odd)
+    odd_j = evaluate(odd, test, os.path.join(work, "odd.h5"))
+    check("a checkpoint path with a quote and a backslash: JSON parses, same string, same accuracy",
+          odd_j["checkpoint"] == odd and odd_j["accuracy"] == own_j["accuracy"], odd_j["checkpoint"])
     ob = own["budget"]
     n = ob.shape[0]
     check("the edited model's budgets vary (>= 3 distinct k in some layer)",

@@ -20,6 +20,7 @@
 #include "budgetformer/evaluate.h"
 #include "budgetformer/files.h"
 #include "budgetformer/textread.h"
+#include "jsonout.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: budgetformer eval --checkpoint FILE --data FILE [--records FILE] [--json] [--batch N]\n"
@@ -74,9 +75,14 @@ typedef struct {
 
 static void print_json(const bf_eval_counts *e, const char *ckpt, const char *data, const control_result *ctl) {
     double n = e->n ? (double)e->n : 1.0;
-    printf("{\"checkpoint\": \"%s\", \"data\": \"%s\", \"n\": %lld, \"accuracy\": %.6f, \"macro_f1\": %.6f, "
+    /* Paths as JSON strings: a quote or backslash in a file name must not break the object. */
+    printf("{\"checkpoint\": ");
+    bf_json_str(stdout, ckpt);
+    printf(", \"data\": ");
+    bf_json_str(stdout, data);
+    printf(", \"n\": %lld, \"accuracy\": %.6f, \"macro_f1\": %.6f, "
            "\"loss\": %.6f, \"n_heads\": %d, \"n_layers\": %d, ",
-           ckpt, data, (long long)e->n, bf_eval_accuracy(e), bf_eval_macro_f1(e), e->ce_sum / n, e->n_heads,
+           (long long)e->n, bf_eval_accuracy(e), bf_eval_macro_f1(e), e->ce_sum / n, e->n_heads,
            e->n_layers);
     json_budgets(e);
     printf(", \"attention_flops_ratio\": %.6f, \"flops_ratio\": %.6f, \"flops\": %.6g, \"flops_all_heads\": %.6g, "
